@@ -1,0 +1,40 @@
+"""The exception hierarchy of robostore.
+
+Every error raised for bad input or a failing backend is a :class:`RobostoreError`.
+Messages say *what* is wrong, *where* (dataset URL and path) and, where it helps,
+*what to do*.
+"""
+
+from __future__ import annotations
+
+
+class RobostoreError(Exception):
+    """Base class of every error robostore raises on purpose."""
+
+
+class SchemaError(RobostoreError, ValueError):
+    """Metadata or a frame does not match the LeRobot v3.0 schema."""
+
+
+class StoreError(RobostoreError, OSError):
+    """A storage backend failed: connection, credentials, permissions, timeouts."""
+
+
+class NotFound(StoreError, FileNotFoundError):
+    """A file or object does not exist on the backend."""
+
+
+class PathError(SchemaError):
+    """A path would leave the dataset root (``..``, absolute paths, NUL bytes)."""
+
+
+class CorruptDataset(RobostoreError):
+    """Files exist but their content is inconsistent or unreadable."""
+
+
+class VideoError(CorruptDataset):
+    """A video file cannot be decoded, or its frames do not match the metadata."""
+
+
+class LeaseError(RobostoreError):
+    """Another live writer holds the dataset (a second Recorder on the same URL)."""
