@@ -1,0 +1,355 @@
+"""The Store: one dataset root on one fsspec filesystem.
+
+Everything above this layer speaks in dataset-relative paths (``meta/info.json``,
+``data/chunk-000/file-000.parquet``), never in URLs. A backend is a subclass of
+:class:`Store` that adapts the few things that differ between filesystems: how the
+filesystem is built from a URL, what an atomic write is, which field of a listing is a
+content token, and whether writes are transactions (:meth:`Store.commit`).
+
+The base class works on any fsspec filesystem, so it is also the generic fallback for
+protocols robostore has no dedicated backend for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any, ClassVar
+
+import fsspec
+from fsspec.asyn import AsyncFileSystem
+from fsspec.spec import AbstractFileSystem
+
+from robostore.errors import NotFound, PathError, RobostoreError, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What a listing says about one file.
+
+    ``token`` changes whenever the content changes (an ETag, md5, git oid, or on local
+    disk size + mtime + inode). Tokens are only comparable within one backend.
+    """
+
+    path: str
+    size: int
+    token: str | None
+
+
+def normalize_path(path: str, *, allow_root: bool = False) -> str:
+    """Return ``path`` as a canonical dataset-relative POSIX path.
+
+    Raises :class:`PathError` for anything that could leave the dataset root: absolute
+    paths, ``..`` segments, backslashes, NUL bytes, or URL schemes.
+    """
+    if not isinstance(path, str):
+        raise PathError(f"dataset path must be a string, got {type(path).__name__}: {path!r}")
+    if "\x00" in path or "\\" in path or "://" in path:
+        raise PathError(f"dataset path {path!r} contains a NUL byte, a backslash or a URL scheme")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise PathError(f"dataset path {path!r} is absolute; paths are relative to the dataset root")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise PathError(f"dataset path {path!r} contains '..' and could leave the dataset root")
+    if not parts and not allow_root:
+        raise PathError("dataset path is empty")
+    return "/".join(parts)
+
+
+def _first(detail: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = detail.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+class Store:
+    """A dataset root on an fsspec filesystem.
+
+    Create one with :func:`robostore.open_store` (which picks the backend by URL scheme)
+    or ``SomeStore.from_url(url, storage_options)``.
+
+    Args:
+        url: the dataset root as the user gave it, used in messages.
+        fs: the filesystem.
+        root: the root as a path on ``fs`` (no protocol, no trailing slash).
+        storage_options: what ``fs`` was built from; kept so the store can be pickled
+            into DataLoader workers and rebuilt there.
+    """
+
+    #: URL schemes this class serves (informational; the registry maps schemes).
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: Block size of :meth:`open` for remote files (ranged reads of this size, cached).
+    open_block_size: ClassVar[int | None] = None
+    #: How many requests :meth:`read_many` keeps in flight.
+    max_concurrency: ClassVar[int] = 32
+    #: Exception types of the backend's client library that mean "the backend failed".
+    client_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(
+        self,
+        url: str,
+        fs: AbstractFileSystem,
+        root: str,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.storage_options: dict[str, Any] = dict(storage_options or {})
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_url(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> Store:
+        """Build the store for ``url``; ``storage_options`` go to the fsspec filesystem."""
+        options = dict(storage_options or {})
+        try:
+            fs, root = cls.make_filesystem(url, options)
+        except RobostoreError:
+            raise
+        except (ImportError, ValueError, TypeError) as exc:
+            raise StoreError(f"{url}: cannot open the storage backend: {exc}") from exc
+        return cls(url, fs, root, options)
+
+    @classmethod
+    def make_filesystem(cls, url: str, storage_options: dict[str, Any]) -> tuple[AbstractFileSystem, str]:
+        """Build the filesystem and the root path on it for ``url``."""
+        fs, root = fsspec.core.url_to_fs(url, **storage_options)
+        return fs, root
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the URL in the unpickling process: live connections and event
+        # loops do not survive pickling, and workers started with spawn need a store.
+        return (type(self).from_url, (self.url, self.storage_options))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # ------------------------------------------------------------------ paths
+    def full_path(self, path: str) -> str:
+        """The path of dataset-relative ``path`` on the filesystem."""
+        rel = normalize_path(path)
+        return f"{self.root}/{rel}" if self.root else rel
+
+    def describe(self, path: str = "") -> str:
+        """A human-readable location for messages: the dataset URL plus ``path``."""
+        return f"{self.url}/{path}" if path else self.url
+
+    def relative(self, full: str) -> str:
+        """Inverse of :meth:`full_path` for paths returned by the filesystem."""
+        full = self.fs._strip_protocol(full).rstrip("/")
+        root = self.fs._strip_protocol(self.root).rstrip("/") if self.root else ""
+        if root and not (full == root or full.startswith(root + "/")):
+            raise PathError(f"{full!r} is not under the dataset root {self.url!r}")
+        return full[len(root) :].lstrip("/") if root else full
+
+    @contextlib.contextmanager
+    def _errors(self, path: str = "") -> Iterator[None]:
+        """Turn the backend's exceptions into the robostore hierarchy."""
+        try:
+            yield
+        except RobostoreError:
+            raise
+        except FileNotFoundError as exc:
+            raise NotFound(f"{self.describe(path)}: not found") from exc
+        except IsADirectoryError as exc:
+            raise NotFound(f"{self.describe(path)}: is a folder, not a file") from exc
+        except PermissionError as exc:
+            raise StoreError(
+                f"{self.describe(path)}: permission denied ({exc}); check the credentials "
+                "in storage_options or the environment"
+            ) from exc
+        except (OSError, TimeoutError, asyncio.TimeoutError, *self.client_errors) as exc:
+            raise StoreError(f"{self.describe(path)}: {type(exc).__name__}: {exc}") from exc
+
+    # ------------------------------------------------------------------ reading
+    def read(self, path: str) -> bytes:
+        """The whole content of ``path``."""
+        with self._errors(path):
+            return self.fs.cat_file(self.full_path(path))
+
+    def read_range(self, path: str, start: int, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of ``path``.
+
+        A negative ``start`` with ``end=None`` is a suffix read: the last ``-start``
+        bytes. Ranges past the end of the file are clipped, as in HTTP.
+        """
+        if end is not None and start >= 0 and end < start:
+            raise ValueError(f"read_range: end {end} < start {start}")
+        with self._errors(path):
+            return self.fs.cat_file(self.full_path(path), start=start, end=end)
+
+    def read_many(self, paths: Iterable[str], max_concurrency: int | None = None) -> dict[str, bytes]:
+        """Read several files concurrently; returns ``{path: bytes}`` in input order.
+
+        On async filesystems (s3, gcs, http) all requests run on the filesystem's one
+        event loop with at most ``max_concurrency`` in flight; other filesystems use a
+        small thread pool. A missing file raises :class:`NotFound` naming it.
+        """
+        rel = list(dict.fromkeys(paths))
+        if not rel:
+            return {}
+        limit = max_concurrency or self.max_concurrency
+        full = [self.full_path(p) for p in rel]
+        if isinstance(self.fs, AsyncFileSystem):
+            results = self._read_many_async(full, limit)
+        elif len(full) == 1 or limit == 1:
+            results = [self._capture(self.fs.cat_file, f) for f in full]
+        else:
+            with ThreadPoolExecutor(max_workers=min(limit, 8, len(full))) as pool:
+                results = list(pool.map(lambda f: self._capture(self.fs.cat_file, f), full))
+        out: dict[str, bytes] = {}
+        for path, result in zip(rel, results):
+            if isinstance(result, BaseException):
+                with self._errors(path):
+                    raise result
+            out[path] = result
+        return out
+
+    @staticmethod
+    def _capture(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # re-raised, translated, by the caller
+            return exc
+
+    def _read_many_async(self, full: list[str], limit: int) -> list[Any]:
+        fs = self.fs
+
+        async def gather() -> list[Any]:
+            sem = asyncio.Semaphore(limit)
+
+            async def one(p: str) -> Any:
+                async with sem:
+                    try:
+                        return await fs._cat_file(p)
+                    except Exception as exc:
+                        return exc
+
+            return await asyncio.gather(*(one(p) for p in full))
+
+        return fsspec.asyn.sync(fs.loop, gather)
+
+    def open(self, path: str, block_size: int | None = None) -> IO[bytes]:
+        """A seekable binary file object for ``path`` (for PyAV, pyarrow, ...).
+
+        Remote backends read it in ranged requests of ``block_size`` bytes, keeping
+        recently used blocks, so a decoder seeking inside a large mp4 never downloads
+        the whole file.
+        """
+        size = block_size or self.open_block_size
+        kwargs: dict[str, Any] = {}
+        if size:
+            kwargs = {"block_size": size, "cache_type": "blockcache"}
+        with self._errors(path):
+            return self.fs.open(self.full_path(path), "rb", **kwargs)
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` exists as a file."""
+        with self._errors(path):
+            return bool(self.fs.isfile(self.full_path(path)))
+
+    def info(self, path: str) -> FileInfo:
+        """Size and content token of ``path``."""
+        with self._errors(path):
+            detail = self.fs.info(self.full_path(path))
+        if detail.get("type") == "directory":
+            raise NotFound(f"{self.describe(path)}: is a folder, not a file")
+        return FileInfo(normalize_path(path), int(detail.get("size") or 0), self._token(path, detail))
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Every file under the folder ``prefix`` (recursively), as sorted relative paths."""
+        return [f.path for f in self.list_info(prefix)]
+
+    def list_info(self, prefix: str = "") -> list[FileInfo]:
+        """Like :meth:`list` with sizes and content tokens, from one listing."""
+        rel = normalize_path(prefix, allow_root=True)
+        base = f"{self.root}/{rel}" if rel else self.root
+        with self._errors(prefix):
+            try:
+                found = self.fs.find(base, detail=True, withdirs=False)
+            except FileNotFoundError:
+                return []
+        out = []
+        for name, detail in found.items():
+            if detail.get("type") == "directory":
+                continue
+            path = self.relative(name)
+            if not path or self._is_internal(path):
+                continue
+            out.append(FileInfo(path, int(detail.get("size") or 0), self._token(path, detail)))
+        out.sort(key=lambda f: f.path)
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def write(self, path: str, data: bytes | bytearray | memoryview | os.PathLike[str] | str) -> None:
+        """Write ``data`` (bytes, or the path of a local file to upload) to ``path``.
+
+        Atomic: a reader sees either the old content or the new one, never half a file.
+        A ``str`` is taken as a local file path, not as content.
+        """
+        full = self.full_path(path)
+        with self._errors(path):
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                self._write_bytes(full, bytes(data))
+            else:
+                self._write_file(full, os.fspath(data))
+
+    def _write_bytes(self, full: str, data: bytes) -> None:
+        # One PUT is atomic on object stores.
+        self.fs.pipe_file(full, data)
+
+    def _write_file(self, full: str, local: str) -> None:
+        self.fs.put_file(local, full)
+
+    def delete(self, path: str, missing_ok: bool = False) -> None:
+        """Delete ``path``; a missing file raises :class:`NotFound` unless ``missing_ok``."""
+        full = self.full_path(path)
+        with self._errors(path):
+            try:
+                self.fs.rm_file(full)
+            except FileNotFoundError:
+                if not missing_ok:
+                    raise
+
+    def commit(self, message: str = "robostore commit") -> None:
+        """Make pending writes visible, for backends where writes are transactions.
+
+        A no-op on filesystems where each write is visible at once.
+        """
+
+    def close(self) -> None:
+        """Flush pending work and release resources."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ backend hooks
+    def _token(self, path: str, detail: Mapping[str, Any]) -> str | None:
+        """The content token in one entry of ``fs.info``/``fs.find(detail=True)``."""
+        value = _first(detail, "ETag", "etag", "md5Hash", "crc32c", "sha256", "oid", "checksum")
+        if value is not None:
+            return str(value).strip('"')
+        mtime = _first(detail, "mtime", "LastModified", "last_modified", "updated", "created")
+        return f"{detail.get('size')}-{mtime}" if mtime is not None else None
+
+    def _is_internal(self, path: str) -> bool:
+        """Files the backend keeps for itself that listings should not show."""
+        return False
+
+
+def content_hash(data: bytes) -> str:
+    """A short content token for backends whose listings have none."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
