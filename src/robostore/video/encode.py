@@ -13,13 +13,20 @@ Design (measured on the 2-core dev machine, see ``benchmarks/video_encode.py``):
   the old file's end) are remuxed into a new file beside it, fsync'ed, and renamed
   over the old one. No frame is re-encoded, and at any instant the mp4 on disk is
   a complete file holding every episode appended so far (``kill -9`` safe).
-  The cost is a copy of the file per episode (O(file), demux+mux, no decode); the
-  alternative, fragmented MP4 where an append is a byte append, was rejected: its
-  index is spread over one ``moof`` box per fragment, so opening and seeking a file
-  on a remote store costs a ranged read per fragment, while a plain mp4 has one
-  ``moov`` index (see the benchmark's numbers in the module README of the branch's
-  final report). Callers roll files over at ``video_files_size_in_mb``, which bounds
-  the copy.
+
+Why a copy per episode and not fragmented MP4 (where an append is a byte append):
+measured with ``benchmarks/video_encode.py`` (480x640, 300-frame episodes, 2 cores),
+the copy runs at ~250-390 MB/s including fsync, i.e. 0.06 s at 17 MB and 0.3-0.4 s
+at 120 MB per episode (the file is bounded by ``video_files_size_in_mb``, 200 MB by
+default, and uploading to an object store rewrites the whole object anyway). The
+fragmented file's index is spread over one ``moof`` box per fragment: opening a
+138 MB file and seeking to its last frame took 1224 reads (1202 non-contiguous,
+39 MB read) against 5 reads (3 ranges, 0.3 MB) for the plain mp4 — fatal for random
+access from S3/GCS/the Hub. Plain mp4s are also what lerobot writes.
+
+Encoding speed (same benchmark, default options, 2 encoders on 2 cores): ~90
+frames/s = 1.5x real time for two 480x640 cameras at 30 fps; ``add()`` p50 0.6 ms,
+p99 2.7 ms, backlog at most 1 frame while recording in real time.
 """
 
 from __future__ import annotations
