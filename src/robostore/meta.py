@@ -9,6 +9,7 @@ stays fast for datasets of 100k episodes.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -24,6 +25,8 @@ from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.schema import DatasetInfo, DatasetStats, Episode, Feature, VideoSpan, default_features, parse_model
 from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, video_column
 from robostore.store import Store
+
+log = logging.getLogger(__name__)
 
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
@@ -88,6 +91,17 @@ class DatasetMeta:
             )
         episodes = _concat_sorted(tables, store.describe(EPISODES_DIR)) if tables else _empty_episodes(info)
         tasks = _read_tasks(store) if store.exists(TASKS_PATH) or episodes.num_rows else []
+        # info.json is written last by every writer, so it is the commit point: rows and
+        # tasks past its counts belong to a write that was cut off (see docs/recording.md).
+        committed = pc.less(episodes.column("episode_index"), info.total_episodes)
+        if not pc.all(committed).as_py():
+            log.info("%s: ignoring episodes past total_episodes=%d (an unfinished write)", store.url, info.total_episodes)
+            episodes = episodes.filter(committed)
+        if len(tasks) > info.total_tasks:
+            extra = set(tasks[info.total_tasks :])
+            named = {t for ts in episodes.column("tasks").to_pylist() for t in ts or []}
+            if not extra & named:
+                tasks = tasks[: info.total_tasks]
         stats = _read_stats(store)
         return cls(store, info, tasks, episodes, stats, episode_files)
 
