@@ -135,7 +135,8 @@ class DatasetMeta:
         for key, value in features.items():
             feature = value if isinstance(value, Feature) else parse_model(Feature, dict(value), f"feature {key!r}")
             if feature.is_camera:
-                feature = _camera_feature(feature, "video" if use_videos else "image", fps)
+                # lerobot keeps `image` features as images; use_videos=False turns videos into images.
+                feature = _camera_feature(feature, "video" if use_videos and feature.is_video else "image", fps)
             feats[key] = feature
         for key, feature in default_features().items():
             feats.setdefault(key, feature)
