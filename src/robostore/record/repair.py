@@ -67,10 +67,9 @@ def repair(store: Store) -> DatasetMeta:
 
     if lost_rows:
         # stats.json is written between the episodes table and info.json.
+        meta = DatasetMeta.open(store)
         per_episode = []
         for row in meta.episode_stats().to_pylist():
-            if row["episode_index"] >= total:
-                continue
             stats: dict = {}
             for column, value in row.items():
                 if column.startswith("stats/"):
