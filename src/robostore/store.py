@@ -188,6 +188,10 @@ class Store:
         """
         if end is not None and start >= 0 and end < start:
             raise ValueError(f"read_range: end {end} < start {start}")
+        if end is not None and end == start:
+            # An empty HTTP range ("bytes=5-4") is invalid; S3 answers it with the whole object.
+            self.info(path)  # still a typed NotFound for a missing file
+            return b""
         with self._errors(path):
             return self.fs.cat_file(self.full_path(path), start=start, end=end)
 
@@ -318,11 +322,12 @@ class Store:
         """Delete ``path``; a missing file raises :class:`NotFound` unless ``missing_ok``."""
         full = self.full_path(path)
         with self._errors(path):
-            try:
-                self.fs.rm_file(full)
-            except FileNotFoundError:
-                if not missing_ok:
-                    raise
+            # Deleting a missing object succeeds silently on S3, so look first.
+            if not self.fs.isfile(full):
+                if missing_ok:
+                    return
+                raise FileNotFoundError(full)
+            self.fs.rm_file(full)
 
     def commit(self, message: str = "robostore commit") -> None:
         """Make pending writes visible, for backends where writes are transactions.

@@ -175,15 +175,16 @@ class HfStore(Store):
             self.commit(f"robostore: upload {len(self._staged)} files")
 
     def _private_copy(self, local: str) -> str:
-        """A copy of ``local`` that stays as it is until the commit (a hard link when possible)."""
+        """A private copy of ``local``, so later changes to it do not leak into the commit.
+
+        (A hard link would be cheaper but shares the inode: a caller rewriting the file in
+        place would change what gets committed.)
+        """
         with self._lock:
             if self._staging_dir is None:
                 self._staging_dir = tempfile.mkdtemp(prefix="robostore-hf-")
             target = os.path.join(self._staging_dir, uuid.uuid4().hex)
-        try:
-            os.link(local, target)
-        except OSError:
-            shutil.copyfile(local, target)
+        shutil.copyfile(local, target)
         return target
 
     @property
