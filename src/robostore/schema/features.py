@@ -1,0 +1,82 @@
+"""Feature descriptions: one entry of ``info.json["features"]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+#: dtypes a feature may have: numpy numeric types plus lerobot's own kinds.
+NUMERIC_DTYPES = frozenset(
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
+)
+DTYPES = NUMERIC_DTYPES | {"string", "image", "video"}
+
+
+class Feature(BaseModel):
+    """One feature: dtype, shape, optional names and (for videos) codec info.
+
+    Unknown keys are kept so a round trip through robostore loses nothing.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    dtype: str
+    shape: tuple[int, ...]
+    names: list[Any] | dict[str, Any] | None = None
+    info: dict[str, Any] | None = None
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        if value not in DTYPES:
+            raise ValueError(f"unknown dtype {value!r}; expected one of {sorted(DTYPES)}")
+        return value
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            value = tuple(value)
+        if isinstance(value, tuple) and any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+            raise ValueError(f"shape entries must be positive integers, got {list(value)}")
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.is_camera and len(self.shape) != 3:
+            raise ValueError(f"{self.dtype} features have shape [height, width, channels], got {list(self.shape)}")
+
+    @property
+    def is_video(self) -> bool:
+        return self.dtype == "video"
+
+    @property
+    def is_image(self) -> bool:
+        return self.dtype == "image"
+
+    @property
+    def is_camera(self) -> bool:
+        """Video or image: a picture per frame."""
+        return self.dtype in ("video", "image")
+
+    def to_json(self) -> dict[str, Any]:
+        """The dict written to info.json (``info`` only when present)."""
+        out = self.model_dump(mode="json")
+        out["shape"] = list(self.shape)
+        if out.get("info") is None:
+            out.pop("info", None)
+        return out
+
+
+def default_features() -> dict[str, Feature]:
+    """The five features every LeRobot v3.0 dataset carries."""
+    return {
+        "timestamp": Feature(dtype="float32", shape=(1,), names=None),
+        "frame_index": Feature(dtype="int64", shape=(1,), names=None),
+        "episode_index": Feature(dtype="int64", shape=(1,), names=None),
+        "index": Feature(dtype="int64", shape=(1,), names=None),
+        "task_index": Feature(dtype="int64", shape=(1,), names=None),
+    }
+
+
+DEFAULT_FEATURE_KEYS = frozenset(default_features())
