@@ -36,3 +36,13 @@ def video_basic_url(store_url: tuple[str, dict]) -> tuple[str, dict]:
     url, options = store_url
     upload_folder(DATA / "video_basic", url, options)
     return url, options
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run only when asked for (``-m slow``)."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

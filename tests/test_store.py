@@ -437,3 +437,24 @@ def test_hf_wrong_token(caplog: pytest.LogCaptureFixture) -> None:
             store.commit()
     assert "hf://datasets/org/ds" in str(info.value)
     assert SECRET not in str(info.value) and SECRET not in caplog.text
+
+
+# ---------------------------------------------------------------------- the layers above
+def test_info_and_validate_on_every_backend(video_basic_url: tuple[str, dict[str, Any]]) -> None:
+    """tests/data/video_basic uploaded to the backend opens through DatasetMeta and the CLI."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from robostore.cli import app
+    from robostore.meta import DatasetMeta
+
+    url, options = video_basic_url
+    meta = DatasetMeta.open(url, options)
+    assert meta.info.total_episodes > 0
+    args = [f"--storage-option={k}={v}" for k, v in options.items()]
+    result = CliRunner().invoke(app, ["info", url, "--json", *args])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["episodes"] == meta.info.total_episodes
+    result = CliRunner().invoke(app, ["validate", url, *args])
+    assert result.exit_code == 0, result.output
