@@ -52,13 +52,13 @@ def record_episode(rec: Any, episode: int, length: int, task: str = "pick") -> i
     return rec.save_episode()
 
 
-def read_data(url: str) -> pa.Table:
-    meta = DatasetMeta.open(url)
+def read_data(url: str, options: dict | None = None) -> pa.Table:
+    meta = DatasetMeta.open(url, options)
     return pa.concat_tables([pq.read_table(meta.store.open(p)) for p in meta.data_files()])
 
 
-def decode_episode(url: str, episode: int, key: str) -> np.ndarray:
-    meta = DatasetMeta.open(url)
+def decode_episode(url: str, episode: int, key: str, options: dict | None = None) -> np.ndarray:
+    meta = DatasetMeta.open(url, options)
     span = meta.video_span(episode, key)
     length = meta.episode(episode).length
     with meta.store.open(span.path) as fh, VideoReader(fh, span.path) as video:
@@ -70,10 +70,12 @@ def png(data: bytes) -> np.ndarray:
     return np.asarray(PIL.Image.open(io.BytesIO(data)))
 
 
-def check_values(url: str, lengths: dict[int, int], tasks: dict[int, str], max_err: float = 1.0) -> None:
+def check_values(
+    url: str, lengths: dict[int, int], tasks: dict[int, str], max_err: float = 1.0, options: dict | None = None
+) -> None:
     """Every recorded episode reads back: tabular exactly, video within ``max_err``."""
-    table = read_data(url)
-    meta = DatasetMeta.open(url)
+    table = read_data(url, options)
+    meta = DatasetMeta.open(url, options)
     for episode, length in lengths.items():
         rows = table.filter(pa.compute.equal(table["episode_index"], episode)).to_pylist()
         assert len(rows) == length
@@ -87,6 +89,6 @@ def check_values(url: str, lengths: dict[int, int], tasks: dict[int, str], max_e
             assert row["timestamp"] == np.float32(i / FPS)
             assert meta.task(row["task_index"]) == tasks[episode]
             np.testing.assert_array_equal(png(row["observation.images.wrist"]["bytes"]), want["observation.images.wrist"])
-        decoded = decode_episode(url, episode, "observation.images.front").astype(float)
+        decoded = decode_episode(url, episode, "observation.images.front", options).astype(float)
         expected = np.stack([image(episode, i) for i in range(length)]).astype(float)
         assert np.abs(decoded - expected).mean() <= max_err, np.abs(decoded - expected).mean()
