@@ -265,3 +265,17 @@ def test_default_av1_decodes_close_to_the_input(tmp_path):
         record_episode(rec, 0, 10)
     check_values(url, {0: 10}, {0: "pick"}, max_err=12.0)
     assert image(0, 0).shape == (H, W, 3)
+
+
+def test_demo_command_records_and_prints_info(tmp_path):
+    from typer.testing import CliRunner
+
+    from robostore.cli import app
+
+    url = str(tmp_path / "demo")
+    result = CliRunner().invoke(app, ["demo", url, "--episodes", "2", "--seconds", "0.5", "--size", "32x48", "--codec", "libx264"])
+    assert result.exit_code == 0, result.output
+    assert "episodes  2" in result.output and "pick up the red cube" in result.output
+    assert validate(url).ok
+    again = CliRunner().invoke(app, ["demo", url])
+    assert again.exit_code == 2 and "already exists" in again.output

@@ -1,9 +1,10 @@
-"""The ``robostore`` command line: info, ls, validate (and the commands of later layers)."""
+"""The ``robostore`` command line: info, ls, validate, demo (and the commands of later layers)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Annotated, Any
 
@@ -155,9 +156,49 @@ def validate_command(
         raise typer.Exit(1)
 
 
+@app.command()
+def demo(
+    url: Annotated[str, typer.Argument(help="Where to record: a folder (default ./demo_dataset) or any dataset URL.")] = "demo_dataset",
+    episodes: Annotated[int, typer.Option(help="Episodes to record.")] = 3,
+    seconds: Annotated[float, typer.Option(help="Length of each episode in seconds.")] = 2.0,
+    fps: Annotated[int, typer.Option(help="Frames per second.")] = 30,
+    size: Annotated[str, typer.Option(help="Camera frame size HEIGHTxWIDTH.")] = "96x128",
+    codec: Annotated[str, typer.Option(help="libsvtav1 (lerobot's default) or libx264.")] = "libsvtav1",
+    storage_option: StorageOption = None,
+) -> None:
+    """Record a synthetic dataset (2 cameras with a moving pattern, state, action, a few tasks), then show `info`."""
+    from robostore.record import Recorder
+    from robostore.record.demo import SyntheticRobot, demo_features
+    from robostore.video import VideoOptions
+
+    try:
+        height, width = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HEIGHTxWIDTH, got {size!r}", param_hint="--size") from None
+    options = parse_storage_options(storage_option)
+    robot = SyntheticRobot(height, width)
+    try:
+        video = VideoOptions.h264() if codec == "libx264" else VideoOptions(codec=codec)  # type: ignore[arg-type]
+        with Recorder.create(
+            url, fps=fps, features=demo_features(height, width), robot_type="robostore_demo",
+            storage_options=options, video=video,
+        ) as rec:
+            for _ in range(episodes):
+                index = rec.episode_index
+                for i in range(max(1, round(seconds * fps))):
+                    rec.add_frame(robot.frame(index, i, fps))
+                rec.save_episode()
+                typer.echo(f"recorded episode {index}")
+    except RobostoreError as exc:
+        _fail(exc)
+    info(url, storage_option=storage_option, as_json=False)
+
+
 def main() -> None:
     """Entry point of the ``robostore`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # SVT-AV1 prints its configuration to stderr for every encoder; errors only, please.
+    os.environ.setdefault("SVT_LOG", "1")
     app(prog_name="robostore")
 
 
