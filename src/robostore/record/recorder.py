@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from robostore.backends import open_store
@@ -68,6 +71,7 @@ class Recorder:
         image_writer_threads: int,
     ) -> None:
         transactional = _is_transactional(store)
+        _tune_malloc()
         self.store = store
         self.video = video
         self.fps = meta.fps
@@ -88,6 +92,11 @@ class Recorder:
         self._next_episode = meta.total_episodes
         self._closed = False
         self._lock = threading.Lock()
+        # Opening an encoder takes tens of ms (SVT-AV1 allocates its pipeline): the
+        # next episode's encoders are opened in the background, off add_frame's path.
+        self._opener = ThreadPoolExecutor(1, thread_name_prefix="robostore-open-encoders", initializer=_lower_priority)
+        self._next_encoders: Future[dict[str, EpisodeEncoder]] | None = None
+        self._prepare_encoders()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -277,6 +286,7 @@ class Recorder:
         self._buffer = None
         self._writer.submit(buffer)
         self._next_episode += 1
+        self._prepare_encoders()
         return buffer.episode_index
 
     def discard_episode(self) -> None:
@@ -284,6 +294,8 @@ class Recorder:
         if self._buffer is not None:
             self._buffer.abort()
             self._buffer = None
+            if self._next_encoders is None:
+                self._prepare_encoders()
 
     def flush(self) -> None:
         """Wait until every saved episode is published to the backend.
@@ -307,6 +319,8 @@ class Recorder:
         if self._buffer is not None:
             log.warning("%s: closing with %d unsaved frame(s) of episode %d; they are dropped", self.url, self._buffer.length, self._next_episode)
             self.discard_episode()
+        self._drop_prepared_encoders()
+        self._opener.shutdown()
         ok = False
         try:
             self._writer.join()
@@ -344,15 +358,84 @@ class Recorder:
         self._writer.check()
         self._publisher.check()
 
+    def _open_encoders(self, index: int) -> dict[str, EpisodeEncoder]:
+        encoders = {}
+        try:
+            for key, kind in self._camera_kinds.items():
+                if kind == "video":
+                    height, width, _ = self.features[key].shape
+                    encoders[key] = EpisodeEncoder(
+                        width, height, self.fps, self.video, tmp_dir=self._staging.tmp, name=f"{key} episode {index}"
+                    )
+        except BaseException:
+            for encoder in encoders.values():
+                encoder.abort()
+            raise
+        return encoders
+
+    def _prepare_encoders(self) -> None:
+        if any(kind == "video" for kind in self._camera_kinds.values()):
+            self._next_encoders = self._opener.submit(self._open_encoders, self._next_episode)
+
+    def _drop_prepared_encoders(self) -> None:
+        future, self._next_encoders = self._next_encoders, None
+        if future is not None and not future.cancel():
+            with contextlib.suppress(Exception):
+                for encoder in future.result().values():
+                    encoder.abort()
+
     def _new_buffer(self, index: int) -> EpisodeBuffer:
         buffer = EpisodeBuffer(index)
-        for key, kind in self._camera_kinds.items():
-            if kind == "video":
-                height, width, _ = self.features[key].shape
-                buffer.encoders[key] = EpisodeEncoder(
-                    width, height, self.fps, self.video, tmp_dir=self._staging.tmp, name=f"{key} episode {index}"
-                )
+        future, self._next_encoders = self._next_encoders, None
+        if future is not None:
+            buffer.encoders = future.result()
+            for key, encoder in buffer.encoders.items():
+                encoder.name = f"{key} episode {index}"
         return buffer
+
+
+#: Niceness of the threads that encode video (and of the threads the encoders start).
+ENCODER_NICENESS = 5
+
+
+def _lower_priority() -> None:
+    """Lower this thread's CPU priority; threads it starts inherit it (Linux).
+
+    Encoders are opened on this thread, so their worker threads (PyAV's and
+    SVT-AV1's own) run below the caller's control loop: when the CPUs are busy the
+    loop still gets its slice on time and encoding absorbs the delay in its queue.
+    """
+    if hasattr(os, "setpriority") and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ENCODER_NICENESS)
+
+
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Keep glibc from hoarding the memory of encoder threads (Linux, once per process).
+
+    Each episode opens fresh encoders whose many worker threads allocate and free large
+    frame buffers; with glibc's defaults (an arena per thread, a mmap threshold that
+    grows after every large free) the freed memory stays in the process and RSS grew
+    by ~100 MB per 480x640 AV1 episode in benchmarks/record.py. A fixed 128 KiB mmap
+    threshold (large buffers go back to the OS on free) and at most 4 arenas keep
+    it flat. Set ``MALLOC_ARENA_MAX``/``MALLOC_MMAP_THRESHOLD_`` to choose otherwise.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold, m_arena_max = -3, -8
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        libc.mallopt(m_mmap_threshold, 128 * 1024)
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        libc.mallopt(m_arena_max, 4)
 
 
 def _next_files(meta: DatasetMeta) -> dict[str, FileIndex]:
