@@ -11,11 +11,16 @@ from robostore.errors import (
     VideoError,
 )
 
+# The function shadows the subpackage's name on purpose: ``robostore.mirror(src, dst)``.
+# Import helpers from the subpackage: ``from robostore.mirror import MirrorReport``.
+from robostore.mirror import MirrorReport, mirror
+
 __version__ = "0.1.0"
 
 __all__ = [
     "CorruptDataset",
     "LeaseError",
+    "MirrorReport",
     "NotFound",
     "PathError",
     "RobostoreError",
@@ -23,4 +28,5 @@ __all__ = [
     "StoreError",
     "VideoError",
     "__version__",
+    "mirror",
 ]
