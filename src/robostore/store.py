@@ -92,6 +92,8 @@ class Store:
     open_block_size: ClassVar[int | None] = None
     #: How many requests :meth:`read_many` keeps in flight.
     max_concurrency: ClassVar[int] = 32
+    #: Threads :meth:`read_many` uses on filesystems that are not async.
+    max_threads: ClassVar[int] = 8
     #: Exception types of the backend's client library that mean "the backend failed".
     client_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
@@ -160,7 +162,8 @@ class Store:
         except RobostoreError:
             raise
         except FileNotFoundError as exc:
-            raise NotFound(f"{self.describe(path)}: not found") from exc
+            cause = f" ({exc})" if str(exc) else ""
+            raise NotFound(f"{self.describe(path)}: not found{cause}") from exc
         except IsADirectoryError as exc:
             raise NotFound(f"{self.describe(path)}: is a folder, not a file") from exc
         except PermissionError as exc:
@@ -205,7 +208,7 @@ class Store:
         elif len(full) == 1 or limit == 1:
             results = [self._capture(self.fs.cat_file, f) for f in full]
         else:
-            with ThreadPoolExecutor(max_workers=min(limit, 8, len(full))) as pool:
+            with ThreadPoolExecutor(max_workers=min(limit, self.max_threads, len(full))) as pool:
                 results = list(pool.map(lambda f: self._capture(self.fs.cat_file, f), full))
         out: dict[str, bytes] = {}
         for path, result in zip(rel, results):
