@@ -22,9 +22,6 @@ from robostore.store import FileInfo, Store
 
 log = logging.getLogger(__name__)
 
-#: Hub-style (transactional) destinations: one commit per this many files or bytes.
-COMMIT_EVERY_FILES = 500
-COMMIT_EVERY_BYTES = 2 * 2**30
 #: Up to this many files are verified with one ``info`` each; more with one listing.
 INFO_VERIFY_LIMIT = 64
 _PHASE_NAMES = {PAYLOAD: "data and videos", META: "metadata", INFO: "meta/info.json"}
@@ -121,7 +118,13 @@ def mirror(
 
 
 class _Runner:
-    """Executes a plan phase by phase on a thread pool."""
+    """Executes a plan phase by phase on a thread pool.
+
+    On transactional destinations (the Hub) each phase ends with one commit; the
+    store itself also commits every ``commit_every_files`` / ``commit_every_bytes``
+    staged (its storage options), so a large payload phase becomes a few batched
+    commits, never one per file.
+    """
 
     def __init__(
         self,
@@ -162,25 +165,11 @@ class _Runner:
             if not items:
                 continue
             log.info("writing %s: %d files", _PHASE_NAMES[phase], len(items))
-            written = self._write_phase(items)
+            written = self._run_batch(items)
             self._commit(f"robostore mirror: {_PHASE_NAMES[phase]}")
             self._verify_phase(written)
         self.manifest.flush()
         self._commit("robostore mirror: manifest")
-
-    def _write_phase(self, items: list[Item]) -> dict[str, Written]:
-        written: dict[str, Written] = {}
-        batch: list[Item] = []
-        batch_bytes = 0
-        for item in items:
-            batch.append(item)
-            batch_bytes += item.target.size or 0
-            if self.transactional and (len(batch) >= COMMIT_EVERY_FILES or batch_bytes >= COMMIT_EVERY_BYTES):
-                written.update(self._run_batch(batch))
-                self._commit("robostore mirror: data and videos")
-                batch, batch_bytes = [], 0
-        written.update(self._run_batch(batch))
-        return written
 
     def _run_batch(self, items: list[Item]) -> dict[str, Written]:
         results = self._map(self._do_item, items)
