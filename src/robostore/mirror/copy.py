@@ -51,15 +51,20 @@ def _protocols(store: Store) -> set[str]:
     return {proto} if isinstance(proto, str) else set(proto)
 
 
-def _read_parts(store: Store, path: str, part_size: int) -> Any:
+def _read_parts(store: Store, path: str, part_size: int, size: int | None = None) -> Any:
+    """``path`` in ranged reads of ``part_size``, up to ``size`` bytes (looked up when None)."""
+    if size is None:
+        size = store.info(path).size
     offset = 0
-    while True:
-        chunk = store.read_range(path, offset, offset + part_size)
-        if chunk:
-            yield chunk
-            offset += len(chunk)
-        if len(chunk) < part_size:
+    # Ranges stay inside the file: S3 answers a range that starts at the end with 416.
+    while offset < size:
+        chunk = store.read_range(path, offset, min(size, offset + part_size))
+        if not chunk:
             return
+        yield chunk
+        offset += len(chunk)
+    if size == 0:
+        yield b""
 
 
 class _Sink:
@@ -115,6 +120,8 @@ class _StreamSink(_Sink):
         # discard() aborts the multipart / resumable upload; close() would complete it.
         with contextlib.suppress(Exception):
             self.fh.discard()
+        # Mark it closed so the file's finaliser does not try to complete the upload.
+        self.fh.closed = True
 
 
 class _SpoolSink(_Sink):
@@ -201,10 +208,15 @@ def copy_file(
     dst_path: str,
     *,
     part_size: int = PART_SIZE,
+    size: int | None = None,
     on_bytes: ProgressFn | None = None,
 ) -> Written:
-    """Copy ``src_path`` of ``src`` to ``dst_path`` of ``dst`` in parts; returns what was written."""
-    return write_chunks(dst, dst_path, _read_parts(src, src_path, part_size), part_size=part_size, on_bytes=on_bytes)
+    """Copy ``src_path`` of ``src`` (``size`` bytes, from the listing) to ``dst_path`` of ``dst``.
+
+    Returns what was written.
+    """
+    parts = _read_parts(src, src_path, part_size, size)
+    return write_chunks(dst, dst_path, parts, part_size=part_size, on_bytes=on_bytes)
 
 
 def write_local_file(
@@ -220,11 +232,12 @@ def write_local_file(
     return write_chunks(dst, path, parts(), part_size=part_size, on_bytes=on_bytes)
 
 
-def sha256_of(store: Store, path: str, *, part_size: int = PART_SIZE) -> Written:
-    """Size and sha256 of ``path`` of ``store``, read in parts."""
+def sha256_of(store: Store, path: str, *, size: int | None = None, part_size: int = PART_SIZE) -> Written:
+    """Size and sha256 of ``path`` of ``store`` (``size`` bytes when known), read in parts."""
     digest = hashlib.sha256()
+    total = size
     size = 0
-    for chunk in _read_parts(store, path, part_size):
+    for chunk in _read_parts(store, path, part_size, total):
         digest.update(chunk)
         size += len(chunk)
     return Written(size, digest.hexdigest())

@@ -186,7 +186,7 @@ class _Runner:
         target = item.target
         if item.action == "check":
             theirs = self.source.hash(target)
-            ours = sha256_of(self.dst, target.path)
+            ours = sha256_of(self.dst, target.path, size=target.size)
             if theirs == ours:
                 self.manifest.record(target.path, Entry(size=ours.size, source_token=target.token, sha256=ours.sha256))
                 self.manifest.maybe_flush()
@@ -235,7 +235,7 @@ class _Runner:
                 bad[path] = f"size is {info.size}, expected {w.size}"
         if self.verify:
             check = [p for p in written if p not in bad]
-            sums = self._map(lambda p: sha256_of(self.dst, p), check)
+            sums = self._map(lambda p: sha256_of(self.dst, p, size=written[p].size), check)
             for path, got in zip(check, sums):
                 if isinstance(got, BaseException):
                     bad[path] = f"cannot read it back ({got})"

@@ -60,8 +60,10 @@ class CopySource:
 
     def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
         assert target.source is not None
-        return copy_file(self.store, target.source, dst, target.path, part_size=self.part_size, on_bytes=on_bytes)
+        return copy_file(
+            self.store, target.source, dst, target.path, part_size=self.part_size, size=target.size, on_bytes=on_bytes
+        )
 
     def hash(self, target: Target) -> Written:
         assert target.source is not None
-        return sha256_of(self.store, target.source, part_size=self.part_size)
+        return sha256_of(self.store, target.source, size=target.size, part_size=self.part_size)

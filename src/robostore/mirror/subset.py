@@ -182,7 +182,9 @@ class SubsetSource:
     def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
         path = target.path
         if target.source is not None:
-            return copy_file(self.store, target.source, dst, path, part_size=self.part_size, on_bytes=on_bytes)
+            return copy_file(
+                self.store, target.source, dst, path, part_size=self.part_size, size=target.size, on_bytes=on_bytes
+            )
         if path in self.data_out:
             return self._put(dst, path, to_parquet_bytes(self._data_table(self.data_out[path])), on_bytes)
         if path in self.video_out:
@@ -200,7 +202,7 @@ class SubsetSource:
 
     def hash(self, target: Target) -> Written:
         assert target.source is not None, "only plain copies are compared by checksum"
-        return sha256_of(self.store, target.source, part_size=self.part_size)
+        return sha256_of(self.store, target.source, size=target.size, part_size=self.part_size)
 
     def _put(self, dst: Store, path: str, data: bytes, on_bytes: ProgressFn | None) -> Written:
         return write_chunks(dst, path, [data], part_size=self.part_size, on_bytes=on_bytes)
