@@ -251,3 +251,21 @@ def test_report_json_round_trip(tmp_path: Path) -> None:
 def test_same_source_and_destination_is_refused() -> None:
     with pytest.raises(robostore.RobostoreError, match="same dataset"):
         robostore.mirror(str(DATA / "video_basic"), str(DATA / "video_basic"), progress=False)
+
+
+def test_cli_mirror_json_and_dry_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from robostore.cli import app
+
+    runner = CliRunner()
+    dst = str(tmp_path / "dst")
+    dry = runner.invoke(app, ["mirror", str(DATA / "video_basic"), dst, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would copy  meta/info.json" in dry.output and not (tmp_path / "dst").exists()
+    result = runner.invoke(app, ["mirror", str(DATA / "video_basic"), dst, "--episodes", "0-1", "--json", "--workers", "4"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["ok"] and data["subset"] == [0, 1] and "meta/info.json" in data["copied"]
+    bad = runner.invoke(app, ["mirror", str(tmp_path), str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "meta/info.json" in bad.output
