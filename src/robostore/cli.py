@@ -1,4 +1,4 @@
-"""The ``robostore`` command line: info, ls, validate, demo (and the commands of later layers)."""
+"""The ``robostore`` command line: info, ls, validate, mirror, demo (and the commands of later layers)."""
 
 from __future__ import annotations
 
@@ -192,6 +192,56 @@ def demo(
     except RobostoreError as exc:
         _fail(exc)
     info(url, storage_option=storage_option, as_json=False)
+@app.command("mirror")
+def mirror_command(
+    src: Annotated[str, typer.Argument(help="Source dataset root URL.")],
+    dst: Annotated[str, typer.Argument(help="Destination dataset root URL.")],
+    episodes: Annotated[
+        str | None, typer.Option("--episodes", help="Copy only these episodes as a smaller dataset, e.g. 0-99,200.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Transfers in flight.")] = 16,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: print what would be copied.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove destination files the source lacks.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip reading written files back.")] = False,
+    src_option: Annotated[
+        list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
+    ] = None,
+    dst_option: Annotated[
+        list[str] | None, typer.Option("--dst-option", help="KEY=VALUE storage option of the destination (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy a dataset between backends: only what differs, metadata last; exit 1 if files failed."""
+    from robostore.mirror import mirror
+
+    try:
+        report = mirror(
+            src,
+            dst,
+            episodes=episodes,
+            workers=workers,
+            verify=not no_verify,
+            delete=delete,
+            dry_run=dry_run,
+            src_options=parse_storage_options(src_option),
+            dst_options=parse_storage_options(dst_option),
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    except RobostoreError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        if dry_run:
+            for path in report.planned:
+                typer.echo(f"would copy  {path}")
+            for path in report.extra:
+                typer.echo(f"{'would delete' if delete else 'extra'}  {path}")
+        for path, why in report.failed.items():
+            typer.echo(f"failed  {path}: {why}", err=True)
+        typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:
