@@ -370,7 +370,7 @@ CASES: list[Case] = [
     Case("mp4 wrong codec", replace_mp4(MP4_2, codec="libx264", frames=60), VideoError, "h264", MP4_2, level="data"),
     Case(
         "mp4 wrong resolution",
-        replace_mp4(MP4_2, codec="libsvtav1", frames=60, size=(96, 128)),
+        replace_mp4(MP4_2, frames=60, size=(96, 128)),
         VideoError,
         "96x128",
         MP4_2,
