@@ -1,0 +1,358 @@
+"""Decoding frames out of mp4 files (PyAV), for random access and for streaming.
+
+One :class:`VideoReader` holds one open container and decoder. It is meant to be
+kept open and reused (the map-style Dataset keeps a few per worker in an LRU):
+
+* :meth:`VideoReader.frames_at` answers "the frames at these timestamps" the way
+  lerobot does: seek to the keyframe at or before the earliest timestamp, decode
+  forward past the latest, take the frame with the closest pts for each query and
+  fail when it is ``tolerance_s`` or more away. When the next call asks for frames
+  a little ahead of (or among the last few of) the frames already decoded, it goes
+  on from the decoder's current position instead of seeking again: sequential
+  access then decodes every frame exactly once.
+* :meth:`VideoReader.iter_frames` decodes a time range once, in order (streaming).
+
+Pixels are converted with ``frame.to_ndarray(format="rgb24")``, which is what
+lerobot's pyav backend (torchvision's VideoReader, ``frame.to_rgb()``) does, so
+``frames / 255`` equals lerobot's float frames.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from typing import IO, Literal
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from robostore.errors import CorruptDataset, VideoError
+from robostore.video._errors import wrap_av_errors
+
+log = logging.getLogger(__name__)
+
+ThreadMode = Literal["AUTO", "FRAME", "SLICE", "NONE"]
+
+_HINT = "The file may be truncated or corrupt: re-download it (robostore mirror) or re-record the episode"
+
+
+class VideoReader:
+    """One open video file: container + first video stream + decoder state.
+
+    Args:
+        file: a seekable binary file object (e.g. from ``Store.open(path)``) or a
+            local path. The reader does not close a file object it was given
+            unless ``close_file=True``.
+        name: how the file is named in error messages (dataset-relative path or URL).
+        thread_type: FFmpeg decoder threading. ``"AUTO"`` lets the decoder use
+            frame+slice threads; ``"NONE"`` decodes on the calling thread, which is
+            faster for tiny frames and when many readers run in DataLoader workers.
+        keep_recent: how many decoded frames to remember so that overlapping
+            queries (``delta_timestamps`` windows moving forward) need no re-decode.
+        close_file: close ``file`` when the reader is closed.
+
+    Raises:
+        VideoError: the bytes are not a readable video or have no video stream.
+    """
+
+    def __init__(
+        self,
+        file: IO[bytes] | str,
+        name: str | None = None,
+        *,
+        thread_type: ThreadMode = "AUTO",
+        keep_recent: int = 8,
+        close_file: bool = False,
+    ) -> None:
+        self.name = name if name is not None else str(file)
+        self._file = file
+        self._close_file = close_file
+        self._container: av.container.InputContainer | None = None
+        with wrap_av_errors(self.name, "opening the video", _HINT):
+            container = av.open(file, mode="r")
+        try:
+            if not container.streams.video:
+                kinds = [s.type for s in container.streams]
+                why = (
+                    f"it holds only {kinds} streams, not a camera recording"
+                    if kinds
+                    else "no streams at all: the file is probably truncated"
+                )
+                raise VideoError(f"{self.name}: no video stream in this file ({why}). {_HINT}")
+            self._container = container
+            self._stream = container.streams.video[0]
+            if thread_type != "NONE":
+                self._stream.thread_type = thread_type
+            self._time_base: Fraction = self._stream.time_base or Fraction(1, 1)
+            rate = self._stream.average_rate or self._stream.guessed_rate
+            self._fps: float | None = float(rate) if rate else None
+        except BaseException:
+            container.close()
+            raise
+        self._decoder: Iterator[av.VideoFrame] | None = None  # live forward position
+        # (time_s, frame) of the last decoded frames, in decode (= pts) order.
+        self._recent: collections.deque[tuple[float, av.VideoFrame]] = collections.deque(
+            maxlen=max(1, keep_recent)
+        )
+        self._gop_s = 0.0  # longest keyframe interval seen so far
+        self._last_key_s: float | None = None
+        self.seeks = 0  # number of container seeks, for tests and benchmarks
+        self.decoded = 0  # number of decoded frames
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        """Frame width in pixels."""
+        return int(self._stream.codec_context.width)
+
+    @property
+    def height(self) -> int:
+        """Frame height in pixels."""
+        return int(self._stream.codec_context.height)
+
+    @property
+    def fps(self) -> float | None:
+        """Average frame rate of the stream, when the container knows it."""
+        return self._fps
+
+    @property
+    def time_base(self) -> Fraction:
+        """Time base of the stream's pts."""
+        return self._time_base
+
+    @property
+    def duration(self) -> float | None:
+        """Stream duration in seconds (container duration as fallback), if known."""
+        if self._stream.duration is not None:
+            return float(self._stream.duration * self._time_base)
+        c = self._require_open()
+        if c.duration is not None:
+            return c.duration / av.time_base
+        return None
+
+    @property
+    def codec(self) -> str:
+        """Codec name as FFmpeg reports it (``av1``, ``h264``...)."""
+        return str(self._stream.codec_context.codec.canonical_name)
+
+    @property
+    def num_frames(self) -> int | None:
+        """Number of frames from the container index, or None when unknown."""
+        n = int(self._stream.frames or 0)
+        return n or None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the container (and the file when ``close_file``). Idempotent."""
+        self._decoder = None
+        self._recent.clear()
+        if self._container is not None:
+            try:
+                self._container.close()
+            finally:
+                self._container = None
+                if self._close_file and hasattr(self._file, "close"):
+                    self._file.close()  # type: ignore[union-attr]
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- decoding -------------------------------------------------------------------
+
+    def frames_at(
+        self,
+        timestamps: Sequence[float],
+        tolerance_s: float = 1e-4,
+        *,
+        episode: int | None = None,
+    ) -> np.ndarray:
+        """Decode the frames closest to ``timestamps`` (seconds inside this file).
+
+        Returns:
+            uint8 array [T, H, W, 3] (RGB), one frame per timestamp, in query order.
+
+        Raises:
+            VideoError: a timestamp has no frame within ``tolerance_s`` (beyond the
+                end of the file, or metadata that does not match the video), or the
+                file cannot be decoded.
+        """
+        if len(timestamps) == 0:
+            return np.empty((0, self.height, self.width, 3), dtype=np.uint8)
+        ts = [float(t) for t in timestamps]
+        if any(math.isnan(t) for t in ts):
+            raise VideoError(f"{self.name}: NaN timestamp requested{self._ep(episode)}")
+        t_min, t_max = min(ts), max(ts)
+        where = f"decoding t={t_min:.4f}..{t_max:.4f}s{self._ep(episode)}"
+        with wrap_av_errors(self.name, where, _HINT):
+            candidates = self._decode_range(t_min, t_max, tolerance_s)
+        if not candidates:
+            raise VideoError(
+                f"{self.name}: no frame decoded for timestamps {t_min:.6f}..{t_max:.6f}s"
+                f"{self._ep(episode)} (video duration {self._fmt(self.duration)}s); the "
+                "episodes table does not match this video file"
+            )
+        times = np.fromiter((c[0] for c in candidates), dtype=np.float64, count=len(candidates))
+        out = np.empty((len(ts), self.height, self.width, 3), dtype=np.uint8)
+        converted: dict[int, np.ndarray] = {}
+        for i, t in enumerate(ts):
+            j = int(np.argmin(np.abs(times - t)))
+            if abs(times[j] - t) >= tolerance_s:
+                raise VideoError(
+                    f"{self.name}: wanted frame at t={t:.6f}s{self._ep(episode)} but the "
+                    f"closest decoded frame is at t={times[j]:.6f}s "
+                    f"(|diff|={abs(times[j] - t):.6f}s >= tolerance_s={tolerance_s}; "
+                    f"video duration {self._fmt(self.duration)}s). The episodes table's "
+                    "timestamps do not match the video: check from_timestamp/fps or "
+                    "re-encode the episode"
+                )
+            if j not in converted:
+                with wrap_av_errors(self.name, f"converting frame t={times[j]:.6f}s", _HINT):
+                    converted[j] = self._to_rgb(candidates[j][1])
+            out[i] = converted[j]
+        return out
+
+    def iter_frames(self, start_s: float, end_s: float, *, eps: float = 1e-4) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield ``(timestamp_s, uint8 [H, W, 3])`` for each frame in ``[start_s, end_s)``.
+
+        Decodes sequentially after one seek. Both ends are compared with a slack of
+        ``eps``: a frame at ``start_s - eps/2`` is yielded, one at ``end_s - eps/2`` is
+        not, since ``end_s`` is exclusive as an episode's ``to_timestamp`` is (that
+        frame belongs to the next episode). Do not call other methods of this reader
+        while iterating.
+        """
+        with wrap_av_errors(self.name, f"seeking to t={start_s:.4f}s", _HINT):
+            self._seek(start_s - eps)
+        while True:
+            with wrap_av_errors(self.name, f"decoding t={start_s:.4f}..{end_s:.4f}s", _HINT):
+                item = self._next_frame()
+            if item is None:
+                return
+            t, frame = item
+            if t < start_s - eps:
+                continue
+            if t >= end_s - eps:
+                return
+            with wrap_av_errors(self.name, f"converting frame t={t:.6f}s", _HINT):
+                arr = self._to_rgb(frame)
+            yield t, arr
+
+    # -- internals ------------------------------------------------------------------
+
+    def _require_open(self) -> av.container.InputContainer:
+        if self._container is None:
+            raise VideoError(f"{self.name}: reader is closed")
+        return self._container
+
+    @staticmethod
+    def _ep(episode: int | None) -> str:
+        return f" (episode {episode})" if episode is not None else ""
+
+    @staticmethod
+    def _fmt(v: float | None) -> str:
+        return "unknown" if v is None else f"{v:.4f}"
+
+    @staticmethod
+    def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+        return frame.to_ndarray(format="rgb24")
+
+    def _seek(self, t: float) -> None:
+        container = self._require_open()
+        self._recent.clear()
+        self._last_key_s = None  # keyframe spacing is only measured on contiguous decode
+        target = max(0, math.floor(t / self._time_base)) if t > 0 else 0
+        if self._stream.start_time is not None:
+            target = max(target, int(self._stream.start_time))
+        container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        self._decoder = container.decode(self._stream)
+        self.seeks += 1
+
+    def _next_frame(self) -> tuple[float, av.VideoFrame] | None:
+        """Next decoded frame at the current position, or None at end of stream."""
+        if self._decoder is None:
+            return None
+        try:
+            frame = next(self._decoder, None)
+            while frame is not None and frame.pts is None:
+                frame = next(self._decoder, None)
+        except BaseException:
+            # A failed decoder generator cannot be resumed: start over on the next call.
+            self._decoder = None
+            self._recent.clear()
+            raise
+        if frame is not None:
+            t = float(frame.pts * self._time_base)
+            self.decoded += 1
+            if frame.key_frame:
+                if self._last_key_s is not None and t > self._last_key_s:
+                    self._gop_s = max(self._gop_s, t - self._last_key_s)
+                self._last_key_s = t
+            self._recent.append((t, frame))
+            return t, frame
+        self._decoder = None
+        return None
+
+    def _can_continue(self, t_min: float, tolerance_s: float) -> bool:
+        """Whether the frames for ``t_min`` can come from the current position."""
+        if not self._recent:
+            return False
+        first_t, last_t = self._recent[0][0], self._recent[-1][0]
+        if t_min >= first_t - tolerance_s and t_min <= last_t + tolerance_s:
+            return True  # among the frames remembered (and ahead of them is forward decode)
+        if self._decoder is None or t_min < last_t:
+            return False
+        # Ahead of the decoder: going on costs decoding (t_min - last_t) worth of frames,
+        # a seek costs decoding from the keyframe before t_min. Going on wins when no
+        # keyframe can lie in between, i.e. within one GOP.
+        # Before two keyframes were seen, the next frame or so is always worth going on.
+        frame_dt = 1.0 / self.fps if self.fps else 0.0
+        return t_min - last_t <= max(self._gop_s, 1.5 * frame_dt) + tolerance_s
+
+    def _decode_range(self, t_min: float, t_max: float, tolerance_s: float) -> list[tuple[float, av.VideoFrame]]:
+        if self._can_continue(t_min, tolerance_s):
+            candidates = [c for c in self._recent]
+        else:
+            self._seek(t_min - tolerance_s)
+            candidates = []
+        # Decode until one frame at or past t_max (so the closest is known) or EOF.
+        while not candidates or candidates[-1][0] < t_max:
+            item = self._next_frame()
+            if item is None:
+                break
+            candidates.append(item)
+        return candidates
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Decode PNG (or any Pillow-readable) bytes of an ``image`` feature to uint8 [H, W, 3].
+
+    Grayscale/alpha images are converted to RGB, as lerobot's loader does.
+
+    Raises:
+        CorruptDataset: the bytes are not a readable image.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.mode != "RGB":
+                img = img.convert("RGB")
+            return np.asarray(img, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise CorruptDataset(
+            f"{name}: cannot decode image bytes ({len(data)} bytes): {exc}. "
+            "The parquet file may be corrupt: re-download it"
+        ) from exc
