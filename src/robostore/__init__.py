@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CorruptDataset",
+    "Dataset",
     "LeaseError",
     "NotFound",
     "PathError",
@@ -24,3 +25,12 @@ __all__ = [
     "VideoError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # torch is an optional extra: import the datasets only when asked for.
+    if name == "Dataset":
+        from robostore.torch import Dataset
+
+        return Dataset
+    raise AttributeError(f"module 'robostore' has no attribute {name!r}")
