@@ -86,7 +86,7 @@ class DatasetMeta:
                     episode_files,
                 )
             )
-        episodes = _concat_sorted(tables, store.describe(EPISODES_DIR))
+        episodes = _concat_sorted(tables, store.describe(EPISODES_DIR)) if tables else _empty_episodes(info)
         tasks = _read_tasks(store) if store.exists(TASKS_PATH) or episodes.num_rows else []
         stats = _read_stats(store)
         return cls(store, info, tasks, episodes, stats, episode_files)
@@ -372,8 +372,6 @@ def _empty_episodes(info: DatasetInfo) -> pa.Table:
 
 
 def _concat_sorted(tables: list[pa.Table], where: str) -> pa.Table:
-    if not tables:
-        return pa.table({"episode_index": pa.array([], pa.int64())})
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowException as exc:

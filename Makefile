@@ -1,0 +1,24 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   installs robostore into .venv and runs the main job
+#   make test   installs robostore with its test extras into .venv and runs the tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+
+.PHONY: setup demo test
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	# The CPU build of torch first: a looser spec with no torch installed pulls a multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/robostore info tests/data/video_basic
+	$(VENV)/bin/robostore validate tests/data/video_basic
+
+test: setup
+	$(PY) -m pytest -q

@@ -1,0 +1,3 @@
+from robostore.cli import main
+
+main()
