@@ -27,6 +27,9 @@ from robostore.store import Store
 #: Video backends: PyAV (default) and torchcodec (when installed).
 BACKENDS = ("pyav", "torchcodec")
 
+# Readers a forked process inherited from its parent (see VideoFrames._reader).
+_INHERITED: list[Any] = []
+
 
 @dataclass(frozen=True)
 class EpisodeVideos:
@@ -139,8 +142,10 @@ class VideoFrames:
     def _reader(self, path: str, episode: int) -> _Reader:
         with self._lock:
             if self._pid != os.getpid():
-                # Inherited through fork: the parent's containers are not ours to use
-                # (or close: they share the parent's file offsets). Forget them.
+                # Inherited through fork: the parent's containers are not ours to use.
+                # Nor may they be freed here: FFmpeg would join helper threads that do
+                # not exist in this process and hang. Keep them referenced for good.
+                _INHERITED.extend(self._readers.values())
                 self._readers = collections.OrderedDict()
                 self._pid = os.getpid()
             reader = self._readers.get(path)
