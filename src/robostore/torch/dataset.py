@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -127,8 +128,8 @@ class Dataset(torch.utils.data.Dataset):
     def __getitem__(self, idx: int) -> dict[str, Any]:
         n = len(self._index)
         try:
-            position = int(idx)
-        except (TypeError, ValueError):
+            position = operator.index(idx)
+        except TypeError:
             raise TypeError(f"Dataset indices must be integers, got {type(idx).__name__}") from None
         if position < 0:
             position += n
