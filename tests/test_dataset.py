@@ -6,7 +6,6 @@ import io
 import json
 import multiprocessing
 import pickle
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,38 +18,36 @@ from PIL import Image
 
 from fixture_data import DATA, FIXTURES, expected
 from robostore import Dataset
-from robostore.backends import open_store
+from backends.pytest_plugin import backend_params, new_root, upload_folder
 
 DELTAS = {"video_basic": "delta_video.json", "image_basic": "delta_image.json", "multi_chunk": "delta_multi.json"}
 FRAME_ATOL = 1 / 255 + 1e-6
 
-# Backends the fixture datasets are served from. Each maps a fixture name to the URL
-# of a copy of it there. Remote backends (s3, gcs, hf) plug in the same way.
-BACKENDS = ["local", "memory"]
+OpenDataset = Callable[..., Dataset]
 
 
-def _upload(url: str, name: str) -> str:
-    store = open_store(url)
-    for path in sorted((DATA / name).rglob("*")):
-        if path.is_file():
-            store.write(path.relative_to(DATA / name).as_posix(), str(path))
-    store.commit("upload fixture")
-    return url
+@pytest.fixture(scope="module", params=backend_params())
+def open_dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> OpenDataset:
+    """``open_dataset(name, **kwargs)``: a Dataset over fixture ``name`` on the parametrised backend.
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def dataset_url(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """``dataset_url(name)``: the URL of fixture ``name`` on the parametrised backend."""
+    Each fixture is uploaded once per backend (the local one is read in place).
+    """
     backend = request.param
-    root = f"memory://robostore-test-{uuid.uuid4().hex[:8]}"
-    made: dict[str, str] = {}
+    made: dict[str, tuple[str, dict]] = {}
 
-    def url(name: str) -> str:
+    def open_(name: str, **kwargs: object) -> Dataset:
         if name not in made:
-            made[name] = str(DATA / name) if backend == "local" else _upload(f"{root}/{name}", name)
-        return made[name]
+            if backend == "local":
+                made[name] = (str(DATA / name), {})
+            else:
+                url, options = new_root(backend, request, tmp_path_factory.mktemp(name))
+                upload_folder(DATA / name, url, options)
+                made[name] = (url, options)
+        url, options = made[name]
+        return Dataset(url, storage_options=options, **kwargs)
 
-    return url
+    open_.backend = backend  # type: ignore[attr-defined]
+    return open_
 
 
 def delta_timestamps(name: str) -> dict[str, list[float]]:
@@ -76,9 +73,9 @@ def assert_item(got: dict, npz: np.lib.npyio.NpzFile, keys: list[str], idx: int,
 
 @pytest.mark.parametrize("name", FIXTURES)
 @pytest.mark.parametrize("delta", [False, True], ids=["plain", "delta"])
-def test_matches_lerobot(dataset_url: Callable[[str], str], name: str, delta: bool) -> None:
+def test_matches_lerobot(open_dataset: OpenDataset, name: str, delta: bool) -> None:
     meta, npz = expected(name, delta)
-    ds = Dataset(dataset_url(name), delta_timestamps=delta_timestamps(name) if delta else None)
+    ds = open_dataset(name, delta_timestamps=delta_timestamps(name) if delta else None)
     assert len(ds) == meta["len"] == ds.num_frames
     assert ds.num_episodes == meta["num_episodes"]
     assert ds.fps == meta["fps"]
@@ -173,10 +170,10 @@ def test_every_index_against_sequential_decode(name: str, delta: bool) -> None:
 # ---------------------------------------------------------------------- subsets, options
 
 
-def test_episodes_subset_keeps_global_index(dataset_url: Callable[[str], str]) -> None:
+def test_episodes_subset_keeps_global_index(open_dataset: OpenDataset) -> None:
     meta, npz = expected("multi_chunk")
-    full = Dataset(dataset_url("multi_chunk"))
-    ds = Dataset(dataset_url("multi_chunk"), episodes=[3, 1])
+    full = open_dataset("multi_chunk")
+    ds = open_dataset("multi_chunk", episodes=[3, 1])
     assert ds.episodes == [1, 3]
     assert ds.num_episodes == 2
     assert len(ds) == 25 + 40
@@ -188,34 +185,33 @@ def test_episodes_subset_keeps_global_index(dataset_url: Callable[[str], str]) -
         torch.testing.assert_close(item["observation.images.cam0"], full[global_index]["observation.images.cam0"])
 
 
-def test_episodes_subset_deltas_clamp_to_episode(dataset_url: Callable[[str], str]) -> None:
+def test_episodes_subset_deltas_clamp_to_episode(open_dataset: OpenDataset) -> None:
     # The neighbours of a subset's frame are those of the same global frame.
     meta, npz = expected("multi_chunk", delta=True)
-    ds = Dataset(dataset_url("multi_chunk"), episodes=[2, 4], delta_timestamps=delta_timestamps("multi_chunk"))
+    ds = open_dataset("multi_chunk", episodes=[2, 4], delta_timestamps=delta_timestamps("multi_chunk"))
     for global_index, position in {65: 0, 114: 49, 155: 50, 179: 74}.items():
         assert_item(ds[position], npz, meta["item_keys"][str(global_index)], global_index, meta["camera_keys"])
 
 
-def test_return_uint8_and_transforms(dataset_url: Callable[[str], str]) -> None:
-    url = dataset_url("video_basic")
-    plain = Dataset(url)[45]
-    raw = Dataset(url, return_uint8=True)[45]
+def test_return_uint8_and_transforms(open_dataset: OpenDataset) -> None:
+    plain = open_dataset("video_basic")[45]
+    raw = open_dataset("video_basic", return_uint8=True)[45]
     for key in ("observation.images.cam0", "observation.images.cam1"):
         assert raw[key].dtype == torch.uint8 and raw[key].shape == (3, 48, 64)
         torch.testing.assert_close(raw[key].float() / 255, plain[key])
-    flipped = Dataset(url, image_transforms=lambda t: t.flip(-1))[45]
+    flipped = open_dataset("video_basic", image_transforms=lambda t: t.flip(-1))[45]
     torch.testing.assert_close(flipped["observation.images.cam0"], plain["observation.images.cam0"].flip(-1))
-    images = Dataset(dataset_url("image_basic"), image_transforms=lambda t: t * 0)[3]
+    images = open_dataset("image_basic", image_transforms=lambda t: t * 0)[3]
     assert float(images["observation.images.cam0"].abs().sum()) == 0
 
 
-def test_negative_index_and_len(dataset_url: Callable[[str], str]) -> None:
-    ds = Dataset(dataset_url("video_basic"))
+def test_negative_index_and_len(open_dataset: OpenDataset) -> None:
+    ds = open_dataset("video_basic")
     assert int(ds[-1]["index"]) == 89
     assert int(ds[np.int64(3)]["index"]) == 3
 
 
-def test_opening_reads_meta_only(dataset_url: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_opening_reads_meta_only(open_dataset: OpenDataset, monkeypatch: pytest.MonkeyPatch) -> None:
     from robostore.store import Store
 
     seen: list[str] = []
@@ -227,7 +223,7 @@ def test_opening_reads_meta_only(dataset_url: Callable[[str], str], monkeypatch:
             return _original(self, path, *args, **kwargs)
 
         monkeypatch.setattr(Store, method, spy)
-    ds = Dataset(dataset_url("multi_chunk"), episodes=[2])
+    ds = open_dataset("multi_chunk", episodes=[2])
     assert seen and all(p.startswith("meta/") for p in seen)
     seen.clear()
     ds[0]
@@ -252,13 +248,15 @@ def _assert_batches_equal(a: dict, b: dict) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("context", ["fork", "spawn"])
-@pytest.mark.parametrize("loaded", [False, True], ids=["lazy", "loaded"])
-def test_dataloader_workers_match_direct(dataset_url: Callable[[str], str], context: str, loaded: bool) -> None:
-    url = dataset_url("video_basic")
-    if context == "spawn" and url.startswith("memory://"):
+@pytest.mark.parametrize(
+    ("context", "loaded"),
+    [("fork", False), ("fork", True), ("spawn", False)],
+    ids=["fork-lazy", "fork-loaded", "spawn-lazy"],  # spawn with loaded state: test_pickles_*
+)
+def test_dataloader_workers_match_direct(open_dataset: OpenDataset, context: str, loaded: bool) -> None:
+    if context == "spawn" and open_dataset.backend == "memory":  # type: ignore[attr-defined]
         pytest.skip("memory:// lives in one process; spawned workers cannot see it")
-    ds = Dataset(url, delta_timestamps=delta_timestamps("video_basic"))
+    ds = open_dataset("video_basic", delta_timestamps=delta_timestamps("video_basic"))
     if loaded:
         ds.load()
         ds[5]  # readers open in the parent must not leak into the workers
@@ -271,8 +269,8 @@ def test_dataloader_workers_match_direct(dataset_url: Callable[[str], str], cont
         _assert_batches_equal(batch, _direct(ds, list(range(n * 7, min(len(ds), n * 7 + 7)))))
 
 
-def test_pickles_without_open_readers(dataset_url: Callable[[str], str]) -> None:
-    ds = Dataset(dataset_url("image_basic"), delta_timestamps=delta_timestamps("image_basic"))
+def test_pickles_without_open_readers(open_dataset: OpenDataset) -> None:
+    ds = open_dataset("image_basic", delta_timestamps=delta_timestamps("image_basic"))
     first = ds[14]
     clone = pickle.loads(pickle.dumps(ds))
     _assert_batches_equal(torch.utils.data.default_collate([clone[14]]), torch.utils.data.default_collate([first]))

@@ -16,6 +16,7 @@ from robostore.schema import Feature
 from robostore.store import Store
 from robostore.torch.deltas import delta_indices
 from robostore.torch.frames import FrameCache, VideoFrames, check_backend
+from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
 
@@ -83,8 +84,9 @@ class Dataset(torch.utils.data.Dataset):
         self.video_backend = check_backend(video_backend)
         self.frame_cache = frame_cache
         self.return_uint8 = return_uint8
-        self._videos = VideoFrames(self.meta.store, self.video_backend, frame_cache=frame_cache)
-        self._images = ImageBytes(self.meta.store)
+        self._store = PerProcessStore(self.meta.store)
+        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=frame_cache)
+        self._images = ImageBytes(self._store)
         self._tabular: TabularData | None = None
         self._assembler: SampleAssembler | None = None
         self._lock = threading.Lock()
@@ -151,7 +153,7 @@ class Dataset(torch.utils.data.Dataset):
             with self._lock:
                 if self._assembler is None:
                     if self._tabular is None:
-                        self._tabular = TabularData.load(self.meta, self._index, self.meta.features)
+                        self._tabular = TabularData.load(self.meta, self._store.get(), self._index, self.meta.features)
                         log.debug("%s: loaded %d frames of tabular data", self.meta.url, len(self._index))
                     self._assembler = SampleAssembler(
                         self.meta,
