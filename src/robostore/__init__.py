@@ -32,7 +32,11 @@ from robostore.mirror import MirrorReport, mirror
 __version__ = "0.1.0"
 
 #: Public names served lazily: name -> module that defines it.
-_LAZY: dict[str, str] = {"Recorder": "robostore.record", "VideoOptions": "robostore.video.options"}
+_LAZY: dict[str, str] = {
+    "Dataset": "robostore.torch",  # torch is an optional extra
+    "Recorder": "robostore.record",
+    "VideoOptions": "robostore.video.options",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -63,3 +67,4 @@ __all__ = [
     "validate",
     *_LAZY,
 ]
+
