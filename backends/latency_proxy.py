@@ -44,10 +44,14 @@ class LatencyProxy:
             writer.close()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection(*self.target)
-        await asyncio.gather(
-            self._pipe(client_r, server_w, self.latency), self._pipe(server_r, client_w, 0.0)
-        )
+        try:
+            server_r, server_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_w.close()
+            return
+        # Cancelled at shutdown: end quietly, the sockets are closed with the loop.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(self._pipe(client_r, server_w, self.latency), self._pipe(server_r, client_w, 0.0))
 
     def __enter__(self) -> LatencyProxy:
         self._thread.start()
