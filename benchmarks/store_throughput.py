@@ -1,7 +1,7 @@
 """Store throughput per backend on loopback: large ranged reads, open(), read_many.
 
     PYTHONPATH=src python benchmarks/store_throughput.py [--backends local,s3,gcs,hf]
-        [--size-mb 64] [--range-mb 8] [--files 500] [--file-kb 4] [--repeats 5]
+        [--size-mb 64] [--range-mb 8] [--files 500] [--file-kb 4] [--repeats 5] [--latency-ms 0]
 
 Starts each server itself (moto, fake-gcs-server, the Hub emulator; see backends/) and
 prints markdown tables:
@@ -12,8 +12,10 @@ prints markdown tables:
 3. ``Store.read_many`` on many small files against a plain sequential loop of
    ``fs.cat_file`` in the same run (files/s and the ratio).
 
-Every figure is the median of ``--repeats`` runs. Numbers on loopback measure client
-overhead and server speed, not a network: the ratio is what carries over.
+Every figure is the median of ``--repeats`` runs. On bare loopback the figures measure
+client overhead and server CPU (the local servers share the machine's cores with the
+client); ``--latency-ms`` puts a proxy in front of each server that delays every request,
+which is what makes concurrency pay off against a real service.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ def backend_root(name: str, tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield url, {**server.storage_options(), **({"commit_every_files": 100_000} if name == "hf" else {})}
 
 
+@contextmanager
+def through_proxy(name: str, options: dict[str, Any], latency_ms: float) -> Iterator[dict[str, Any]]:
+    """``options`` with the endpoint behind a :class:`LatencyProxy` (unchanged when no latency)."""
+    key = {"s3": "endpoint_url", "gcs": "endpoint_url", "hf": "endpoint"}.get(name)
+    if not latency_ms or key is None:
+        yield options
+        return
+    from urllib.parse import urlsplit
+
+    from backends.latency_proxy import LatencyProxy
+
+    target = urlsplit(options[key])
+    with LatencyProxy(target.hostname or "127.0.0.1", target.port or 80, latency_ms / 1000) as proxy:
+        yield {**options, key: f"http://127.0.0.1:{proxy.port}"}
+
+
 def median_time(fn: Callable[[], Any], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -83,10 +101,12 @@ def run_backend(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any
     size, step = args.size_mb * MB, args.range_mb * MB
     big = os.urandom(size)
     small = {f"data/chunk-{i // 100:03d}/file-{i:04d}.bin": os.urandom(args.file_kb * 1024) for i in range(args.files)}
-    with backend_root(name, tmp) as (url, options):
-        store = open_store(url, options)
-        store.write("videos/big.mp4", big)
-        seed(store, small)
+    with backend_root(name, tmp) as (url, options), through_proxy(name, options, args.latency_ms) as measured:
+        writer = open_store(url, options)
+        writer.write("videos/big.mp4", big)
+        seed(writer, small)
+        writer.close()
+        store = open_store(url, measured)
         assert store.read_range("videos/big.mp4", 0, step) == big[:step]
         out: dict[str, Any] = {"backend": name}
 
@@ -138,6 +158,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--file-kb", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--latency-ms", type=float, default=0, help="add this much latency per request (a proxy in front of each server)"
+    )
     args = parser.parse_args()
     import tempfile
 

@@ -27,6 +27,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "connect_timeout": 10,
     "read_timeout": 15,
     "retries": {"max_attempts": 2, "mode": "standard"},
+    # botocore's default pool (10 connections) would cap read_many's concurrency.
+    "max_pool_connections": 64,
 }
 DEFAULT_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
 
