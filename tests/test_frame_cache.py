@@ -227,9 +227,25 @@ def test_clear_refuses_a_folder_that_is_not_a_cache(tmp_path: Path) -> None:
     assert (tmp_path / "notes.txt").exists()
 
 
+def test_warm_fills_the_chosen_episodes_in_parallel(tmp_path: Path, reference: dict) -> None:
+    cache = FrameCache(str(tmp_path / "cache"), shard_frames=8)
+    dataset = str(fixture_path("multi_chunk"))
+    key = "observation.images.cam0"
+    report = cache.warm(dataset, episodes=[1], workers=1, progress=False)
+    assert (report.shards, report.filled) == (4, 4)  # frames 40..64 -> shards 5..8
+    frames = cache.for_dataset(dataset)
+    assert frames.cached_shards(key) == {5, 6, 7, 8}
+    report = cache.warm(dataset, workers=2, progress=False)
+    assert (report.shards, report.already_cached, report.filled, report.skipped) == (23, 4, 19, 0)
+    assert np.array_equal(frames.get(key, range(180), fill=False), reference["multi_chunk", key])
+    assert cache.warm(dataset, workers=2, progress=False).filled == 0
+    with pytest.raises(RobostoreError, match="do not exist"):
+        cache.warm(dataset, episodes=[7], progress=False)
+
+
 def test_import_robostore_does_not_import_the_cache() -> None:
     code = (
-        "import sys, robostore; assert 'robostore.cache' not in sys.modules and 'zarr' not in sys.modules; "
+        "import sys, robostore; assert 'zarr' not in sys.modules and 'numcodecs' not in sys.modules; "
         "from robostore.cache import FrameCache; assert robostore.FrameCache is FrameCache"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})

@@ -52,7 +52,27 @@ Needs the ``cache`` extra (zarr, which brings numcodecs and google-crc32c) and, 
 filling, PyAV.
 """
 
-from robostore.cache.frame_cache import CacheInfo, DatasetFrameCache, FrameCache, VideoFileFrames
-from robostore.cache.layout import ArrayLayout
+from __future__ import annotations
 
-__all__ = ["ArrayLayout", "CacheInfo", "DatasetFrameCache", "FrameCache", "VideoFileFrames"]
+import importlib
+from typing import Any
+
+# Imported on first use, so that the CLI (robostore.cache.cli) loads without zarr.
+_LAZY = {
+    "ArrayLayout": "robostore.cache.layout",
+    "CacheInfo": "robostore.cache.frame_cache",
+    "DatasetFrameCache": "robostore.cache.frame_cache",
+    "FrameCache": "robostore.cache.frame_cache",
+    "VideoFileFrames": "robostore.cache.frame_cache",
+    "WarmReport": "robostore.cache.warm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'robostore.cache' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = list(_LAZY)
