@@ -243,9 +243,33 @@ def test_warm_fills_the_chosen_episodes_in_parallel(tmp_path: Path, reference: d
         cache.warm(dataset, episodes=[7], progress=False)
 
 
+def test_cli_cache_warm_info_clear(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from robostore.cli import app
+
+    runner = CliRunner()
+    cache_dir, dataset = str(tmp_path / "cache"), str(fixture_path("video_basic"))
+    result = runner.invoke(app, ["cache", "warm", dataset, "--cache", cache_dir, "--episodes", "0,2", "--workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["cache", "info", cache_dir, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    (dataset_info,) = info["datasets"]
+    assert dataset_info["name"] == "video_basic" and dataset_info["total_frames"] == 90
+    assert [a["frames_cached"] for a in dataset_info["arrays"]] == [90, 90]  # 0..29 and 50..89 cover every shard
+    text = runner.invoke(app, ["cache", "info", cache_dir]).output
+    assert "90/90 frames (100.0 %)" in text and "hit rate" in text
+    result = runner.invoke(app, ["cache", "clear", cache_dir, "--yes"])
+    assert result.exit_code == 0 and "deleted" in result.output
+    assert json.loads(runner.invoke(app, ["cache", "info", cache_dir, "--json"]).output)["datasets"] == []
+    result = runner.invoke(app, ["cache", "warm", dataset, "--cache", cache_dir, "--episodes", "x"])
+    assert result.exit_code != 0
+
+
 def test_import_robostore_does_not_import_the_cache() -> None:
     code = (
-        "import sys, robostore; assert 'zarr' not in sys.modules and 'numcodecs' not in sys.modules; "
+        "import sys, robostore, robostore.cli; assert 'zarr' not in sys.modules and 'numcodecs' not in sys.modules; "
         "from robostore.cache import FrameCache; assert robostore.FrameCache is FrameCache"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
