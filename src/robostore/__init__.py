@@ -27,7 +27,7 @@ from robostore.validate import ValidationReport, validate
 __version__ = "0.1.0"
 
 #: Public names served lazily: name -> module that defines it.
-_LAZY: dict[str, str] = {"FrameCache": "robostore.cache"}
+_LAZY: dict[str, str] = {"Dataset": "robostore.torch", "FrameCache": "robostore.cache"}
 
 
 def __getattr__(name: str) -> Any:

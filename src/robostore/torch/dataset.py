@@ -1,0 +1,180 @@
+"""The map-style :class:`Dataset`: random access to frames, value for value like lerobot."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch.utils.data
+
+from robostore.meta import DatasetMeta
+from robostore.schema import Feature
+from robostore.store import Store
+from robostore.torch.deltas import delta_indices
+from robostore.torch.frames import FrameCache, VideoFrames, check_backend
+from robostore.torch.sample import SampleAssembler, Transform
+from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
+
+log = logging.getLogger(__name__)
+
+
+class Dataset(torch.utils.data.Dataset):
+    """Random access to the frames of a LeRobot v3.0 dataset on any backend.
+
+    ``ds[i]`` is a dict like lerobot's ``LeRobotDataset[i]``: every non-video feature
+    as a tensor (shape-[1] features as 0-d tensors, dtypes as in info.json), each
+    camera as float32 [C, H, W] in [0, 1] (uint8 with ``return_uint8``), and ``task``
+    (the task text). With ``delta_timestamps`` a key holds its neighbours stacked
+    ``[len(deltas), ...]``, clamped to the episode, and ``<key>_is_pad`` flags the
+    clamped ones.
+
+    Opening reads ``meta/`` only. The tabular data of the selected episodes is read on
+    first access in each process (and carried along when the dataset is pickled after
+    that); video readers are opened lazily per process and kept open (LRU). The
+    dataset works in DataLoader workers started with fork or spawn.
+
+    Args:
+        url: dataset root (a path, ``memory://``, ``s3://``, ``gs://``, ``hf://`` ...)
+            or a :class:`~robostore.store.Store`.
+        episodes: episode indices to use (all when None). Positions run over their
+            frames in episode order; ``item["index"]`` stays the global frame index.
+        delta_timestamps: ``{key: [seconds, ...]}`` neighbours to return per key;
+            each must be within ``tolerance_s`` of a multiple of ``1/fps``.
+        image_transforms: callable applied to each camera tensor.
+        tolerance_s: allowed |decoded - wanted| frame time, also for deltas.
+        storage_options: passed to the fsspec filesystem (credentials, endpoint...).
+        video_backend: ``"pyav"`` (default) or ``"torchcodec"`` (must be installed).
+        frame_cache: an object with ``get``/``put`` of decoded frames
+            (:class:`~robostore.torch.frames.FrameCache`), consulted before decoding.
+        return_uint8: cameras as uint8 (4x less to move between processes).
+
+    Raises:
+        SchemaError: bad ``delta_timestamps``, unknown episodes or video backend.
+        NotFound: no dataset at ``url``.
+    """
+
+    def __init__(
+        self,
+        url: str | Store,
+        episodes: Iterable[int] | None = None,
+        delta_timestamps: Mapping[str, Sequence[float]] | None = None,
+        image_transforms: Transform | None = None,
+        tolerance_s: float = 1e-4,
+        storage_options: Mapping[str, Any] | None = None,
+        video_backend: str | None = None,
+        frame_cache: FrameCache | None = None,
+        return_uint8: bool = False,
+    ) -> None:
+        self.meta = DatasetMeta.open(url, storage_options)
+        self.episodes = None if episodes is None else [int(e) for e in EpisodeIndex.from_meta(self.meta, list(episodes)).episodes]
+        self._index = EpisodeIndex.from_meta(self.meta, self.episodes)
+        self.delta_timestamps = None if delta_timestamps is None else {k: list(v) for k, v in delta_timestamps.items()}
+        self.tolerance_s = tolerance_s
+        self._offsets = (
+            {}
+            if delta_timestamps is None
+            else delta_indices(delta_timestamps, self.meta.fps, tolerance_s, self.meta.features, self.meta.url)
+        )
+        self.image_transforms = image_transforms
+        self.video_backend = check_backend(video_backend)
+        self.frame_cache = frame_cache
+        self.return_uint8 = return_uint8
+        self._videos = VideoFrames(self.meta.store, self.video_backend, frame_cache=frame_cache)
+        self._images = ImageBytes(self.meta.store)
+        self._tabular: TabularData | None = None
+        self._assembler: SampleAssembler | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ views
+    @property
+    def fps(self) -> int:
+        """Frames per second of the dataset."""
+        return self.meta.fps
+
+    @property
+    def features(self) -> dict[str, Feature]:
+        """The features of info.json."""
+        return self.meta.features
+
+    @property
+    def num_episodes(self) -> int:
+        """Number of selected episodes."""
+        return len(self._index.episodes)
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames in the selected episodes (``len(ds)``)."""
+        return len(self._index)
+
+    @property
+    def delta_indices(self) -> dict[str, list[int]] | None:
+        """``delta_timestamps`` as integer frame offsets (lerobot's ``delta_indices``)."""
+        return {k: v.tolist() for k, v in self._offsets.items()} if self.delta_timestamps is not None else None
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.meta.url!r}, episodes={self.num_episodes}, frames={self.num_frames}, "
+            f"fps={self.fps}, features={list(self.features)})"
+        )
+
+    # ------------------------------------------------------------------ access
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        n = len(self._index)
+        try:
+            position = int(idx)
+        except (TypeError, ValueError):
+            raise TypeError(f"Dataset indices must be integers, got {type(idx).__name__}") from None
+        if position < 0:
+            position += n
+        if not 0 <= position < n:
+            raise IndexError(f"index {int(idx)} is out of range for a dataset of {n} frames")
+        return self._assemble().sample(position)
+
+    def load(self) -> None:
+        """Read the tabular data now (otherwise done on first access in each process)."""
+        self._assemble()
+
+    def close(self) -> None:
+        """Close this process's open video readers."""
+        self._videos.close()
+
+    def _assemble(self) -> SampleAssembler:
+        assembler = self._assembler
+        if assembler is None:
+            with self._lock:
+                if self._assembler is None:
+                    if self._tabular is None:
+                        self._tabular = TabularData.load(self.meta, self._index, self.meta.features)
+                        log.debug("%s: loaded %d frames of tabular data", self.meta.url, len(self._index))
+                    self._assembler = SampleAssembler(
+                        self.meta,
+                        self._index,
+                        self._tabular,
+                        self._offsets,
+                        self._videos,
+                        self._images,
+                        self.tolerance_s,
+                        self.image_transforms,
+                        self.return_uint8,
+                    )
+                assembler = self._assembler
+        return assembler
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        # Readers and locks stay behind; loaded tabular arrays travel (cheaper than
+        # re-reading them from the backend in every spawned worker).
+        state = self.__dict__.copy()
+        state["_assembler"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()

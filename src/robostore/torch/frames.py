@@ -1,0 +1,227 @@
+"""Camera frames for samples: video decoding with per-process open readers, and PNG images.
+
+:class:`VideoFrames` keeps up to ``max_open`` video readers open (LRU) in each process.
+It remembers the process it opened them in: after a fork (DataLoader workers) the
+inherited readers are dropped unused and new ones are opened, and pickling (spawn)
+carries only the store, so nothing unpicklable or process-bound crosses.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+from robostore.errors import NotFound, RobostoreError, SchemaError, VideoError
+from robostore.meta import DatasetMeta
+from robostore.schema.episodes import video_column
+from robostore.store import Store
+
+#: Video backends: PyAV (default) and torchcodec (when installed).
+BACKENDS = ("pyav", "torchcodec")
+
+
+@dataclass(frozen=True)
+class EpisodeVideos:
+    """Where one camera's frames of each selected episode are: mp4 path and start time in it."""
+
+    paths: list[str]  # per episode slot
+    from_timestamp: np.ndarray  # float64 per episode slot
+
+
+def episode_videos(meta: DatasetMeta, rows: np.ndarray) -> dict[str, EpisodeVideos]:
+    """Per video key, the spans of the episodes at ``rows`` of the episodes table."""
+    cols = meta.columns
+    out = {}
+    for key in meta.video_keys:
+        chunks = cols[video_column(key, "chunk_index")][rows].tolist()
+        files = cols[video_column(key, "file_index")][rows].tolist()
+        names = {pair: meta.info.video_file(key, *pair) for pair in set(zip(chunks, files))}
+        out[key] = EpisodeVideos(
+            [names[pair] for pair in zip(chunks, files)],
+            cols[video_column(key, "from_timestamp")][rows].astype(np.float64),
+        )
+    return out
+
+
+class FrameCache(Protocol):
+    """What :class:`VideoFrames` asks of a frame cache (decoded frames kept across epochs)."""
+
+    def get(self, video_path: str, timestamps: Sequence[float]) -> np.ndarray | None:
+        """uint8 [T, H, W, 3] frames of ``video_path`` at file ``timestamps``, or None."""
+
+    def put(self, video_path: str, timestamps: Sequence[float], frames: np.ndarray) -> None:
+        """Remember decoded ``frames`` (uint8 [T, H, W, 3])."""
+
+
+class _Reader(Protocol):
+    def frames_at(self, timestamps: Sequence[float], tolerance_s: float = ..., *, episode: int | None = ...) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def check_backend(video_backend: str | None) -> str:
+    """The backend to use; raises when it is unknown or not installed."""
+    backend = video_backend or "pyav"
+    if backend not in BACKENDS:
+        raise SchemaError(f"video_backend={video_backend!r} is not supported; use one of {list(BACKENDS)}")
+    if backend == "torchcodec" and importlib.util.find_spec("torchcodec") is None:
+        raise RobostoreError(
+            "video_backend='torchcodec' needs the torchcodec package, which is not installed: "
+            "pip install torchcodec (matching your torch version), or use video_backend='pyav'"
+        )
+    return backend
+
+
+class VideoFrames:
+    """Decodes frames at given timestamps from the dataset's mp4s, keeping readers open.
+
+    Args:
+        store: the dataset's store; remote files are read through ``Store.open``
+            (ranged, block-cached reads), local files by path.
+        backend: ``"pyav"`` or ``"torchcodec"`` (see :func:`check_backend`).
+        max_open: readers kept open per process.
+        frame_cache: optional :class:`FrameCache` consulted before decoding.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        backend: str = "pyav",
+        max_open: int = 16,
+        frame_cache: FrameCache | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = check_backend(backend)
+        self.max_open = max_open
+        self.frame_cache = frame_cache
+        self._readers: collections.OrderedDict[str, _Reader] = collections.OrderedDict()
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self.store, "backend": self.backend, "max_open": self.max_open, "frame_cache": self.frame_cache}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def frames(self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int) -> np.ndarray:
+        """uint8 [T, H, W, 3] frames of ``path`` at ``timestamps`` (seconds in the file), one seek."""
+        if self.frame_cache is not None:
+            cached = self.frame_cache.get(path, timestamps)
+            if cached is not None:
+                return cached
+        reader = self._reader(path, episode)
+        try:
+            frames = reader.frames_at(timestamps, tolerance_s, episode=episode)
+        except BaseException:
+            self._evict(path)  # its decoder state is unknown after a failure
+            raise
+        if self.frame_cache is not None:
+            self.frame_cache.put(path, timestamps, frames)
+        return frames
+
+    def close(self) -> None:
+        """Close every open reader of this process."""
+        with self._lock:
+            readers, self._readers = list(self._readers.values()), collections.OrderedDict()
+        for reader in readers:
+            reader.close()
+
+    # ------------------------------------------------------------------ internals
+    def _reader(self, path: str, episode: int) -> _Reader:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Inherited through fork: the parent's containers are not ours to use
+                # (or close: they share the parent's file offsets). Forget them.
+                self._readers = collections.OrderedDict()
+                self._pid = os.getpid()
+            reader = self._readers.get(path)
+            if reader is not None:
+                self._readers.move_to_end(path)
+                return reader
+        reader = self._open(path, episode)
+        with self._lock:
+            self._readers[path] = reader
+            while len(self._readers) > self.max_open:
+                _, old = self._readers.popitem(last=False)
+                old.close()
+        return reader
+
+    def _evict(self, path: str) -> None:
+        with self._lock:
+            reader = self._readers.pop(path, None)
+        if reader is not None:
+            reader.close()
+
+    def _open(self, path: str, episode: int) -> _Reader:
+        name = self.store.describe(path)
+        source: IO[bytes] | str
+        if isinstance(self.store.fs, LocalFileSystem):
+            source = self.store.full_path(path)
+            if not os.path.isfile(source):
+                raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset")
+        else:
+            try:
+                source = self.store.open(path)
+            except NotFound as exc:
+                raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset") from exc
+        close_file = not isinstance(source, str)
+        try:
+            if self.backend == "torchcodec":
+                return _TorchcodecReader(source, name)
+            from robostore.video.decode import VideoReader
+
+            # Decoder threads cost more than they give for one frame per seek, and
+            # DataLoader workers already use the cores.
+            return VideoReader(source, name, thread_type="NONE", close_file=close_file)
+        except BaseException:
+            if close_file:
+                source.close()  # type: ignore[union-attr]
+            raise
+
+
+class _TorchcodecReader:
+    """``frames_at`` on torchcodec's VideoDecoder, with lerobot's torchcodec semantics.
+
+    Frames are picked by index (``round(t * fps)``) and their pts checked against the
+    query within ``tolerance_s``.
+    """
+
+    def __init__(self, source: IO[bytes] | str, name: str) -> None:
+        from torchcodec.decoders import VideoDecoder
+
+        self.name = name
+        self._source = source
+        try:
+            self._decoder = VideoDecoder(source, seek_mode="approximate")
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise VideoError(f"{name}: torchcodec cannot open the video: {exc}") from exc
+        self._fps = float(self._decoder.metadata.average_fps)
+
+    def frames_at(self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None) -> np.ndarray:
+        indices = [round(t * self._fps) for t in timestamps]
+        try:
+            batch = self._decoder.get_frames_at(indices=indices)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise VideoError(f"{self.name}: episode {episode}: torchcodec failed at t={list(timestamps)}: {exc}") from exc
+        got = batch.pts_seconds.numpy()
+        diff = np.abs(got - np.asarray(timestamps))
+        if (diff >= tolerance_s).any():
+            i = int(np.argmax(diff))
+            raise VideoError(
+                f"{self.name}: wanted frame at t={timestamps[i]:.6f}s (episode {episode}) but the closest "
+                f"decoded frame is at t={got[i]:.6f}s (>= tolerance_s={tolerance_s})"
+            )
+        return batch.data.permute(0, 2, 3, 1).numpy()
+
+    def close(self) -> None:
+        if not isinstance(self._source, str):
+            self._source.close()

@@ -1,0 +1,116 @@
+"""Assembling one sample (the dict lerobot's ``LeRobotDataset[i]`` returns) from a position.
+
+Shared by the map-style :class:`~robostore.torch.Dataset` and the streaming dataset:
+both hold the tabular arrays of their episodes and a source of camera frames, and ask
+:meth:`SampleAssembler.sample` for a position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from robostore.meta import DatasetMeta
+from robostore.torch.deltas import PAD_SUFFIX, neighbours
+from robostore.torch.frames import VideoFrames, episode_videos
+from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
+from robostore.video.decode import decode_image
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class SampleAssembler:
+    """Builds samples: tabular values, neighbours + pad masks, camera frames, task text.
+
+    Args:
+        meta: the dataset's metadata (features, video spans, tasks).
+        index: the selected episodes.
+        tabular: their column arrays (row == position).
+        offsets: integer frame offsets per key (from :func:`~robostore.torch.deltas.delta_indices`).
+        videos: decodes video frames.
+        images: reads PNG bytes of image features.
+        tolerance_s: allowed |decoded - wanted| frame time.
+        image_transforms: applied to each camera tensor, as lerobot does.
+        return_uint8: cameras as uint8 [C, H, W] instead of float32 in [0, 1].
+    """
+
+    def __init__(
+        self,
+        meta: DatasetMeta,
+        index: EpisodeIndex,
+        tabular: TabularData,
+        offsets: Mapping[str, np.ndarray],
+        videos: VideoFrames,
+        images: ImageBytes,
+        tolerance_s: float,
+        image_transforms: Transform | None = None,
+        return_uint8: bool = False,
+    ) -> None:
+        self.meta = meta
+        self.index = index
+        self.tabular = tabular
+        self.offsets = dict(offsets)
+        self.videos = videos
+        self.images = images
+        self.tolerance_s = tolerance_s
+        self.image_transforms = image_transforms
+        self.return_uint8 = return_uint8
+        features = meta.features
+        self._tabular_keys = [k for k, f in features.items() if not f.is_camera]
+        self._image_keys = [k for k, f in features.items() if f.is_image]
+        self._video_keys = [k for k, f in features.items() if f.is_video]
+        self._spans = episode_videos(meta, index.rows)
+        self._timestamps = tabular.columns["timestamp"]
+        self._task_index = tabular.columns["task_index"]
+
+    def sample(self, position: int) -> dict[str, Any]:
+        """The sample at ``position`` (0 <= position < len(index))."""
+        slot, global_index = self.index.locate(position)
+        episode = int(self.index.episodes[slot])
+        ep_from, ep_to = int(self.index.dataset_from[slot]), int(self.index.dataset_to[slot])
+        rows: dict[str, np.ndarray | int] = {}
+        item: dict[str, Any] = {}
+        for key, offsets in self.offsets.items():
+            near = neighbours(global_index, offsets, ep_from, ep_to)
+            rows[key] = self.index.position(slot, near.indices)
+            item[key + PAD_SUFFIX] = torch.from_numpy(near.is_pad)
+
+        for key in self._video_keys:
+            span = self._spans[key]
+            times = np.atleast_1d(self._timestamps[rows.get(key, position)]).astype(np.float64)
+            wanted = (span.from_timestamp[slot] + times).tolist()
+            frames = self.videos.frames(span.paths[slot], wanted, self.tolerance_s, episode)
+            item[key] = self._camera(frames if key in rows else frames[0])
+        for key in self._image_keys:
+            key_rows = np.atleast_1d(rows.get(key, position))
+            pictures = np.stack([self._image(key, int(r)) for r in key_rows])
+            item[key] = self._camera(pictures if key in rows else pictures[0])
+        for key in self._tabular_keys:
+            item[key] = _tensor(self.tabular.columns[key][rows.get(key, position)])
+        item["task"] = self.meta.task(int(self._task_index[position]))
+        return item
+
+    def _image(self, key: str, row: int) -> np.ndarray:
+        path = self.tabular.files[int(self.tabular.file_of[row])]
+        data = self.images.get(path, key, int(self.tabular.file_row[row]))
+        return decode_image(data, f"{self.meta.store.describe(path)} ({key}, row {int(self.tabular.file_row[row])})")
+
+    def _camera(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [..., H, W, 3] -> [..., 3, H, W], float32 in [0, 1] unless return_uint8."""
+        tensor = torch.from_numpy(np.ascontiguousarray(np.moveaxis(frames, -1, -3)))
+        if not self.return_uint8:
+            tensor = tensor.to(torch.float32).div_(255)
+        if self.image_transforms is not None:
+            tensor = self.image_transforms(tensor)
+        return tensor
+
+
+def _tensor(value: Any) -> Any:
+    """A fresh tensor (0-d for scalars); strings stay strings."""
+    array = np.asarray(value)
+    if array.dtype == object:
+        return array.item() if array.ndim == 0 else array.tolist()
+    return torch.from_numpy(array.copy())
