@@ -273,3 +273,44 @@ def test_import_robostore_does_not_import_the_cache() -> None:
         "from robostore.cache import FrameCache; assert robostore.FrameCache is FrameCache"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+@pytest.mark.parametrize("name", VIDEO_FIXTURES)
+def test_map_style_dataset_with_cache_equals_without(tmp_path: Path, name: str) -> None:
+    torch = pytest.importorskip("torch")
+    import robostore
+
+    url = str(fixture_path(name))
+    cache = robostore.FrameCache(str(tmp_path / "cache"), shard_frames=16)
+    deltas = {key: [-2 / 30, 0.0, 1 / 30] for key in DatasetMeta.open(url).video_keys}
+    plain = robostore.Dataset(url, delta_timestamps=deltas, return_uint8=True)
+    cached = robostore.Dataset(url, delta_timestamps=deltas, return_uint8=True, frame_cache=cache)
+    order = [int(i) for i in np.random.default_rng(0).permutation(len(plain))]
+    for epoch in range(2):  # cold (filling), then warm
+        for i in order:
+            want, got = plain[i], cached[i]
+            for key in deltas:
+                assert torch.equal(want[key], got[key]) and torch.equal(want[key + "_is_pad"], got[key + "_is_pad"])
+    cache.stats.flush()
+    counters = cache.info().counters
+    assert counters["filled_shards"] == sum(-(-len(plain) // 16) for _ in deltas)
+    assert counters["hits"] > 0.9 * (counters["hits"] + counters["misses"])
+
+
+def test_dataset_in_dataloader_workers_fills_and_reads_the_cache(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    import robostore
+
+    url = str(fixture_path("video_basic"))
+    cache = robostore.FrameCache(str(tmp_path / "cache"), shard_frames=8)
+    plain = robostore.Dataset(url)
+    cached = robostore.Dataset(url, frame_cache=cache)
+    for _ in range(2):
+        loader = torch.utils.data.DataLoader(cached, batch_size=8, shuffle=True, num_workers=2)
+        for batch in loader:
+            for j, i in enumerate(batch["index"].tolist()):
+                want = plain[i]
+                for key in ("observation.images.cam0", "observation.images.cam1"):
+                    assert torch.equal(batch[key][j], want[key])
+    frames = cache.for_dataset(url)
+    assert all(frames.cached_shards(k) == set(range(12)) for k in frames.video_keys)
