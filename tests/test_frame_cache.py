@@ -129,7 +129,7 @@ def _fill_worker(cache_url: str, dataset: str, seed: int) -> None:
     frames = FrameCache(cache_url, shard_frames=8).for_dataset(dataset)
     for key in frames.video_keys:
         for i in np.random.default_rng(seed).permutation(frames.meta.total_frames):
-            assert frames.get(key, [i]) is not None or frames.get(key, [i], fill=False) is None
+            frames.get(key, [i])  # None while the other process fills that shard
     frames.close()
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +19,7 @@ import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
 from robostore.backends import open_store
+from robostore.backends.local import TMP_MARKER
 from robostore.cache import evict as eviction
 from robostore.cache.claims import Claims
 from robostore.cache.fingerprint import dataset_fingerprint
@@ -418,7 +421,7 @@ class DatasetFrameCache:
         out = np.empty((len(idx), *layout.frame_shape), dtype=np.uint8)
         shards = idx // layout.shard_frames
         served = 0
-        for shard in np.unique(shards).tolist():
+        for shard in np.unique(shards).tolist() if len(shards) > 1 else shards.tolist():
             sel = np.flatnonzero(shards == shard)
             inner = idx[sel] - shard * layout.shard_frames
             if self._read(video_key, layout, shard, inner, out, sel):
@@ -508,8 +511,8 @@ class DatasetFrameCache:
                 self._index_cache.move_to_end(path)
                 return index
         try:
-            raw = self.cache.store.read_range(path, 0, layout.index_nbytes)
-        except NotFound:
+            raw = self._read_range(path, 0, layout.index_nbytes)
+        except (NotFound, FileNotFoundError):
             return None
         index = parse_index(layout, raw, self.cache.store.describe(path))
         self._remember_index(path, index)
@@ -533,7 +536,10 @@ class DatasetFrameCache:
             index = self._index(path, layout)
             if index is None:
                 return False
-            uniq, first, inverse = np.unique(inner, return_index=True, return_inverse=True)
+            if len(inner) == 1:
+                uniq, first, inverse = inner, np.zeros(1, np.int64), np.zeros(1, np.int64)
+            else:
+                uniq, first, inverse = np.unique(inner, return_index=True, return_inverse=True)
             entries = index[uniq]
             if not all(chunk_present(e) for e in entries):
                 return False
@@ -542,7 +548,7 @@ class DatasetFrameCache:
             breaks = np.flatnonzero(starts[1:] != starts[:-1] + lengths[:-1]) + 1
             for run in np.split(np.arange(len(uniq)), breaks):
                 lo, hi = int(starts[run[0]]), int(starts[run[-1]] + lengths[run[-1]])
-                data = np.frombuffer(store.read_range(path, lo, hi), dtype=np.uint8)
+                data = np.frombuffer(self._read_range(path, lo, hi), dtype=np.uint8)
                 if len(data) != hi - lo:
                     raise CorruptDataset(f"{store.describe(path)}: shard is shorter than its index says")
                 for k in run.tolist():
@@ -550,7 +556,7 @@ class DatasetFrameCache:
                     decode_chunk(data[a : a + int(lengths[k])], out[sel[first[k]]], f"{store.describe(path)} frame {shard * layout.shard_frames + int(uniq[k])}")
             if len(uniq) < len(inner):
                 out[sel] = out[sel[first[inverse]]]
-        except NotFound:
+        except (NotFound, FileNotFoundError):
             self._forget_index(path)  # evicted meanwhile
             return False
         except CorruptDataset as exc:
@@ -558,11 +564,21 @@ class DatasetFrameCache:
             self._forget_index(path)
             self.cache.stats.add(corrupt_chunks=1)
             return False
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             log.warning("frame cache: cannot read %s (%s); decoding instead", store.describe(path), exc)
             return False
         self._touch(path)
         return True
+
+    def _read_range(self, path: str, start: int, end: int) -> bytes:
+        if self.cache.local_root is None:
+            return self.cache.store.read_range(path, start, end)
+        # Local: one pread, without fsspec's file object (a third of a warm read's cost).
+        fd = os.open(self.cache.store.full_path(path), os.O_RDONLY)
+        try:
+            return os.pread(fd, end - start, start)
+        finally:
+            os.close(fd)
 
     def _touch(self, path: str) -> None:
         if self.cache.max_bytes is None or self.cache.local_root is None:
@@ -604,17 +620,21 @@ class DatasetFrameCache:
         if not self._writable:
             return False
         path = shard_key(self.fingerprint, video_key, shard)
-        data = encode_shard(layout, np.ascontiguousarray(frames))
+        parts = encode_shard(layout, np.ascontiguousarray(frames))
+        nbytes = sum(len(p) for p in parts)
         try:
             self._ensure_array(video_key, layout)
-            self.cache.store.write(path, data)
-        except RobostoreError as exc:
+            if self.cache.local_root is not None:
+                _write_local(self.cache.store.full_path(path), parts)
+            else:
+                self.cache.store.write(path, b"".join(parts))
+        except (RobostoreError, OSError) as exc:
             log.warning("frame cache: cannot write to %s (%s); serving decoded frames without caching them", self.cache.url, exc)
             self._writable = False
             return False
-        self._remember_index(path, parse_index(layout, data[: layout.index_nbytes], path))
-        self.cache.stats.add(filled_shards=1, filled_bytes=len(data))
-        self.cache._wrote(len(data))
+        self._remember_index(path, parse_index(layout, parts[0], path))
+        self.cache.stats.add(filled_shards=1, filled_bytes=nbytes)
+        self.cache._wrote(nbytes)
         return True
 
     def _ensure_array(self, video_key: str, layout: ArrayLayout) -> None:
@@ -640,6 +660,27 @@ class DatasetFrameCache:
         if not store.exists(array):
             store.write(array, json.dumps(layout.metadata(), indent=2).encode())
         self._arrays_written.add(video_key)
+
+
+def _write_local(full: str, parts: list[bytes]) -> None:
+    """Write a local shard atomically: a temporary file renamed over the destination.
+
+    Unlike ``LocalStore.write`` there is no fsync: after a power loss a shard may be
+    empty or torn, which its checksums catch (it is then decoded again), and skipping
+    the flush keeps filling close to the cost of decoding.
+    """
+    folder, name = os.path.split(full)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}{TMP_MARKER}", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.writelines(parts)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, full)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class VideoFileFrames:

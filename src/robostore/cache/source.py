@@ -48,7 +48,8 @@ class FrameSource:
             VideoError: a frame is missing or off in time, or the video is unreadable.
             CorruptDataset: an index lies in no episode.
         """
-        parts = []
+        h, w, c = (int(x) for x in self.meta.features[video_key].shape)
+        out = np.empty((stop - start, h, w, c), dtype=np.uint8)
         index = start
         while index < stop:
             pos = int(np.searchsorted(self._sorted_from, index, side="right")) - 1
@@ -56,41 +57,36 @@ class FrameSource:
             if row < 0 or not self._from[row] <= index < self._to[row]:
                 raise CorruptDataset(f"{self.meta.url}: frame index {index} belongs to no episode")
             end = min(stop, int(self._to[row]))
-            parts.append(self._decode_episode(video_key, int(self._episodes[row]), index - int(self._from[row]), end - index))
+            first = index - int(self._from[row])
+            self._decode_episode(video_key, int(self._episodes[row]), first, out[index - start : end - start])
             index = end
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return out
 
-    def _decode_episode(self, video_key: str, episode: int, first: int, count: int) -> np.ndarray:
+    def _decode_episode(self, video_key: str, episode: int, first: int, out: np.ndarray) -> None:
+        """Decode frames ``first ...`` of an episode into ``out`` (one per row)."""
         span = self.meta.video_span(episode, video_key)
-        wanted = span.from_timestamp + (first + np.arange(count)) / self.meta.fps
+        name = self.meta.store.describe(span.path)
+        wanted = span.from_timestamp + (first + np.arange(len(out))) / self.meta.fps
         reader = self._reader(span.path)
-        got_t: list[float] = []
-        got_f: list[np.ndarray] = []
+        best = np.full(len(out), np.inf)  # |decoded - wanted| of the frame kept in each row
         try:
             for t, frame in reader.iter_frames(float(wanted[0]), float(wanted[-1]) + 0.5 / self.meta.fps):
-                got_t.append(t)
-                got_f.append(frame)
+                row = int(np.argmin(np.abs(wanted - t)))
+                off = abs(wanted[row] - t)
+                if off < best[row]:
+                    if frame.shape != out.shape[1:]:
+                        raise VideoError(f"{name}: decoded frames are {frame.shape}, info.json says {out.shape[1:]}")
+                    out[row] = frame
+                    best[row] = off
         except BaseException:
             self._drop(span.path)
             raise
-        if not got_t:
+        if (best >= self.tolerance_s).any():
+            row = int(np.argmax(best))
             raise VideoError(
-                f"{self.meta.store.describe(span.path)}: no frames at t={wanted[0]:.4f}..{wanted[-1]:.4f}s "
-                f"(episode {episode})"
+                f"{name}: no decoded frame within tolerance_s={self.tolerance_s} of t={wanted[row]:.6f}s "
+                f"(episode {episode}, frame {first + row})"
             )
-        times = np.asarray(got_t)
-        pick = np.clip(np.searchsorted(times, wanted), 1, len(times) - 1) if len(times) > 1 else np.zeros(count, int)
-        if len(times) > 1:
-            left_closer = np.abs(times[pick - 1] - wanted) <= np.abs(times[pick] - wanted)
-            pick = np.where(left_closer, pick - 1, pick)
-        off = np.abs(times[pick] - wanted)
-        if (off >= self.tolerance_s).any():
-            i = int(np.argmax(off))
-            raise VideoError(
-                f"{self.meta.store.describe(span.path)}: wanted a frame at t={wanted[i]:.6f}s (episode {episode}) "
-                f"but the closest decoded one is at t={times[pick[i]]:.6f}s (>= tolerance_s={self.tolerance_s})"
-            )
-        return np.stack([got_f[int(j)] for j in pick])
 
     def _reader(self, path: str):  # -> VideoReader
         from robostore.video.decode import VideoReader
