@@ -314,3 +314,27 @@ def test_dataset_in_dataloader_workers_fills_and_reads_the_cache(tmp_path: Path)
                     assert torch.equal(batch[key][j], want[key])
     frames = cache.for_dataset(url)
     assert all(frames.cached_shards(k) == set(range(12)) for k in frames.video_keys)
+
+
+def test_shared_cache_on_s3(backend_url, reference: dict) -> None:  # noqa: ANN001
+    from backends.pytest_plugin import upload_folder
+
+    dataset_url, dataset_options = backend_url("s3")
+    upload_folder(fixture_path("video_basic"), dataset_url, dataset_options)
+    cache_url, cache_options = backend_url("s3")
+    cache = FrameCache(cache_url, cache_options, shard_frames=16)
+    report = cache.warm(dataset_url, episodes=[0], workers=2, storage_options=dataset_options, progress=False)
+    assert report.filled == 2 * 2  # frames 0..29: shards 0 and 1, two cameras
+    frames = cache.for_dataset(dataset_url, dataset_options)
+    for key in frames.video_keys:
+        assert np.array_equal(frames.get(key, range(90)), reference["video_basic", key])
+        assert np.array_equal(frames.get(key, range(90), fill=False), reference["video_basic", key])
+    assert np.array_equal(frames.zarr_array(frames.video_keys[0])[:], reference["video_basic", frames.video_keys[0]])
+    # A second machine (a new cache object, same bucket) reads what the first filled.
+    other = FrameCache(cache_url, cache_options).for_dataset(dataset_url, dataset_options)
+    assert other.fingerprint == frames.fingerprint
+    assert np.array_equal(other.get(frames.video_keys[1], [89, 0], fill=False), reference["video_basic", frames.video_keys[1]][[89, 0]])
+    frames.close()
+    info = cache.info()
+    assert [a.coverage for a in info.datasets[0].arrays] == [1.0, 1.0] and info.counters["filled_shards"] == 12
+    assert cache.clear() > 0 and cache.info().datasets == []
