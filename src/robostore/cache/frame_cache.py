@@ -35,7 +35,7 @@ from robostore.cache.layout import (
     shard_key,
 )
 from robostore.cache.source import FrameSource
-from robostore.cache.stats import STATS_DIR, StatsRecorder, read_stats
+from robostore.cache.stats import StatsRecorder, read_stats
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, StoreError
 from robostore.meta import DatasetMeta
 from robostore.store import Store
@@ -202,7 +202,6 @@ class FrameCache:
                 "(no zarr.json with a robostore_frame_cache attribute); nothing deleted"
             )
         # The root marker last: an interrupted clear leaves a location still known as a cache.
-        files.sort(key=lambda p: p == "zarr.json")
         body, marker = [p for p in files if p != "zarr.json"], [p for p in files if p == "zarr.json"]
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(lambda p: self.store.delete(p, missing_ok=True), body))
@@ -350,6 +349,7 @@ class DatasetFrameCache:
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._decode_lock = threading.Lock()  # one FrameSource (open decoders) per process
         self._source: FrameSource | None = None
         self._index_cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._touched: dict[str, float] = {}
@@ -492,7 +492,8 @@ class DatasetFrameCache:
     def close(self) -> None:
         """Close the video readers this process opened for filling; flush the counters."""
         if self._source is not None:
-            self._source.close()
+            with self._decode_lock:
+                self._source.close()
         self.cache.stats.flush()
 
     def files(self, tolerance_s: float = 1e-4) -> VideoFileFrames:
@@ -601,7 +602,8 @@ class DatasetFrameCache:
         try:
             start, stop = layout.shard_range(shard)
             try:
-                frames = self._frame_source().decode(video_key, start, stop)
+                with self._decode_lock:
+                    frames = self._frame_source().decode(video_key, start, stop)
             except RobostoreError as exc:
                 log.warning("frame cache: cannot decode frames %d..%d of %s: %s", start, stop - 1, video_key, exc)
                 return None

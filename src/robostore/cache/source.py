@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import CorruptDataset, VideoError
 from robostore.meta import DatasetMeta
+
+if TYPE_CHECKING:
+    from robostore.video.decode import VideoReader
 
 
 class FrameSource:
@@ -38,7 +41,7 @@ class FrameSource:
         self._to = cols["dataset_to_index"]
         order = np.argsort(self._from, kind="stable")
         self._order, self._sorted_from = order, self._from[order]
-        self._readers: collections.OrderedDict[str, object] = collections.OrderedDict()
+        self._readers: collections.OrderedDict[str, VideoReader] = collections.OrderedDict()
         self._pid = os.getpid()
 
     def decode(self, video_key: str, start: int, stop: int) -> np.ndarray:
@@ -88,8 +91,8 @@ class FrameSource:
                 f"(episode {episode}, frame {first + row})"
             )
 
-    def _reader(self, path: str):  # -> VideoReader
-        from robostore.video.decode import VideoReader
+    def _reader(self, path: str) -> VideoReader:
+        from robostore.video.decode import VideoReader  # PyAV only when filling
 
         if self._pid != os.getpid():  # inherited through fork: not ours to use
             self._readers = collections.OrderedDict()
