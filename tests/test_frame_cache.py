@@ -17,6 +17,7 @@ pytest.importorskip("zarr")
 pytest.importorskip("av")
 
 from fixture_data import copy_fixture, fixture_path  # noqa: E402
+from record_helpers import FEATURES, FPS, LOSSLESS, decode_episode, record_episode  # noqa: E402
 
 from robostore.cache import FrameCache  # noqa: E402
 from robostore.cache.layout import shard_key  # noqa: E402
@@ -338,3 +339,25 @@ def test_shared_cache_on_s3(backend_url, reference: dict) -> None:  # noqa: ANN0
     info = cache.info()
     assert [a.coverage for a in info.datasets[0].arrays] == [1.0, 1.0] and info.counters["filled_shards"] == 12
     assert cache.clear() > 0 and cache.info().datasets == []
+
+
+def test_appending_an_episode_with_the_recorder_is_a_new_state(tmp_path: Path) -> None:
+    from robostore import Recorder
+
+    url = str(tmp_path / "ds")
+    key = "observation.images.front"
+    with Recorder.create(url, fps=FPS, features=FEATURES, video=LOSSLESS) as rec:
+        record_episode(rec, 0, 12)
+        record_episode(rec, 1, 7)
+    cache = FrameCache(str(tmp_path / "cache"), shard_frames=8)
+    before = cache.for_dataset(url)
+    want = np.concatenate([decode_episode(url, e, key) for e in (0, 1)])
+    assert np.array_equal(before.get(key, range(19)), want)
+
+    with Recorder.resume(url, video=LOSSLESS) as rec:
+        record_episode(rec, 2, 9, "place")
+    after = cache.for_dataset(url)
+    assert after.fingerprint != before.fingerprint and after.layout(key).num_frames == 28
+    want = np.concatenate([decode_episode(url, e, key) for e in (0, 1, 2)])
+    assert after.get(key, range(28), fill=False) is None  # nothing of the new state is cached yet
+    assert np.array_equal(after.get(key, range(28)), want)
