@@ -33,8 +33,8 @@ __version__ = "0.1.0"
 
 #: Public names served lazily: name -> module that defines it.
 _LAZY: dict[str, str] = {
-    "Dataset": "robostore.torch",
-    "FrameCache": "robostore.cache",
+    "Dataset": "robostore.torch",  # torch is an optional extra
+    "FrameCache": "robostore.cache",  # zarr is an optional extra
     "Recorder": "robostore.record",
     "VideoOptions": "robostore.video.options",
 }
@@ -68,3 +68,4 @@ __all__ = [
     "validate",
     *_LAZY,
 ]
+

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch.utils.data
 
 from robostore.meta import DatasetMeta
@@ -15,6 +15,7 @@ from robostore.schema import Feature
 from robostore.store import Store
 from robostore.torch.deltas import delta_indices
 from robostore.torch.frames import FrameCache, VideoFrames, check_backend
+from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
 
@@ -73,8 +74,9 @@ class Dataset(torch.utils.data.Dataset):
         return_uint8: bool = False,
     ) -> None:
         self.meta = DatasetMeta.open(url, storage_options)
-        self.episodes = None if episodes is None else [int(e) for e in EpisodeIndex.from_meta(self.meta, list(episodes)).episodes]
-        self._index = EpisodeIndex.from_meta(self.meta, self.episodes)
+        self._index = EpisodeIndex.from_meta(self.meta, None if episodes is None else list(episodes))
+        #: The selected episode indices, ascending (None: all).
+        self.episodes = None if episodes is None else self._index.episodes.tolist()
         self.delta_timestamps = None if delta_timestamps is None else {k: list(v) for k, v in delta_timestamps.items()}
         self.tolerance_s = tolerance_s
         self._offsets = (
@@ -86,12 +88,13 @@ class Dataset(torch.utils.data.Dataset):
         self.video_backend = check_backend(video_backend)
         self.frame_cache = frame_cache
         self.return_uint8 = return_uint8
+        self._store = PerProcessStore(self.meta.store)
         # A robostore.FrameCache is bound to this dataset's state (fingerprint) and seen by
         # mp4 path and timestamps; any other object is used as the FrameCache protocol.
         bind = getattr(frame_cache, "for_dataset", None)
         file_cache = bind(self.meta).files(tolerance_s) if bind is not None else frame_cache
-        self._videos = VideoFrames(self.meta.store, self.video_backend, frame_cache=file_cache)
-        self._images = ImageBytes(self.meta.store)
+        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=file_cache)
+        self._images = ImageBytes(self._store)
         self._tabular: TabularData | None = None
         self._assembler: SampleAssembler | None = None
         self._lock = threading.Lock()
@@ -135,8 +138,8 @@ class Dataset(torch.utils.data.Dataset):
     def __getitem__(self, idx: int) -> dict[str, Any]:
         n = len(self._index)
         try:
-            position = int(idx)
-        except (TypeError, ValueError):
+            position = operator.index(idx)
+        except TypeError:
             raise TypeError(f"Dataset indices must be integers, got {type(idx).__name__}") from None
         if position < 0:
             position += n
@@ -158,7 +161,7 @@ class Dataset(torch.utils.data.Dataset):
             with self._lock:
                 if self._assembler is None:
                     if self._tabular is None:
-                        self._tabular = TabularData.load(self.meta, self._index, self.meta.features)
+                        self._tabular = TabularData.load(self.meta, self._store.get(), self._index, self.meta.features)
                         log.debug("%s: loaded %d frames of tabular data", self.meta.url, len(self._index))
                     self._assembler = SampleAssembler(
                         self.meta,

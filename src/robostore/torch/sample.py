@@ -96,13 +96,16 @@ class SampleAssembler:
     def _image(self, key: str, row: int) -> np.ndarray:
         path = self.tabular.files[int(self.tabular.file_of[row])]
         data = self.images.get(path, key, int(self.tabular.file_row[row]))
-        return decode_image(data, f"{self.meta.store.describe(path)} ({key}, row {int(self.tabular.file_row[row])})")
+        return decode_image(data, f"{self.meta.url}/{path} ({key}, row {int(self.tabular.file_row[row])})")
 
     def _camera(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [..., H, W, 3] -> [..., 3, H, W], float32 in [0, 1] unless return_uint8."""
-        tensor = torch.from_numpy(np.ascontiguousarray(np.moveaxis(frames, -1, -3)))
-        if not self.return_uint8:
-            tensor = tensor.to(torch.float32).div_(255)
+        chw = np.moveaxis(frames, -1, -3)
+        if self.return_uint8:
+            tensor = torch.from_numpy(np.ascontiguousarray(chw))
+        else:
+            # One pass from HWC uint8 to CHW float32 (x / 255, as lerobot computes it).
+            tensor = torch.from_numpy(np.divide(chw, np.float32(255), dtype=np.float32, order="C"))
         if self.image_transforms is not None:
             tensor = self.image_transforms(tensor)
         return tensor

@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import IO, Literal
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -89,6 +90,7 @@ class VideoReader:
                 )
                 raise VideoError(f"{self.name}: no video stream in this file ({why}). {_HINT}")
             self._container = container
+            self._reformatter = VideoReformatter()
             self._stream = container.streams.video[0]
             cc = self._stream.codec_context
             if thread_type is None:
@@ -278,15 +280,18 @@ class VideoReader:
     def _fmt(v: float | None) -> str:
         return "unknown" if v is None else f"{v:.4f}"
 
-    @staticmethod
-    def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-        return frame.to_ndarray(format="rgb24")
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        # Same conversion as frame.to_ndarray(format="rgb24"), through one reformatter
+        # kept for the reader, single-threaded: to_ndarray builds a scaler per frame
+        # with its own slice threads, created and joined every time (~100x slower
+        # for one frame, far worse on a loaded machine).
+        return self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
     def _seek(self, t: float) -> None:
         container = self._require_open()
         self._recent.clear()
         self._last_key_s = None  # keyframe spacing is only measured on contiguous decode
-        target = max(0, math.floor(t / self._time_base)) if t > 0 else 0
+        target = max(0, round(t / self._time_base)) if t > 0 else 0
         if self._stream.start_time is not None:
             target = max(target, int(self._stream.start_time))
         container.seek(target, stream=self._stream, backward=True, any_frame=False)
@@ -338,7 +343,7 @@ class VideoReader:
         if self._can_continue(t_min, tolerance_s):
             candidates = [c for c in self._recent]
         else:
-            self._seek(t_min - tolerance_s)
+            self._seek(t_min)
             candidates = []
         # Decode until one frame at or past t_max (so the closest is known) or EOF.
         while not candidates or candidates[-1][0] < t_max:
