@@ -157,6 +157,9 @@ def make_dataset(
         "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
         "features": features,
     }
+    state = data.column("observation.state").combine_chunks().flatten().to_numpy().reshape(n, 6)
+    stats = {"observation.state": {"min": state.min(0), "max": state.max(0), "mean": state.mean(0), "std": state.std(0), "count": [n]}}
+    (root / "meta" / "stats.json").write_text(json.dumps({k: {s: np.asarray(v).tolist() for s, v in d.items()} for k, d in stats.items()}))
     (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
     return root
 
