@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 #: Public names served lazily: name -> module that defines it.
 _LAZY: dict[str, str] = {
     "Dataset": "robostore.torch",  # torch is an optional extra
+    "FrameCache": "robostore.cache",  # zarr is an optional extra
     "Recorder": "robostore.record",
     "VideoOptions": "robostore.video.options",
 }

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from robostore.backends import open_store
+from robostore.cache.cli import cache_app
 from robostore.errors import RobostoreError
 from robostore.meta import DatasetMeta
 from robostore.validate import validate
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(cache_app, name="cache")
 
 StorageOption = Annotated[
     list[str] | None,

@@ -6,7 +6,7 @@ import logging
 import operator
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.utils.data
 
@@ -18,6 +18,9 @@ from robostore.torch.frames import FrameCache, VideoFrames, check_backend
 from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
+
+if TYPE_CHECKING:
+    import robostore.cache
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,9 @@ class Dataset(torch.utils.data.Dataset):
         tolerance_s: allowed |decoded - wanted| frame time, also for deltas.
         storage_options: passed to the fsspec filesystem (credentials, endpoint...).
         video_backend: ``"pyav"`` (default) or ``"torchcodec"`` (must be installed).
-        frame_cache: an object with ``get``/``put`` of decoded frames
-            (:class:`~robostore.torch.frames.FrameCache`), consulted before decoding.
+        frame_cache: a :class:`robostore.FrameCache` (decoded frames kept in Zarr,
+            filled on first use), or any object with ``get``/``put`` of decoded
+            frames (:class:`~robostore.torch.frames.FrameCache`), consulted before decoding.
         return_uint8: cameras as uint8 (4x less to move between processes).
 
     Raises:
@@ -66,7 +70,7 @@ class Dataset(torch.utils.data.Dataset):
         tolerance_s: float = 1e-4,
         storage_options: Mapping[str, Any] | None = None,
         video_backend: str | None = None,
-        frame_cache: FrameCache | None = None,
+        frame_cache: FrameCache | robostore.cache.FrameCache | None = None,
         return_uint8: bool = False,
     ) -> None:
         self.meta = DatasetMeta.open(url, storage_options)
@@ -85,7 +89,11 @@ class Dataset(torch.utils.data.Dataset):
         self.frame_cache = frame_cache
         self.return_uint8 = return_uint8
         self._store = PerProcessStore(self.meta.store)
-        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=frame_cache)
+        # A robostore.FrameCache is bound to this dataset's state (fingerprint) and seen by
+        # mp4 path and timestamps; any other object is used as the FrameCache protocol.
+        bind = getattr(frame_cache, "for_dataset", None)
+        file_cache = bind(self.meta).files(tolerance_s) if bind is not None else frame_cache
+        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=file_cache)
         self._images = ImageBytes(self._store)
         self._tabular: TabularData | None = None
         self._assembler: SampleAssembler | None = None

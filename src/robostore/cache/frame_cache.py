@@ -1,0 +1,759 @@
+"""FrameCache (one cache location) and DatasetFrameCache (one dataset state in it)."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+from robostore.backends import open_store
+from robostore.backends.local import TMP_MARKER
+from robostore.cache import evict as eviction
+from robostore.cache.claims import Claims
+from robostore.cache.fingerprint import dataset_fingerprint
+from robostore.cache.layout import (
+    FORMAT_VERSION,
+    ArrayLayout,
+    array_prefix,
+    choose_shard_frames,
+    chunk_present,
+    decode_chunk,
+    encode_shard,
+    parse_index,
+    shard_key,
+)
+from robostore.cache.source import FrameSource
+from robostore.cache.stats import StatsRecorder, read_stats
+from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, StoreError
+from robostore.meta import DatasetMeta
+from robostore.store import Store
+
+if TYPE_CHECKING:
+    import zarr
+
+    from robostore.cache.warm import WarmReport
+
+log = logging.getLogger(__name__)
+
+ROOT_ATTR = "robostore_frame_cache"
+CLAIMS_DIR = "claims"
+_INDEX_CACHE_SIZE = 2048
+
+
+def _group_json(attributes: dict[str, Any]) -> bytes:
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=2, sort_keys=True).encode()
+
+
+class FrameCache:
+    """Decoded video frames of any number of datasets, in Zarr v3 arrays at ``url``.
+
+    Args:
+        url: where the cache lives: a local folder, or any fsspec URL (``s3://bucket/cache``)
+            that several machines can share.
+        storage_options: passed to the cache's fsspec filesystem.
+        max_bytes: keep a local cache under this size, evicting the least recently
+            used shards. Not available for remote caches (use the bucket's lifecycle rules).
+        shard_frames: frames per shard for arrays this cache creates (default: about
+            32 MiB of raw frames, a power of two in 16..256). Existing arrays keep theirs.
+
+    The object is cheap, picklable (DataLoader workers rebuild it from the URL) and
+    safe to share between threads and processes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
+        max_bytes: int | None = None,
+        *,
+        shard_frames: int | None = None,
+    ) -> None:
+        self.url = str(url)
+        self.storage_options = dict(storage_options or {})
+        self.max_bytes = max_bytes
+        self.shard_frames = shard_frames
+        self.store: Store = open_store(self.url, self.storage_options)
+        self.local_root: str | None = self.store.root if isinstance(self.store.fs, LocalFileSystem) else None
+        if max_bytes is not None:
+            if max_bytes <= 0:
+                raise SchemaError(f"frame cache {self.url}: max_bytes must be positive, got {max_bytes}")
+            if self.local_root is None:
+                raise RobostoreError(
+                    f"frame cache {self.url}: max_bytes (eviction) works on local caches only; "
+                    "limit a bucket with its lifecycle rules, or clear it with `robostore cache clear`"
+                )
+        if shard_frames is not None and not 1 <= shard_frames <= 4096:
+            raise SchemaError(f"frame cache {self.url}: shard_frames must be in 1..4096, got {shard_frames}")
+        self.stats = StatsRecorder(self.store)
+        self.claims = Claims(os.path.join(self.local_root, CLAIMS_DIR) if self.local_root else None)
+        self._lock = threading.Lock()
+        self._root_checked = False
+        self._size_known: int | None = None  # bytes of shards at the last scan, plus writes since
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "storage_options": self.storage_options,
+            "max_bytes": self.max_bytes,
+            "shard_frames": self.shard_frames,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"FrameCache({self.url!r}, max_bytes={self.max_bytes})"
+
+    # ------------------------------------------------------------------ datasets
+    def for_dataset(
+        self, dataset: DatasetMeta | str, storage_options: Mapping[str, Any] | None = None
+    ) -> DatasetFrameCache:
+        """The cache of one dataset in its current state (its fingerprint).
+
+        ``dataset`` is a :class:`DatasetMeta` or a dataset URL. Costs a read of
+        info.json and two listings (see :func:`~robostore.cache.fingerprint.dataset_fingerprint`).
+        """
+        meta = dataset if isinstance(dataset, DatasetMeta) else DatasetMeta.open(dataset, storage_options)
+        return DatasetFrameCache(self, meta)
+
+    def warm(
+        self,
+        dataset: DatasetMeta | str,
+        episodes: Iterable[int] | None = None,
+        workers: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        progress: bool = True,
+    ) -> WarmReport:
+        """Decode and store every frame of ``episodes`` (all by default) not cached yet.
+
+        Runs ``workers`` processes (default: the CPU count), with a progress bar.
+        """
+        from robostore.cache.warm import warm
+
+        return warm(self.for_dataset(dataset, storage_options), episodes, workers, progress)
+
+    # ------------------------------------------------------------------ maintenance
+    def info(self) -> CacheInfo:
+        """Size, coverage per dataset and video key, and hit/miss counters of all processes."""
+        files = self.store.list_info("")
+        arrays: dict[str, ArrayInfo] = {}
+        groups: dict[str, dict[str, Any]] = {}
+        metadata_paths = [f.path for f in files if f.path.endswith("/zarr.json")]
+        for path, raw in self.store.read_many(metadata_paths).items():
+            try:
+                node = json.loads(raw)
+            except ValueError:
+                log.warning("frame cache: unreadable %s", self.store.describe(path))
+                continue
+            prefix = path[: -len("/zarr.json")]
+            if node.get("node_type") == "group":
+                groups[prefix] = node.get("attributes", {}).get(ROOT_ATTR, {})
+            elif node.get("node_type") == "array":
+                try:
+                    layout = ArrayLayout.from_metadata(node, self.store.describe(path))
+                except CorruptDataset as exc:
+                    log.warning("%s", exc)
+                    continue
+                fingerprint, _, key = prefix.partition("/")
+                arrays[prefix] = ArrayInfo(fingerprint, key, layout)
+        for f in files:
+            prefix, sep, rest = f.path.rpartition("/c/")
+            if sep and prefix in arrays and rest.endswith("/0/0/0"):
+                array = arrays[prefix]
+                shard = int(rest.split("/", 1)[0])
+                start, stop = array.layout.shard_range(shard)
+                array.shards_cached += 1
+                array.frames_cached += stop - start
+                array.bytes += f.size
+        datasets: dict[str, DatasetInfo] = {}
+        for array in arrays.values():
+            entry = datasets.setdefault(array.fingerprint, DatasetInfo(array.fingerprint, groups.get(array.fingerprint, {})))
+            entry.arrays.append(array)
+        return CacheInfo(
+            url=self.url,
+            bytes=sum(f.size for f in files),
+            files=len(files),
+            datasets=sorted(datasets.values(), key=lambda d: d.fingerprint),
+            counters=read_stats(self.store),
+            max_bytes=self.max_bytes,
+        )
+
+    def clear(self) -> int:
+        """Delete everything in the cache; returns the number of files deleted.
+
+        Refuses to touch a location that holds files but is not a frame cache.
+        """
+        files = [f.path for f in self.store.list_info("")]
+        if files and not self._is_cache():
+            raise RobostoreError(
+                f"{self.url} holds {len(files)} files but is not a robostore frame cache "
+                "(no zarr.json with a robostore_frame_cache attribute); nothing deleted"
+            )
+        # The root marker last: an interrupted clear leaves a location still known as a cache.
+        body, marker = [p for p in files if p != "zarr.json"], [p for p in files if p == "zarr.json"]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(lambda p: self.store.delete(p, missing_ok=True), body))
+        for path in marker:
+            self.store.delete(path, missing_ok=True)
+        self._root_checked = False
+        with self._lock:
+            self._size_known = None
+        return len(files)
+
+    def evict(self) -> int:
+        """Enforce ``max_bytes`` now (it is also enforced as shards are written).
+
+        Returns the number of shards deleted.
+        """
+        if self.max_bytes is None or self.local_root is None:
+            return 0
+        deleted, freed, left = eviction.evict(self.local_root, self.max_bytes)
+        with self._lock:
+            self._size_known = left
+        if deleted:
+            self.stats.add(evicted_shards=deleted, evicted_bytes=freed)
+        return deleted
+
+    # ------------------------------------------------------------------ internals
+    def _is_cache(self) -> bool:
+        try:
+            node = json.loads(self.store.read("zarr.json"))
+        except (NotFound, ValueError):
+            return False
+        return isinstance(node, dict) and ROOT_ATTR in node.get("attributes", {})
+
+    def _ensure_root(self) -> None:
+        if self._root_checked:
+            return
+        if not self.store.exists("zarr.json"):
+            self.store.write("zarr.json", _group_json({ROOT_ATTR: {"format": FORMAT_VERSION}}))
+        elif not self._is_cache():
+            raise RobostoreError(f"{self.url} has a zarr.json that is not a robostore frame cache; use another location")
+        self._root_checked = True
+
+    def _wrote(self, nbytes: int) -> None:
+        """Account a shard written; evict when the local cache went over ``max_bytes``."""
+        if self.max_bytes is None or self.local_root is None:
+            return
+        with self._lock:
+            if self._size_known is None:
+                self._size_known = sum(f.size for f in eviction.shard_files(self.local_root))
+            else:
+                self._size_known += nbytes
+            over = self._size_known > self.max_bytes
+        if over:
+            self.evict()
+
+
+@dataclass
+class ArrayInfo:
+    """Coverage of one cached video key."""
+
+    fingerprint: str
+    video_key: str
+    layout: ArrayLayout
+    shards_cached: int = 0
+    frames_cached: int = 0
+    bytes: int = 0
+
+    @property
+    def coverage(self) -> float:
+        return self.frames_cached / self.layout.num_frames if self.layout.num_frames else 1.0
+
+
+@dataclass
+class DatasetInfo:
+    """The cached arrays of one dataset state."""
+
+    fingerprint: str
+    attributes: dict[str, Any]
+    arrays: list[ArrayInfo] = field(default_factory=list)
+
+
+@dataclass
+class CacheInfo:
+    """What ``robostore cache info`` shows."""
+
+    url: str
+    bytes: int
+    files: int
+    datasets: list[DatasetInfo]
+    counters: dict[str, int]
+    max_bytes: int | None = None
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Frames served from the cache / frames asked for, over all processes (None before any)."""
+        asked = self.counters["hits"] + self.counters["misses"]
+        return self.counters["hits"] / asked if asked else None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "bytes": self.bytes,
+            "files": self.files,
+            "max_bytes": self.max_bytes,
+            "hit_rate": self.hit_rate,
+            "counters": self.counters,
+            "datasets": [
+                {
+                    "fingerprint": d.fingerprint,
+                    **d.attributes,
+                    "arrays": [
+                        {
+                            "video_key": a.video_key,
+                            "frames": a.layout.num_frames,
+                            "frame_shape": list(a.layout.frame_shape),
+                            "shard_frames": a.layout.shard_frames,
+                            "shards": a.layout.num_shards,
+                            "shards_cached": a.shards_cached,
+                            "frames_cached": a.frames_cached,
+                            "coverage": a.coverage,
+                            "bytes": a.bytes,
+                        }
+                        for a in d.arrays
+                    ],
+                }
+                for d in self.datasets
+            ],
+        }
+
+
+class DatasetFrameCache:
+    """The cached frames of one dataset state: what readers call.
+
+    Frames are addressed by video key and global frame ``index`` (the ``index``
+    column, ``dataset_from_index + frame_index``). See the package docstring for the
+    contract of :meth:`get` and :meth:`put`.
+    """
+
+    def __init__(self, cache: FrameCache, meta: DatasetMeta, fingerprint: str | None = None) -> None:
+        self.cache = cache
+        self.meta = meta
+        self.fingerprint = fingerprint or dataset_fingerprint(meta)
+        self._layouts: dict[str, ArrayLayout] = {}
+        self._init_process_state()
+
+    def _init_process_state(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._decode_lock = threading.Lock()  # one FrameSource (open decoders) per process
+        self._source: FrameSource | None = None
+        self._index_cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._touched: dict[str, float] = {}
+        self._arrays_written: set[str] = set()
+        self._writable = True
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cache": self.cache, "meta": self.meta, "fingerprint": self.fingerprint, "layouts": self._layouts}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.cache, self.meta, self.fingerprint = state["cache"], state["meta"], state["fingerprint"]
+        self._layouts = state["layouts"]
+        self._init_process_state()
+
+    def __repr__(self) -> str:
+        return f"DatasetFrameCache({self.meta.url!r} -> {self.cache.url!r}, fingerprint={self.fingerprint})"
+
+    @property
+    def video_keys(self) -> list[str]:
+        return self.meta.video_keys
+
+    # ------------------------------------------------------------------ layout
+    def layout(self, video_key: str) -> ArrayLayout:
+        """Shape and sharding of ``video_key``'s array (existing, or the one it will get)."""
+        layout = self._layouts.get(video_key)
+        if layout is not None:
+            return layout
+        if video_key not in self.meta.video_keys:
+            raise SchemaError(f"{self.meta.url}: {video_key!r} is not a video feature (video keys: {self.meta.video_keys})")
+        path = f"{array_prefix(self.fingerprint, video_key)}/zarr.json"
+        try:
+            layout = ArrayLayout.from_metadata(json.loads(self.cache.store.read(path)), self.cache.store.describe(path))
+        except NotFound:
+            h, w, c = (int(x) for x in self.meta.features[video_key].shape)
+            frames = self.cache.shard_frames or choose_shard_frames(h * w * c)
+            layout = ArrayLayout(self.meta.total_frames, h, w, c, frames)
+        except ValueError as exc:
+            raise CorruptDataset(f"{self.cache.store.describe(path)}: not JSON ({exc}); clear the cache") from exc
+        self._layouts[video_key] = layout
+        return layout
+
+    def zarr_array(self, video_key: str) -> zarr.Array:
+        """The cached frames of ``video_key`` as a read-only ``zarr.Array`` (needs zarr)."""
+        import zarr
+
+        if self.cache.local_root is not None:
+            zstore: Any = zarr.storage.LocalStore(self.cache.local_root, read_only=True)
+        else:
+            zstore = zarr.storage.FsspecStore.from_url(self.cache.url, storage_options=self.cache.storage_options, read_only=True)
+        return zarr.open_array(zstore, path=array_prefix(self.fingerprint, video_key), mode="r")
+
+    # ------------------------------------------------------------------ reading
+    def get(self, video_key: str, indices: Sequence[int] | np.ndarray, *, fill: bool = True) -> np.ndarray | None:
+        """uint8 ``[len(indices), H, W, C]`` frames at global frame ``indices``, or None.
+
+        All or nothing: frames come from the cache; with ``fill`` (the default) a shard
+        that is missing, or whose chunks fail their checksum, is decoded whole from the
+        dataset's videos, written, and served. None means "decode them yourself": a
+        shard is missing and ``fill`` is off, another process is filling it right now,
+        or decoding failed (the caller's own decode then reports the error).
+        """
+        self._check_process()
+        layout = self.layout(video_key)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= layout.num_frames):
+            raise SchemaError(
+                f"{self.meta.url}: frame indices {idx.min()}..{idx.max()} out of range 0..{layout.num_frames - 1}"
+            )
+        out = np.empty((len(idx), *layout.frame_shape), dtype=np.uint8)
+        shards = idx // layout.shard_frames
+        served = 0
+        for shard in np.unique(shards).tolist() if len(shards) > 1 else shards.tolist():
+            sel = np.flatnonzero(shards == shard)
+            inner = idx[sel] - shard * layout.shard_frames
+            if self._read(video_key, layout, shard, inner, out, sel):
+                served += len(sel)
+                continue
+            frames = self._fill(video_key, layout, shard) if fill else None
+            if frames is None:
+                self.cache.stats.add(hits=served, misses=len(idx) - served)
+                return None
+            out[sel] = frames[inner]
+        self.cache.stats.add(hits=served, misses=len(idx) - served)
+        return out
+
+    def has(self, video_key: str, shard: int) -> bool:
+        """Whether ``shard`` of ``video_key`` is in the cache (one existence check)."""
+        return self.cache.store.exists(shard_key(self.fingerprint, video_key, shard))
+
+    def cached_shards(self, video_key: str) -> set[int]:
+        """The shards of ``video_key`` present in the cache (one listing)."""
+        prefix = f"{array_prefix(self.fingerprint, video_key)}/c"
+        found = set()
+        for f in self.cache.store.list_info(prefix):
+            head, _, tail = f.path[len(prefix) + 1 :].partition("/")
+            if tail == "0/0/0" and head.isdigit():
+                found.add(int(head))
+        return found
+
+    # ------------------------------------------------------------------ writing
+    def put(self, video_key: str, first_index: int, frames: np.ndarray) -> int:
+        """Offer frames the caller decoded: global indices ``first_index ...``.
+
+        Writes every shard that the run covers completely and that is not cached yet,
+        whole and atomically; the frames of partly covered shards are not kept (those
+        shards are filled by :meth:`get` or ``cache warm``). Returns the number of
+        shards written. Streaming readers that decode whole episodes call this.
+        """
+        self._check_process()
+        layout = self.layout(video_key)
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.shape[1:] != layout.frame_shape:
+            raise SchemaError(
+                f"{self.meta.url}: {video_key} frames must be uint8 [n, {', '.join(map(str, layout.frame_shape))}], "
+                f"got {frames.dtype} {list(frames.shape)}"
+            )
+        stop = first_index + len(frames)
+        if first_index < 0 or stop > layout.num_frames:
+            raise SchemaError(f"{self.meta.url}: frames {first_index}..{stop - 1} out of range 0..{layout.num_frames - 1}")
+        written = 0
+        first_shard = -(-first_index // layout.shard_frames)
+        for shard in range(first_shard, layout.num_shards):
+            start, end = layout.shard_range(shard)
+            if end > stop:
+                break
+            if not self.has(video_key, shard) and self._write_shard(video_key, layout, shard, frames[start - first_index : end - first_index]):
+                written += 1
+        return written
+
+    def fill(self, video_key: str, shards: Iterable[int]) -> int:
+        """Decode and write ``shards`` of ``video_key`` (``cache warm`` calls this).
+
+        Returns the number written by this call (shards claimed by another process,
+        or whose frames fail to decode, are skipped and logged).
+        """
+        self._check_process()
+        layout = self.layout(video_key)
+        return sum(self._fill(video_key, layout, shard) is not None for shard in shards)
+
+    def close(self) -> None:
+        """Close the video readers this process opened for filling; flush the counters."""
+        if self._source is not None:
+            with self._decode_lock:
+                self._source.close()
+        self.cache.stats.flush()
+
+    def files(self, tolerance_s: float = 1e-4) -> VideoFileFrames:
+        """This cache seen by mp4 path and timestamps (what ``robostore.torch`` readers use)."""
+        return VideoFileFrames(self, tolerance_s)
+
+    # ------------------------------------------------------------------ internals
+    def _check_process(self) -> None:
+        if self._pid != os.getpid():  # forked: readers, claims and caches are the parent's
+            self._init_process_state()
+
+    def _index(self, path: str, layout: ArrayLayout) -> np.ndarray | None:
+        with self._lock:
+            index = self._index_cache.get(path)
+            if index is not None:
+                self._index_cache.move_to_end(path)
+                return index
+        try:
+            raw = self._read_range(path, 0, layout.index_nbytes)
+        except (NotFound, FileNotFoundError):
+            return None
+        index = parse_index(layout, raw, self.cache.store.describe(path))
+        self._remember_index(path, index)
+        return index
+
+    def _remember_index(self, path: str, index: np.ndarray) -> None:
+        with self._lock:
+            self._index_cache[path] = index
+            while len(self._index_cache) > _INDEX_CACHE_SIZE:
+                self._index_cache.popitem(last=False)
+
+    def _forget_index(self, path: str) -> None:
+        with self._lock:
+            self._index_cache.pop(path, None)
+
+    def _read(self, video_key: str, layout: ArrayLayout, shard: int, inner: np.ndarray, out: np.ndarray, sel: np.ndarray) -> bool:
+        """Decode the chunks ``inner`` of a shard into ``out[sel]``; False when it cannot serve them."""
+        store = self.cache.store
+        path = shard_key(self.fingerprint, video_key, shard)
+        try:
+            index = self._index(path, layout)
+            if index is None:
+                return False
+            if len(inner) == 1:
+                uniq, first, inverse = inner, np.zeros(1, np.int64), np.zeros(1, np.int64)
+            else:
+                uniq, first, inverse = np.unique(inner, return_index=True, return_inverse=True)
+            entries = index[uniq]
+            if not all(chunk_present(e) for e in entries):
+                return False
+            # Runs of chunks that sit back to back: one ranged read each.
+            starts, lengths = entries[:, 0].astype(np.int64), entries[:, 1].astype(np.int64)
+            breaks = np.flatnonzero(starts[1:] != starts[:-1] + lengths[:-1]) + 1
+            for run in np.split(np.arange(len(uniq)), breaks):
+                lo, hi = int(starts[run[0]]), int(starts[run[-1]] + lengths[run[-1]])
+                data = np.frombuffer(self._read_range(path, lo, hi), dtype=np.uint8)
+                if len(data) != hi - lo:
+                    raise CorruptDataset(f"{store.describe(path)}: shard is shorter than its index says")
+                for k in run.tolist():
+                    a = int(starts[k]) - lo
+                    decode_chunk(data[a : a + int(lengths[k])], out[sel[first[k]]], f"{store.describe(path)} frame {shard * layout.shard_frames + int(uniq[k])}")
+            if len(uniq) < len(inner):
+                out[sel] = out[sel[first[inverse]]]
+        except (NotFound, FileNotFoundError):
+            self._forget_index(path)  # evicted meanwhile
+            return False
+        except CorruptDataset as exc:
+            log.warning("frame cache: %s; decoding the shard again", exc)
+            self._forget_index(path)
+            self.cache.stats.add(corrupt_chunks=1)
+            return False
+        except (StoreError, OSError) as exc:
+            log.warning("frame cache: cannot read %s (%s); decoding instead", store.describe(path), exc)
+            return False
+        self._touch(path)
+        return True
+
+    def _read_range(self, path: str, start: int, end: int) -> bytes:
+        if self.cache.local_root is None:
+            return self.cache.store.read_range(path, start, end)
+        # Local: one pread, without fsspec's file object (a third of a warm read's cost).
+        fd = os.open(self.cache.store.full_path(path), os.O_RDONLY)
+        try:
+            return os.pread(fd, end - start, start)
+        finally:
+            os.close(fd)
+
+    def _touch(self, path: str) -> None:
+        if self.cache.max_bytes is None or self.cache.local_root is None:
+            return
+        now = time.monotonic()
+        if now - self._touched.get(path, -1e9) >= eviction.TOUCH_INTERVAL_S:
+            self._touched[path] = now
+            eviction.touch(self.cache.store.full_path(path))
+
+    def _frame_source(self) -> FrameSource:
+        if self._source is None:
+            self._source = FrameSource(self.meta)
+        return self._source
+
+    def _fill(self, video_key: str, layout: ArrayLayout, shard: int) -> np.ndarray | None:
+        """Decode a shard whole, write it, return its frames; None when not possible now."""
+        release = self.cache.claims.take(f"{self.fingerprint}/{video_key}/{shard}")
+        if release is None:
+            return None
+        try:
+            start, stop = layout.shard_range(shard)
+            try:
+                with self._decode_lock:
+                    frames = self._frame_source().decode(video_key, start, stop)
+            except RobostoreError as exc:
+                log.warning("frame cache: cannot decode frames %d..%d of %s: %s", start, stop - 1, video_key, exc)
+                return None
+            if frames.shape[1:] != layout.frame_shape:
+                log.warning(
+                    "frame cache: %s decodes to frames of %s but info.json says %s; not caching it",
+                    video_key, frames.shape[1:], layout.frame_shape,
+                )
+                return None
+            self._write_shard(video_key, layout, shard, frames)
+            return frames
+        finally:
+            release()
+
+    def _write_shard(self, video_key: str, layout: ArrayLayout, shard: int, frames: np.ndarray) -> bool:
+        if not self._writable:
+            return False
+        path = shard_key(self.fingerprint, video_key, shard)
+        parts = encode_shard(layout, np.ascontiguousarray(frames))
+        nbytes = sum(len(p) for p in parts)
+        try:
+            self._ensure_array(video_key, layout)
+            if self.cache.local_root is not None:
+                _write_local(self.cache.store.full_path(path), parts)
+            else:
+                self.cache.store.write(path, b"".join(parts))
+        except (RobostoreError, OSError) as exc:
+            log.warning("frame cache: cannot write to %s (%s); serving decoded frames without caching them", self.cache.url, exc)
+            self._writable = False
+            return False
+        self._remember_index(path, parse_index(layout, parts[0], path))
+        self.cache.stats.add(filled_shards=1, filled_bytes=nbytes)
+        self.cache._wrote(nbytes)
+        return True
+
+    def _ensure_array(self, video_key: str, layout: ArrayLayout) -> None:
+        if video_key in self._arrays_written:
+            return
+        store = self.cache.store
+        self.cache._ensure_root()
+        group = f"{self.fingerprint}/zarr.json"
+        if not store.exists(group):
+            info = self.meta.info
+            attributes = {
+                ROOT_ATTR: {
+                    "name": self.meta.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0],
+                    "robot_type": info.robot_type,
+                    "fps": info.fps,
+                    "total_episodes": info.total_episodes,
+                    "total_frames": info.total_frames,
+                    "video_keys": self.meta.video_keys,
+                }
+            }
+            store.write(group, _group_json(attributes))
+        array = f"{array_prefix(self.fingerprint, video_key)}/zarr.json"
+        if not store.exists(array):
+            store.write(array, json.dumps(layout.metadata(), indent=2).encode())
+        self._arrays_written.add(video_key)
+
+
+def _write_local(full: str, parts: list[bytes]) -> None:
+    """Write a local shard atomically: a temporary file renamed over the destination.
+
+    Unlike ``LocalStore.write`` there is no fsync: after a power loss a shard may be
+    empty or torn, which its checksums catch (it is then decoded again), and skipping
+    the flush keeps filling close to the cost of decoding.
+    """
+    folder, name = os.path.split(full)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}{TMP_MARKER}", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.writelines(parts)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, full)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class VideoFileFrames:
+    """A :class:`DatasetFrameCache` addressed by mp4 path and timestamps in it.
+
+    This is the ``frame_cache`` interface of ``robostore.torch`` readers
+    (``get(video_path, timestamps)`` / ``put(video_path, timestamps, frames)``).
+    Timestamps are mapped to global frame indices through the episodes table: the
+    episode whose span in that file holds the time, then ``round((t - from) * fps)``.
+    A timestamp that is not within ``tolerance_s`` of a frame time of an episode is a
+    miss (the reader's decoder then handles it as it would without a cache).
+    """
+
+    def __init__(self, frames: DatasetFrameCache, tolerance_s: float = 1e-4) -> None:
+        self.frames = frames
+        self.tolerance_s = tolerance_s
+        meta = frames.meta
+        cols = meta.columns
+        self._fps = meta.fps
+        self._spans: dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray]] = {}
+        by_path: dict[str, list[tuple[float, int, int, str]]] = collections.defaultdict(list)
+        for key in meta.video_keys:
+            for row, episode in enumerate(meta.episode_indices.tolist()):
+                span = meta.video_span(episode, key)
+                length = int(cols["dataset_to_index"][row] - cols["dataset_from_index"][row])
+                by_path[span.path].append((span.from_timestamp, int(cols["dataset_from_index"][row]), length, key))
+        for path, rows in by_path.items():
+            rows.sort()
+            self._spans[path] = (
+                rows[0][3],
+                np.array([r[0] for r in rows]),
+                np.array([r[1] for r in rows], dtype=np.int64),
+                np.array([r[2] for r in rows], dtype=np.int64),
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"frames": self.frames, "tolerance_s": self.tolerance_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["frames"], state["tolerance_s"])  # type: ignore[misc]
+
+    def indices(self, video_path: str, timestamps: Sequence[float]) -> tuple[str, np.ndarray] | None:
+        """``(video_key, global frame indices)`` of timestamps in ``video_path``, or None."""
+        spans = self._spans.get(video_path)
+        if spans is None or len(timestamps) == 0:
+            return None
+        key, starts, first_index, lengths = spans
+        t = np.asarray(timestamps, dtype=np.float64)
+        row = np.searchsorted(starts, t + self.tolerance_s, side="right") - 1
+        if (row < 0).any():
+            return None
+        frame = np.rint((t - starts[row]) * self._fps).astype(np.int64)
+        exact = np.abs(starts[row] + frame / self._fps - t) < self.tolerance_s
+        if not exact.all() or (frame < 0).any() or (frame >= lengths[row]).any():
+            return None
+        return key, first_index[row] + frame
+
+    def get(self, video_path: str, timestamps: Sequence[float]) -> np.ndarray | None:
+        """uint8 [T, H, W, C] frames at ``timestamps`` of ``video_path`` (filled on a miss), or None."""
+        found = self.indices(video_path, timestamps)
+        if found is None:
+            return None
+        return self.frames.get(*found)
+
+    def put(self, video_path: str, timestamps: Sequence[float], frames: np.ndarray) -> None:
+        """Offer decoded frames; runs of consecutive frames covering whole shards are stored."""
+        found = self.indices(video_path, timestamps)
+        if found is None:
+            return
+        key, idx = found
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        for run in np.split(np.arange(len(idx)), breaks):
+            self.frames.put(key, int(idx[run[0]]), frames[run])
+

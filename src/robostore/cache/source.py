@@ -1,0 +1,122 @@
+"""Decoding runs of a dataset's frames, by global frame index, to fill the cache.
+
+The frames of global indices ``[start, stop)`` of one video key may span several
+episodes and mp4 files; each episode's part is decoded with one seek and forward
+decoding (:meth:`VideoReader.iter_frames`), and each wanted timestamp is matched to the
+decoded frame closest to it within ``tolerance_s``, as the readers match them.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import IO, TYPE_CHECKING
+
+import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+from robostore.errors import CorruptDataset, VideoError
+from robostore.meta import DatasetMeta
+
+if TYPE_CHECKING:
+    from robostore.video.decode import VideoReader
+
+
+class FrameSource:
+    """Decodes frames of one dataset, keeping a few readers open in this process.
+
+    Args:
+        meta: the dataset.
+        tolerance_s: allowed |decoded - wanted| frame time (lerobot's default 1e-4 s).
+        max_open: readers kept open (LRU).
+    """
+
+    def __init__(self, meta: DatasetMeta, tolerance_s: float = 1e-4, max_open: int = 4) -> None:
+        self.meta = meta
+        self.tolerance_s = tolerance_s
+        self.max_open = max_open
+        cols = meta.columns
+        self._episodes = meta.episode_indices
+        self._from = cols["dataset_from_index"]
+        self._to = cols["dataset_to_index"]
+        order = np.argsort(self._from, kind="stable")
+        self._order, self._sorted_from = order, self._from[order]
+        self._readers: collections.OrderedDict[str, VideoReader] = collections.OrderedDict()
+        self._pid = os.getpid()
+
+    def decode(self, video_key: str, start: int, stop: int) -> np.ndarray:
+        """uint8 ``[stop - start, H, W, C]``: the frames of global indices ``[start, stop)``.
+
+        Raises:
+            VideoError: a frame is missing or off in time, or the video is unreadable.
+            CorruptDataset: an index lies in no episode.
+        """
+        h, w, c = (int(x) for x in self.meta.features[video_key].shape)
+        out = np.empty((stop - start, h, w, c), dtype=np.uint8)
+        index = start
+        while index < stop:
+            pos = int(np.searchsorted(self._sorted_from, index, side="right")) - 1
+            row = int(self._order[pos]) if pos >= 0 else -1
+            if row < 0 or not self._from[row] <= index < self._to[row]:
+                raise CorruptDataset(f"{self.meta.url}: frame index {index} belongs to no episode")
+            end = min(stop, int(self._to[row]))
+            first = index - int(self._from[row])
+            self._decode_episode(video_key, int(self._episodes[row]), first, out[index - start : end - start])
+            index = end
+        return out
+
+    def _decode_episode(self, video_key: str, episode: int, first: int, out: np.ndarray) -> None:
+        """Decode frames ``first ...`` of an episode into ``out`` (one per row)."""
+        span = self.meta.video_span(episode, video_key)
+        name = self.meta.store.describe(span.path)
+        wanted = span.from_timestamp + (first + np.arange(len(out))) / self.meta.fps
+        reader = self._reader(span.path)
+        best = np.full(len(out), np.inf)  # |decoded - wanted| of the frame kept in each row
+        try:
+            for t, frame in reader.iter_frames(float(wanted[0]), float(wanted[-1]) + 0.5 / self.meta.fps):
+                row = int(np.argmin(np.abs(wanted - t)))
+                off = abs(wanted[row] - t)
+                if off < best[row]:
+                    if frame.shape != out.shape[1:]:
+                        raise VideoError(f"{name}: decoded frames are {frame.shape}, info.json says {out.shape[1:]}")
+                    out[row] = frame
+                    best[row] = off
+        except BaseException:
+            self._drop(span.path)
+            raise
+        if (best >= self.tolerance_s).any():
+            row = int(np.argmax(best))
+            raise VideoError(
+                f"{name}: no decoded frame within tolerance_s={self.tolerance_s} of t={wanted[row]:.6f}s "
+                f"(episode {episode}, frame {first + row})"
+            )
+
+    def _reader(self, path: str) -> VideoReader:
+        from robostore.video.decode import VideoReader  # PyAV only when filling
+
+        if self._pid != os.getpid():  # inherited through fork: not ours to use
+            self._readers = collections.OrderedDict()
+            self._pid = os.getpid()
+        reader = self._readers.get(path)
+        if reader is not None:
+            self._readers.move_to_end(path)
+            return reader
+        store = self.meta.store
+        source: IO[bytes] | str
+        source = store.full_path(path) if isinstance(store.fs, LocalFileSystem) else store.open(path)
+        # One decoder thread: fills run in DataLoader workers or warm processes, one per core.
+        reader = VideoReader(source, store.describe(path), thread_type="NONE", close_file=not isinstance(source, str))
+        self._readers[path] = reader
+        while len(self._readers) > self.max_open:
+            self._readers.popitem(last=False)[1].close()
+        return reader
+
+    def _drop(self, path: str) -> None:
+        reader = self._readers.pop(path, None)
+        if reader is not None:
+            reader.close()
+
+    def close(self) -> None:
+        """Close the open readers."""
+        while self._readers:
+            self._readers.popitem()[1].close()
