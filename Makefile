@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	# The CPU build of torch first: a looser spec with no torch installed pulls a multi-GB CUDA build.
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -1,5 +1,15 @@
-"""robostore: LeRobot v3.0 datasets on any fsspec backend, fed to PyTorch."""
+"""robostore: LeRobot v3.0 datasets on any fsspec backend, fed to PyTorch.
 
+Heavy optional parts (torch readers, the recorder, the frame cache, mirror) are
+imported on first use, so ``import robostore`` needs only the core dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from robostore.backends import open_store, register_backend
 from robostore.errors import (
     CorruptDataset,
     LeaseError,
@@ -10,27 +20,41 @@ from robostore.errors import (
     StoreError,
     VideoError,
 )
+from robostore.meta import DatasetMeta
+from robostore.store import FileInfo, Store
+from robostore.validate import ValidationReport, validate
 
 __version__ = "0.1.0"
 
+#: Public names served lazily: name -> module that defines it.
+_LAZY: dict[str, str] = {
+    "Dataset": "robostore.torch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'robostore' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "CorruptDataset",
-    "Dataset",
+    "DatasetMeta",
+    "FileInfo",
     "LeaseError",
     "NotFound",
     "PathError",
     "RobostoreError",
     "SchemaError",
+    "Store",
     "StoreError",
+    "ValidationReport",
     "VideoError",
     "__version__",
+    "open_store",
+    "register_backend",
+    "validate",
+    *_LAZY,
 ]
-
-
-def __getattr__(name: str) -> object:
-    # torch is an optional extra: import the datasets only when asked for.
-    if name == "Dataset":
-        from robostore.torch import Dataset
-
-        return Dataset
-    raise AttributeError(f"module 'robostore' has no attribute {name!r}")
