@@ -92,6 +92,8 @@ class Store:
     open_block_size: ClassVar[int | None] = None
     #: How many requests :meth:`read_many` keeps in flight.
     max_concurrency: ClassVar[int] = 32
+    #: Threads :meth:`read_many` uses on filesystems that are not async.
+    max_threads: ClassVar[int] = 8
     #: Exception types of the backend's client library that mean "the backend failed".
     client_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
@@ -160,7 +162,8 @@ class Store:
         except RobostoreError:
             raise
         except FileNotFoundError as exc:
-            raise NotFound(f"{self.describe(path)}: not found") from exc
+            cause = f" ({exc})" if str(exc) else ""
+            raise NotFound(f"{self.describe(path)}: not found{cause}") from exc
         except IsADirectoryError as exc:
             raise NotFound(f"{self.describe(path)}: is a folder, not a file") from exc
         except PermissionError as exc:
@@ -185,6 +188,10 @@ class Store:
         """
         if end is not None and start >= 0 and end < start:
             raise ValueError(f"read_range: end {end} < start {start}")
+        if end is not None and end == start:
+            # An empty HTTP range ("bytes=5-4") is invalid; S3 answers it with the whole object.
+            self.info(path)  # still a typed NotFound for a missing file
+            return b""
         with self._errors(path):
             return self.fs.cat_file(self.full_path(path), start=start, end=end)
 
@@ -205,7 +212,7 @@ class Store:
         elif len(full) == 1 or limit == 1:
             results = [self._capture(self.fs.cat_file, f) for f in full]
         else:
-            with ThreadPoolExecutor(max_workers=min(limit, 8, len(full))) as pool:
+            with ThreadPoolExecutor(max_workers=min(limit, self.max_threads, len(full))) as pool:
                 results = list(pool.map(lambda f: self._capture(self.fs.cat_file, f), full))
         out: dict[str, bytes] = {}
         for path, result in zip(rel, results):
@@ -315,11 +322,12 @@ class Store:
         """Delete ``path``; a missing file raises :class:`NotFound` unless ``missing_ok``."""
         full = self.full_path(path)
         with self._errors(path):
-            try:
-                self.fs.rm_file(full)
-            except FileNotFoundError:
-                if not missing_ok:
-                    raise
+            # Deleting a missing object succeeds silently on S3, so look first.
+            if not self.fs.isfile(full):
+                if missing_ok:
+                    return
+                raise FileNotFoundError(full)
+            self.fs.rm_file(full)
 
     def commit(self, message: str = "robostore commit") -> None:
         """Make pending writes visible, for backends where writes are transactions.

@@ -1,0 +1,3 @@
+from backends.gcs.server import main
+
+main()

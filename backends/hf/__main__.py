@@ -1,0 +1,3 @@
+from backends.hf.server import main
+
+main()

@@ -1,0 +1,3 @@
+from backends.s3.server import main
+
+main()
