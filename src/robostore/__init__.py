@@ -27,9 +27,7 @@ from robostore.validate import ValidationReport, validate
 __version__ = "0.1.0"
 
 #: Public names served lazily: name -> module that defines it.
-_LAZY: dict[str, str] = {
-    "Dataset": "robostore.torch",
-}
+_LAZY: dict[str, str] = {"Dataset": "robostore.torch"}  # torch is an optional extra
 
 
 def __getattr__(name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from robostore.schema import Feature
 from robostore.store import Store
 from robostore.torch.deltas import delta_indices
 from robostore.torch.frames import FrameCache, VideoFrames, check_backend
+from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
 
@@ -82,8 +84,9 @@ class Dataset(torch.utils.data.Dataset):
         self.video_backend = check_backend(video_backend)
         self.frame_cache = frame_cache
         self.return_uint8 = return_uint8
-        self._videos = VideoFrames(self.meta.store, self.video_backend, frame_cache=frame_cache)
-        self._images = ImageBytes(self.meta.store)
+        self._store = PerProcessStore(self.meta.store)
+        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=frame_cache)
+        self._images = ImageBytes(self._store)
         self._tabular: TabularData | None = None
         self._assembler: SampleAssembler | None = None
         self._lock = threading.Lock()
@@ -127,8 +130,8 @@ class Dataset(torch.utils.data.Dataset):
     def __getitem__(self, idx: int) -> dict[str, Any]:
         n = len(self._index)
         try:
-            position = int(idx)
-        except (TypeError, ValueError):
+            position = operator.index(idx)
+        except TypeError:
             raise TypeError(f"Dataset indices must be integers, got {type(idx).__name__}") from None
         if position < 0:
             position += n
@@ -150,7 +153,7 @@ class Dataset(torch.utils.data.Dataset):
             with self._lock:
                 if self._assembler is None:
                     if self._tabular is None:
-                        self._tabular = TabularData.load(self.meta, self._index, self.meta.features)
+                        self._tabular = TabularData.load(self.meta, self._store.get(), self._index, self.meta.features)
                         log.debug("%s: loaded %d frames of tabular data", self.meta.url, len(self._index))
                     self._assembler = SampleAssembler(
                         self.meta,

@@ -23,9 +23,13 @@ from robostore.errors import NotFound, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
 from robostore.schema.episodes import video_column
 from robostore.store import Store
+from robostore.torch.process import PerProcessStore
 
 #: Video backends: PyAV (default) and torchcodec (when installed).
 BACKENDS = ("pyav", "torchcodec")
+
+# Readers a forked process inherited from its parent (see VideoFrames._reader).
+_INHERITED: list[Any] = []
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,12 @@ class VideoFrames:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | PerProcessStore,
         backend: str = "pyav",
         max_open: int = 16,
         frame_cache: FrameCache | None = None,
     ) -> None:
-        self.store = store
+        self.store = store if isinstance(store, PerProcessStore) else PerProcessStore(store)
         self.backend = check_backend(backend)
         self.max_open = max_open
         self.frame_cache = frame_cache
@@ -139,8 +143,10 @@ class VideoFrames:
     def _reader(self, path: str, episode: int) -> _Reader:
         with self._lock:
             if self._pid != os.getpid():
-                # Inherited through fork: the parent's containers are not ours to use
-                # (or close: they share the parent's file offsets). Forget them.
+                # Inherited through fork: the parent's containers are not ours to use.
+                # Nor may they be freed here: FFmpeg would join helper threads that do
+                # not exist in this process and hang. Keep them referenced for good.
+                _INHERITED.extend(self._readers.values())
                 self._readers = collections.OrderedDict()
                 self._pid = os.getpid()
             reader = self._readers.get(path)
@@ -162,15 +168,16 @@ class VideoFrames:
             reader.close()
 
     def _open(self, path: str, episode: int) -> _Reader:
-        name = self.store.describe(path)
+        store = self.store.get()
+        name = store.describe(path)
         source: IO[bytes] | str
-        if isinstance(self.store.fs, LocalFileSystem):
-            source = self.store.full_path(path)
+        if isinstance(store.fs, LocalFileSystem):
+            source = store.full_path(path)
             if not os.path.isfile(source):
                 raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset")
         else:
             try:
-                source = self.store.open(path)
+                source = store.open(path)
             except NotFound as exc:
                 raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset") from exc
         close_file = not isinstance(source, str)

@@ -96,7 +96,7 @@ class SampleAssembler:
     def _image(self, key: str, row: int) -> np.ndarray:
         path = self.tabular.files[int(self.tabular.file_of[row])]
         data = self.images.get(path, key, int(self.tabular.file_row[row]))
-        return decode_image(data, f"{self.meta.store.describe(path)} ({key}, row {int(self.tabular.file_row[row])})")
+        return decode_image(data, f"{self.meta.url}/{path} ({key}, row {int(self.tabular.file_row[row])})")
 
     def _camera(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [..., H, W, 3] -> [..., 3, H, W], float32 in [0, 1] unless return_uint8."""

@@ -32,6 +32,7 @@ from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaErr
 from robostore.meta import DatasetMeta
 from robostore.schema import Feature
 from robostore.store import Store
+from robostore.torch.process import PerProcessStore
 
 _INDEX = "index"
 
@@ -97,9 +98,8 @@ class TabularData:
     file_row: np.ndarray  # int64 [N] row of each frame inside its file
 
     @classmethod
-    def load(cls, meta: DatasetMeta, index: EpisodeIndex, features: dict[str, Feature]) -> TabularData:
-        """Read the data files of the selected episodes (see the module docstring)."""
-        store = meta.store
+    def load(cls, meta: DatasetMeta, store: Store, index: EpisodeIndex, features: dict[str, Feature]) -> TabularData:
+        """Read the data files of the selected episodes from ``store`` (see the module docstring)."""
         by_file: dict[str, list[int]] = collections.defaultdict(list)
         for slot, ep in enumerate(index.episodes.tolist()):
             by_file[meta.data_path(ep)].append(slot)
@@ -151,8 +151,8 @@ class ImageBytes:
     Holds no open handles between calls, so it pickles and forks freely.
     """
 
-    def __init__(self, store: Store, max_row_groups: int = 8) -> None:
-        self.store = store
+    def __init__(self, store: Store | PerProcessStore, max_row_groups: int = 8) -> None:
+        self.store = store if isinstance(store, PerProcessStore) else PerProcessStore(store)
         self.max_row_groups = max_row_groups
         self._groups: collections.OrderedDict[tuple[str, str, int], pa.StructArray] = collections.OrderedDict()
         self._bounds: dict[str, np.ndarray] = {}
@@ -166,11 +166,12 @@ class ImageBytes:
 
     def get(self, path: str, key: str, row: int) -> bytes:
         """The image bytes of column ``key`` at ``row`` of data file ``path``."""
-        where = self.store.describe(path)
+        store = self.store.get()
+        where = store.describe(path)
         with self._lock:
             bounds = self._bounds.get(path)
         if bounds is None:
-            with _parquet_errors(where), _parquet_source(self.store, path) as source:
+            with _parquet_errors(where), _parquet_source(store, path) as source:
                 meta = pq.ParquetFile(source).metadata
             bounds = np.zeros(meta.num_row_groups + 1, dtype=np.int64)
             np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], out=bounds[1:])
@@ -183,7 +184,7 @@ class ImageBytes:
             if column is not None:
                 self._groups.move_to_end(cache_key)
         if column is None:
-            with _parquet_errors(where), _parquet_source(self.store, path) as source:
+            with _parquet_errors(where), _parquet_source(store, path) as source:
                 table = pq.ParquetFile(source).read_row_group(group, columns=[key])
             column = table.column(key).combine_chunks()
             with self._lock:

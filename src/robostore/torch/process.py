@@ -1,0 +1,42 @@
+"""Per-process handles: what a forked DataLoader worker must not share with its parent."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from robostore.store import Store
+
+
+class PerProcessStore:
+    """A :class:`Store` rebuilt from its URL in each process that uses it.
+
+    Async filesystems (s3fs, gcsfs, the Hub) own an event loop and connections that a
+    forked child cannot use; fsspec refuses them there. After a fork, :meth:`get`
+    builds a fresh store (pickling already does the same for spawn).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self._store}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["store"])  # type: ignore[misc]
+
+    @property
+    def url(self) -> str:
+        return self._store.url
+
+    def get(self) -> Store:
+        """The store for the calling process."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._store = type(self._store).from_url(self._store.url, self._store.storage_options)
+                    self._pid = os.getpid()
+        return self._store
