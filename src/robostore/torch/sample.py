@@ -101,11 +101,21 @@ class SampleAssembler:
     def _camera(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [..., H, W, 3] -> [..., 3, H, W], float32 in [0, 1] unless return_uint8."""
         tensor = torch.from_numpy(np.ascontiguousarray(np.moveaxis(frames, -1, -3)))
-        if not self.return_uint8:
-            tensor = tensor.to(torch.float32).div_(255)
-        if self.image_transforms is not None:
-            tensor = self.image_transforms(tensor)
-        return tensor
+        return finish_camera(tensor, self.return_uint8, self.image_transforms)
+
+
+def finish_camera(tensor: torch.Tensor, return_uint8: bool, image_transforms: Transform | None) -> torch.Tensor:
+    """A uint8 [..., 3, H, W] camera tensor as samples hold it: float32 in [0, 1] unless
+    ``return_uint8``, then ``image_transforms``.
+
+    Datasets that hold samples for a while (the streaming shuffle buffer) assemble them
+    with ``return_uint8=True`` and no transforms, and finish them with this on output.
+    """
+    if not return_uint8:
+        tensor = tensor.to(torch.float32).div_(255)
+    if image_transforms is not None:
+        tensor = image_transforms(tensor)
+    return tensor
 
 
 def _tensor(value: Any) -> Any:
