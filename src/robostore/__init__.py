@@ -27,7 +27,10 @@ from robostore.validate import ValidationReport, validate
 __version__ = "0.1.0"
 
 #: Public names served lazily: name -> module that defines it.
-_LAZY: dict[str, str] = {"Dataset": "robostore.torch"}  # torch is an optional extra
+_LAZY: dict[str, str] = {  # torch is an optional extra
+    "Dataset": "robostore.torch",
+    "StreamingDataset": "robostore.torch",
+}
 
 
 def __getattr__(name: str) -> Any:
