@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import IO, Literal
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -89,6 +90,7 @@ class VideoReader:
                 )
                 raise VideoError(f"{self.name}: no video stream in this file ({why}). {_HINT}")
             self._container = container
+            self._reformatter = VideoReformatter()
             self._stream = container.streams.video[0]
             cc = self._stream.codec_context
             if thread_type is None:
@@ -278,9 +280,12 @@ class VideoReader:
     def _fmt(v: float | None) -> str:
         return "unknown" if v is None else f"{v:.4f}"
 
-    @staticmethod
-    def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-        return frame.to_ndarray(format="rgb24")
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        # Same conversion as frame.to_ndarray(format="rgb24"), through one reformatter
+        # kept for the reader, single-threaded: to_ndarray builds a scaler per frame
+        # with its own slice threads, created and joined every time (~100x slower
+        # for one frame, far worse on a loaded machine).
+        return self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
     def _seek(self, t: float) -> None:
         container = self._require_open()
