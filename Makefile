@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   installs robostore into .venv and runs the main job
+#   make demo   installs robostore into .venv and records a demo dataset (robostore demo)
 #   make test   installs robostore with its test extras into .venv and runs the tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -16,9 +16,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The main job: record a synthetic dataset (2 cameras, state, action, 3 episodes) and show it.
+DEMO_URL ?= demo_dataset
 demo: setup
-	$(VENV)/bin/robostore info tests/data/video_basic
-	$(VENV)/bin/robostore validate tests/data/video_basic
+	rm -rf $(DEMO_URL)
+	$(VENV)/bin/robostore demo $(DEMO_URL)
+	$(VENV)/bin/robostore validate $(DEMO_URL)
 
 test: setup
 	$(PY) -m pytest -q

@@ -96,32 +96,36 @@ def test_corrupt_data_parquet(video_basic: Path) -> None:
         Dataset(video_basic)[0]
 
 
-def _shift_from_timestamp(root: Path, seconds: float) -> None:
+def _shift_video_span(root: Path, seconds: float) -> None:
+    """Move every episode's span in cam0's mp4 (from and to alike: the metadata stays consistent)."""
     table = pq.read_table(root / EPISODES)
-    name = "videos/observation.images.cam0/from_timestamp"
-    shifted = pc.add(table.column(name), pa.scalar(seconds))
-    pq.write_table(table.set_column(table.schema.get_field_index(name), name, shifted), root / EPISODES)
+    for end in ("from_timestamp", "to_timestamp"):
+        name = f"videos/observation.images.cam0/{end}"
+        shifted = pc.add(table.column(name), pa.scalar(seconds))
+        table = table.set_column(table.schema.get_field_index(name), name, shifted)
+    pq.write_table(table, root / EPISODES)
 
 
 def test_frame_timestamps_out_of_tolerance(video_basic: Path) -> None:
-    _shift_from_timestamp(video_basic, 0.5 / 30)  # half a frame off
+    _shift_video_span(video_basic, 0.5 / 30)  # half a frame off
     ds = Dataset(video_basic)
     with pytest.raises(VideoError, match=r"file-000\.mp4.*episode 1.*tolerance_s"):
         ds[35]
 
 
 def test_episode_beyond_end_of_video(video_basic: Path) -> None:
-    _shift_from_timestamp(video_basic, 10.0)
+    _shift_video_span(video_basic, 10.0)
     with pytest.raises(VideoError, match=r"file-000\.mp4.*episode 2"):
         Dataset(video_basic)[60]
 
 
-def test_episodes_table_disagrees_with_data(video_basic: Path) -> None:
-    table = pq.read_table(video_basic / EPISODES)
-    moved = pc.add(table.column("dataset_to_index"), pa.scalar(5))
-    table = table.set_column(table.schema.get_field_index("dataset_to_index"), "dataset_to_index", moved)
-    pq.write_table(table, video_basic / EPISODES)
-    with pytest.raises(CorruptDataset, match=r"episode 2 should hold frames 50\.\.94"):
+def test_data_file_disagrees_with_episodes_table(video_basic: Path) -> None:
+    path = video_basic / "data/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    index = table.column("index")
+    moved = pc.if_else(pc.equal(table.column("episode_index"), 2), pc.add(index, 1000), index)
+    pq.write_table(table.set_column(table.schema.get_field_index("index"), "index", moved), path)
+    with pytest.raises(CorruptDataset, match=r"file-000\.parquet: episode 2 should hold frames 50\.\.89"):
         Dataset(video_basic)[0]
 
 

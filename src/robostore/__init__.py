@@ -1,6 +1,6 @@
 """robostore: LeRobot v3.0 datasets on any fsspec backend, fed to PyTorch.
 
-Heavy optional parts (torch readers, the recorder, the frame cache, mirror) are
+Heavy optional parts (torch readers, the recorder, the frame cache) are
 imported on first use, so ``import robostore`` needs only the core dependencies.
 """
 
@@ -24,12 +24,19 @@ from robostore.meta import DatasetMeta
 from robostore.store import FileInfo, Store
 from robostore.validate import ValidationReport, validate
 
+# Imported eagerly (it needs only core dependencies) because the function shadows the
+# subpackage's name: ``robostore.mirror(src, dst)``; a lazy import would leave the
+# package there instead. Helpers: ``from robostore.mirror import MirrorReport``.
+from robostore.mirror import MirrorReport, mirror
+
 __version__ = "0.1.0"
 
 #: Public names served lazily: name -> module that defines it.
-_LAZY: dict[str, str] = {  # torch is an optional extra
-    "Dataset": "robostore.torch",
+_LAZY: dict[str, str] = {
+    "Dataset": "robostore.torch",  # torch is an optional extra
     "StreamingDataset": "robostore.torch",
+    "Recorder": "robostore.record",
+    "VideoOptions": "robostore.video.options",
 }
 
 
@@ -45,6 +52,7 @@ __all__ = [
     "DatasetMeta",
     "FileInfo",
     "LeaseError",
+    "MirrorReport",
     "NotFound",
     "PathError",
     "RobostoreError",
@@ -54,6 +62,7 @@ __all__ = [
     "ValidationReport",
     "VideoError",
     "__version__",
+    "mirror",
     "open_store",
     "register_backend",
     "validate",

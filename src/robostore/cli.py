@@ -1,9 +1,10 @@
-"""The ``robostore`` command line: info, ls, validate (and the commands of later layers)."""
+"""The ``robostore`` command line: info, ls, validate, mirror, demo (and the commands of later layers)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Annotated, Any
 
@@ -155,9 +156,99 @@ def validate_command(
         raise typer.Exit(1)
 
 
+@app.command()
+def demo(
+    url: Annotated[str, typer.Argument(help="Where to record: a folder (default ./demo_dataset) or any dataset URL.")] = "demo_dataset",
+    episodes: Annotated[int, typer.Option(help="Episodes to record.")] = 3,
+    seconds: Annotated[float, typer.Option(help="Length of each episode in seconds.")] = 2.0,
+    fps: Annotated[int, typer.Option(help="Frames per second.")] = 30,
+    size: Annotated[str, typer.Option(help="Camera frame size HEIGHTxWIDTH.")] = "96x128",
+    codec: Annotated[str, typer.Option(help="libsvtav1 (lerobot's default) or libx264.")] = "libsvtav1",
+    storage_option: StorageOption = None,
+) -> None:
+    """Record a synthetic dataset (2 cameras with a moving pattern, state, action, a few tasks), then show `info`."""
+    from robostore.record import Recorder
+    from robostore.record.demo import SyntheticRobot, demo_features
+    from robostore.video import VideoOptions
+
+    try:
+        height, width = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HEIGHTxWIDTH, got {size!r}", param_hint="--size") from None
+    options = parse_storage_options(storage_option)
+    robot = SyntheticRobot(height, width)
+    try:
+        video = VideoOptions.h264() if codec == "libx264" else VideoOptions(codec=codec)  # type: ignore[arg-type]
+        with Recorder.create(
+            url, fps=fps, features=demo_features(height, width), robot_type="robostore_demo",
+            storage_options=options, video=video,
+        ) as rec:
+            for _ in range(episodes):
+                index = rec.episode_index
+                for i in range(max(1, round(seconds * fps))):
+                    rec.add_frame(robot.frame(index, i, fps))
+                rec.save_episode()
+                typer.echo(f"recorded episode {index}")
+    except RobostoreError as exc:
+        _fail(exc)
+    info(url, storage_option=storage_option, as_json=False)
+@app.command("mirror")
+def mirror_command(
+    src: Annotated[str, typer.Argument(help="Source dataset root URL.")],
+    dst: Annotated[str, typer.Argument(help="Destination dataset root URL.")],
+    episodes: Annotated[
+        str | None, typer.Option("--episodes", help="Copy only these episodes as a smaller dataset, e.g. 0-99,200.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Transfers in flight.")] = 16,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: print what would be copied.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove destination files the source lacks.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip reading written files back.")] = False,
+    src_option: Annotated[
+        list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
+    ] = None,
+    dst_option: Annotated[
+        list[str] | None, typer.Option("--dst-option", help="KEY=VALUE storage option of the destination (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy a dataset between backends: only what differs, metadata last; exit 1 if files failed."""
+    from robostore.mirror import mirror
+
+    try:
+        report = mirror(
+            src,
+            dst,
+            episodes=episodes,
+            workers=workers,
+            verify=not no_verify,
+            delete=delete,
+            dry_run=dry_run,
+            src_options=parse_storage_options(src_option),
+            dst_options=parse_storage_options(dst_option),
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    except RobostoreError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        if dry_run:
+            for path in report.planned:
+                typer.echo(f"would copy  {path}")
+            for path in report.extra:
+                typer.echo(f"{'would delete' if delete else 'extra'}  {path}")
+        for path, why in report.failed.items():
+            typer.echo(f"failed  {path}: {why}", err=True)
+        typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point of the ``robostore`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # SVT-AV1 prints its configuration to stderr for every encoder; errors only, please.
+    os.environ.setdefault("SVT_LOG", "1")
     app(prog_name="robostore")
 
 

@@ -9,6 +9,7 @@ stays fast for datasets of 100k episodes.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -19,16 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robostore.backends import open_store
+from robostore.checks import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, meta_problems
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.schema import DatasetInfo, DatasetStats, Episode, Feature, VideoSpan, default_features, parse_model
 from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, video_column
 from robostore.store import Store
 
-INFO_PATH = "meta/info.json"
-STATS_PATH = "meta/stats.json"
-TASKS_PATH = "meta/tasks.parquet"
-EPISODES_DIR = "meta/episodes"
+log = logging.getLogger(__name__)
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 
 
@@ -62,12 +61,19 @@ class DatasetMeta:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, url: str | Store, storage_options: Mapping[str, Any] | None = None) -> DatasetMeta:
+    def open(
+        cls, url: str | Store, storage_options: Mapping[str, Any] | None = None, *, check: bool = True
+    ) -> DatasetMeta:
         """Read the metadata of the dataset at ``url``.
+
+        info.json is the commit point of every writer: episodes rows (and tasks) beyond
+        its ``total_episodes`` (``total_tasks``) were written by a writer that stopped
+        before committing, and are left out.
 
         Raises :class:`NotFound` when there is no ``meta/info.json``,
         :class:`SchemaError` when it is malformed, :class:`CorruptDataset` when the
-        episodes table or tasks are unreadable or inconsistent.
+        episodes table, tasks or stats are unreadable or (with ``check``) inconsistent
+        with info.json (see :mod:`robostore.checks`).
         """
         store = open_store(url, storage_options)
         try:
@@ -87,9 +93,22 @@ class DatasetMeta:
                 )
             )
         episodes = _concat_sorted(tables, store.describe(EPISODES_DIR)) if tables else _empty_episodes(info)
-        tasks = _read_tasks(store) if store.exists(TASKS_PATH) or episodes.num_rows else []
+        committed = pc.less(episodes.column("episode_index"), info.total_episodes)
+        if not pc.all(committed).as_py():
+            log.info("%s: ignoring episode rows beyond total_episodes=%d (not committed)", store.url, info.total_episodes)
+            episodes = episodes.filter(committed)
+        tasks = _read_tasks(store)[: info.total_tasks] if store.exists(TASKS_PATH) or episodes.num_rows else []
         stats = _read_stats(store)
-        return cls(store, info, tasks, episodes, stats, episode_files)
+        meta = cls(store, info, tasks, episodes, stats, episode_files)
+        if check:
+            problems = meta_problems(meta)
+            if problems:
+                listed = "; ".join(f"{store.describe(p.path)}: {p.message}" for p in problems[:5])
+                more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+                raise CorruptDataset(
+                    f"inconsistent metadata: {listed}{more}; run `robostore validate {store.url}` for every problem"
+                )
+        return meta
 
     @classmethod
     def create(
@@ -121,7 +140,8 @@ class DatasetMeta:
         for key, value in features.items():
             feature = value if isinstance(value, Feature) else parse_model(Feature, dict(value), f"feature {key!r}")
             if feature.is_camera:
-                feature = _camera_feature(feature, "video" if use_videos else "image", fps)
+                # lerobot keeps `image` features as images; use_videos=False turns videos into images.
+                feature = _camera_feature(feature, "video" if use_videos and feature.is_video else "image", fps)
             feats[key] = feature
         for key, feature in default_features().items():
             feats.setdefault(key, feature)
@@ -277,7 +297,8 @@ class DatasetMeta:
             )
             for p in self.episode_files
         ]
-        return _concat_sorted(tables, self.store.describe(EPISODES_DIR))
+        table = _concat_sorted(tables, self.store.describe(EPISODES_DIR))
+        return table.filter(pc.less(table.column("episode_index"), self.info.total_episodes))
 
     # ------------------------------------------------------------------ writing
     def write_info(self) -> None:

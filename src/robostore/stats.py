@@ -1,5 +1,8 @@
 """Feature statistics: per-episode computation and count-weighted aggregation.
 
+Per episode, :func:`compute_stats` reproduces the ``stats/...`` columns lerobot writes
+(checked value for value against the lerobot-written fixtures in tests/data).
+
 lerobot keeps, per feature, ``min max mean std count q01 q10 q50 q90 q99``. Across
 episodes, mean and std are count-weighted (std through the pooled variance), min/max
 are taken element-wise, and quantiles are the count-weighted average of the
@@ -16,36 +19,108 @@ import numpy as np
 from robostore.schema import STAT_NAMES, DatasetStats, FeatureStats
 
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+#: Bins of the histogram the per-episode quantiles are read from (lerobot's value).
+HISTOGRAM_BINS = 5000
+#: Camera frames per episode that stats are computed from, at least/at most.
+MIN_CAMERA_SAMPLES = 100
+MAX_CAMERA_SAMPLES = 10_000
 
 
 def compute_stats(values: np.ndarray, *, camera: bool = False) -> dict[str, np.ndarray]:
-    """Statistics of one feature over one episode.
+    """Statistics of one feature over one episode, computed as lerobot computes them.
 
-    ``values`` is [frames, ...]. For cameras pass float frames [frames, C, H, W] in
-    [0, 1]: statistics are per channel, shaped [C, 1, 1] as lerobot stores them.
+    ``values`` is [frames, ...] in the feature's own dtype (float32 features give
+    float32-precision mean/std, as in lerobot's files). For cameras pass the uint8
+    frames [frames, C, H, W] chosen by :func:`camera_sample_indices` and
+    :func:`downsample_for_stats`: statistics are per channel, scaled to [0, 1] and
+    shaped [C, 1, 1]; ``count`` is the number of frames given.
+
+    Quantiles come from a histogram of :data:`HISTOGRAM_BINS` bins between min and
+    max with linear interpolation inside a bin (lerobot's estimate, not exact order
+    statistics). One deliberate difference: lerobot 0.4 squares uint8 pixels without
+    widening them, so its camera ``std`` wraps around and is written as 0; robostore
+    writes the true standard deviation.
     """
-    values = np.asarray(values)
+    arr = np.asarray(values)
+    frames = arr.shape[0]
     if camera:
-        axes: tuple[int, ...] = (0, 2, 3)
-        keep = True
+        channels = arr.shape[1]
+        flat = arr.transpose(0, 2, 3, 1).reshape(-1, channels)
+        shape: tuple[int, ...] = (channels, 1, 1)
     else:
-        axes = (0,)
-        keep = False
-        if values.ndim == 1:
-            values = values[:, None]
-    as_float = values.astype(np.float64)
-    out: dict[str, np.ndarray] = {
-        "min": np.min(values, axis=axes, keepdims=keep),
-        "max": np.max(values, axis=axes, keepdims=keep),
-        "mean": np.mean(as_float, axis=axes, keepdims=keep),
-        "std": np.std(as_float, axis=axes, keepdims=keep),
-        "count": np.array([values.shape[0]], dtype=np.int64),
-    }
-    for name, q in QUANTILES.items():
-        out[name] = np.quantile(as_float, q, axis=axes, keepdims=keep)
+        flat = arr.reshape(frames, -1)
+        shape = arr.shape[1:] or (1,)
+    out = _column_stats(flat)
+    out = {k: v.reshape(shape) for k, v in out.items()}
     if camera:
-        out = {k: (v[0] if k != "count" else v) for k, v in out.items()}
+        out = {k: v / 255.0 for k, v in out.items()}
+    out["count"] = np.array([frames], dtype=np.int64)
     return out
+
+
+def _column_stats(flat: np.ndarray) -> dict[str, np.ndarray]:
+    """min/max/mean/std/quantiles of each column of a [rows, columns] array."""
+    mn, mx = flat.min(axis=0), flat.max(axis=0)
+    mean = np.mean(flat, axis=0)
+    if flat.shape[0] < 2:
+        out = {"min": mn, "max": mx, "mean": mean, "std": np.std(flat, axis=0)}
+        out.update({name: mean.copy() for name in QUANTILES})
+        return out
+    # Small integers are widened before squaring; floats keep their precision.
+    squares = flat.astype(np.float64) ** 2 if flat.dtype.kind in "bui" else flat**2
+    variance = np.mean(squares, axis=0) - mean**2
+    out = {"min": mn, "max": mx, "mean": mean, "std": np.sqrt(np.maximum(0, variance))}
+    columns = [_histogram_quantiles(flat[:, i], mn[i], mx[i]) for i in range(flat.shape[1])]
+    for j, name in enumerate(QUANTILES):
+        out[name] = np.array([col[j] for col in columns])
+    return out
+
+
+def _histogram_quantiles(column: np.ndarray, lo: Any, hi: Any) -> list[float]:
+    # The edges keep the column's dtype (float32 data gives float32 edges), as lerobot's.
+    edges = np.linspace(lo - 1e-10, hi + 1e-10, HISTOGRAM_BINS + 1)
+    if column.dtype == np.bool_:
+        column = column.view(np.uint8)
+    cumulative = np.cumsum(np.histogram(column, bins=edges)[0].astype(np.float64))
+    out = []
+    for q in QUANTILES.values():
+        target = q * len(column)
+        idx = int(np.searchsorted(cumulative, target))
+        if idx == 0:
+            out.append(edges[0])
+        elif idx >= len(cumulative):
+            out.append(edges[-1])
+        else:
+            before = cumulative[idx - 1]
+            in_bin = cumulative[idx] - before
+            if in_bin == 0:
+                out.append(edges[idx])
+            else:
+                out.append(edges[idx] + (target - before) / in_bin * (edges[idx + 1] - edges[idx]))
+    return out
+
+
+def camera_sample_indices(frames: int) -> np.ndarray:
+    """Which of an episode's ``frames`` camera frames stats are computed from.
+
+    All frames up to 100, then ``frames ** 0.75`` of them (at most 10 000), evenly
+    spaced, first and last included — lerobot's choice.
+    """
+    low = min(MIN_CAMERA_SAMPLES, frames)
+    n = max(low, min(int(frames**0.75), MAX_CAMERA_SAMPLES))
+    return np.round(np.linspace(0, frames - 1, n)).astype(int)
+
+
+def downsample_for_stats(frame: np.ndarray, target: int = 150, threshold: int = 300) -> np.ndarray:
+    """Stride-subsample an [H, W, C] frame whose larger side is >= ``threshold``.
+
+    The stride is ``larger side // target`` (lerobot's rule), so 480x640 becomes 120x160.
+    """
+    height, width = frame.shape[:2]
+    if max(height, width) < threshold:
+        return frame
+    step = int(width / target) if width > height else int(height / target)
+    return frame[::step, ::step]
 
 
 def aggregate_stats(per_episode: Sequence[Mapping[str, Mapping[str, Any]]]) -> DatasetStats:

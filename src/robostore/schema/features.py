@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
 #: dtypes a feature may have: numpy numeric types plus lerobot's own kinds.
@@ -11,6 +12,9 @@ NUMERIC_DTYPES = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
 )
 DTYPES = NUMERIC_DTYPES | {"string", "image", "video"}
+#: Largest size one feature may claim per frame. info.json comes from strangers: a
+#: claim beyond this is refused rather than trusted with an allocation.
+MAX_FRAME_BYTES = 1 << 30
 
 
 class Feature(BaseModel):
@@ -45,6 +49,13 @@ class Feature(BaseModel):
     def model_post_init(self, __context: Any) -> None:
         if self.is_camera and len(self.shape) != 3:
             raise ValueError(f"{self.dtype} features have shape [height, width, channels], got {list(self.shape)}")
+        itemsize = 1 if self.is_camera or self.dtype in ("string", "bool") else np.dtype(self.dtype).itemsize
+        claimed = int(np.prod(self.shape, dtype=object)) * itemsize
+        if claimed > MAX_FRAME_BYTES:
+            raise ValueError(
+                f"shape {list(self.shape)} of dtype {self.dtype} claims {claimed / 2**30:.1f} GiB per frame "
+                f"(limit {MAX_FRAME_BYTES / 2**30:.0f} GiB); the metadata is damaged or hostile"
+            )
 
     @property
     def is_video(self) -> bool:

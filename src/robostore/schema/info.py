@@ -102,7 +102,8 @@ class DatasetInfo(BaseModel):
 
     def to_json_dict(self) -> dict[str, Any]:
         """The dict written to info.json."""
-        out = self.model_dump(mode="json")
+        # cached_property values live in __dict__, which extra="allow" would dump too.
+        out = self.model_dump(mode="json", exclude={"data_template", "video_template"})
         out["features"] = {k: f.to_json() for k, f in self.features.items()}
         return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 #: The statistics lerobot keeps per feature, in its order.
 STAT_NAMES = ("min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99")
@@ -31,8 +31,21 @@ class FeatureStats(BaseModel):
     q90: Nested | None = None
     q99: Nested | None = None
 
+    @field_validator(*STAT_NAMES)
+    @classmethod
+    def _numbers(cls, value: Nested | None) -> Nested | None:
+        if value is not None and not _all_numbers(value):
+            raise ValueError("must be a (nested) list of numbers")
+        return value
+
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
+
+
+def _all_numbers(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_all_numbers(v) for v in value)
+    return isinstance(value, (int, float))
 
 
 class DatasetStats(BaseModel):

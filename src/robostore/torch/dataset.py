@@ -8,7 +8,6 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch.utils.data
 
 from robostore.meta import DatasetMeta
@@ -71,8 +70,9 @@ class Dataset(torch.utils.data.Dataset):
         return_uint8: bool = False,
     ) -> None:
         self.meta = DatasetMeta.open(url, storage_options)
-        self.episodes = None if episodes is None else [int(e) for e in EpisodeIndex.from_meta(self.meta, list(episodes)).episodes]
-        self._index = EpisodeIndex.from_meta(self.meta, self.episodes)
+        self._index = EpisodeIndex.from_meta(self.meta, None if episodes is None else list(episodes))
+        #: The selected episode indices, ascending (None: all).
+        self.episodes = None if episodes is None else self._index.episodes.tolist()
         self.delta_timestamps = None if delta_timestamps is None else {k: list(v) for k, v in delta_timestamps.items()}
         self.tolerance_s = tolerance_s
         self._offsets = (

@@ -291,7 +291,7 @@ class VideoReader:
         container = self._require_open()
         self._recent.clear()
         self._last_key_s = None  # keyframe spacing is only measured on contiguous decode
-        target = max(0, math.floor(t / self._time_base)) if t > 0 else 0
+        target = max(0, round(t / self._time_base)) if t > 0 else 0
         if self._stream.start_time is not None:
             target = max(target, int(self._stream.start_time))
         container.seek(target, stream=self._stream, backward=True, any_frame=False)
@@ -343,7 +343,7 @@ class VideoReader:
         if self._can_continue(t_min, tolerance_s):
             candidates = [c for c in self._recent]
         else:
-            self._seek(t_min - tolerance_s)
+            self._seek(t_min)
             candidates = []
         # Decode until one frame at or past t_max (so the closest is known) or EOF.
         while not candidates or candidates[-1][0] < t_max:

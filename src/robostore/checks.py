@@ -1,0 +1,137 @@
+"""Consistency checks of ``meta/`` alone: counts, frame ranges, tasks, stats shapes.
+
+They need no data or video file, so :meth:`DatasetMeta.open` runs them on every open
+(an inconsistent episodes table is reported at once, not as a wrong sample later) and
+``robostore validate`` reports all of them, together with its file-level checks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import BaseModel
+
+from robostore.schema.episodes import video_column
+
+if TYPE_CHECKING:
+    from robostore.meta import DatasetMeta
+
+INFO_PATH = "meta/info.json"
+STATS_PATH = "meta/stats.json"
+TASKS_PATH = "meta/tasks.parquet"
+EPISODES_DIR = "meta/episodes"
+
+
+class Problem(BaseModel):
+    """One thing wrong with a dataset: where (dataset-relative path), and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def meta_problems(meta: DatasetMeta) -> list[Problem]:
+    """Every inconsistency between info.json, the episodes table, tasks and stats."""
+    out: list[Problem] = []
+    _counts(meta, out)
+    _ranges(meta, out)
+    _video_spans(meta, out)
+    _tasks(meta, out)
+    _stats(meta, out)
+    return out
+
+
+def _counts(meta: DatasetMeta, out: list[Problem]) -> None:
+    info, n = meta.info, meta.num_episodes
+    if info.total_episodes != n:
+        out.append(Problem(path=INFO_PATH, message=f"total_episodes is {info.total_episodes} but the episodes table has {n} rows"))
+    indices = meta.columns["episode_index"]
+    if n and not np.array_equal(indices, np.arange(n)):
+        missing = sorted(set(range(n)) - set(indices.tolist()))[:5]
+        out.append(Problem(path=EPISODES_DIR, message=f"episode indices are not 0..{n - 1} (missing e.g. {missing})"))
+    total = int(meta.columns["length"].sum()) if n else 0
+    if total != info.total_frames:
+        out.append(Problem(path=INFO_PATH, message=f"total_frames is {info.total_frames} but the episodes' lengths sum to {total}"))
+    if info.total_tasks != len(meta.tasks):
+        out.append(Problem(path=INFO_PATH, message=f"total_tasks is {info.total_tasks} but {TASKS_PATH} has {len(meta.tasks)} tasks"))
+
+
+def _ranges(meta: DatasetMeta, out: list[Problem]) -> None:
+    if not meta.num_episodes:
+        return
+    cols = meta.columns
+    indices = cols["episode_index"]
+    starts, ends, lengths = cols["dataset_from_index"], cols["dataset_to_index"], cols["length"]
+    if starts[0] != 0:
+        out.append(Problem(path=EPISODES_DIR, message=f"episode {int(indices[0])} starts at frame {int(starts[0])}, not 0"))
+    for row in np.nonzero(ends - starts != lengths)[0][:5]:
+        out.append(
+            Problem(
+                path=EPISODES_DIR,
+                message=f"episode {int(indices[row])}: dataset_to_index - dataset_from_index = "
+                f"{int(ends[row] - starts[row])} but length is {int(lengths[row])}",
+            )
+        )
+    for row in np.nonzero(starts[1:] != ends[:-1])[0][:5]:
+        kind = "gap" if starts[row + 1] > ends[row] else "overlap"
+        out.append(
+            Problem(
+                path=EPISODES_DIR,
+                message=f"frame ranges are not contiguous: {kind} between episode {int(indices[row])} "
+                f"(ends at {int(ends[row])}) and episode {int(indices[row + 1])} (starts at {int(starts[row + 1])})",
+            )
+        )
+
+
+def _video_spans(meta: DatasetMeta, out: list[Problem]) -> None:
+    cols = meta.columns
+    frame_s = 1.0 / meta.fps
+    for key in meta.video_keys:
+        start = cols[video_column(key, "from_timestamp")]
+        end = cols[video_column(key, "to_timestamp")]
+        expected = cols["length"] * frame_s
+        bad = np.nonzero((start < 0) | (np.abs((end - start) - expected) > frame_s / 2))[0]
+        for row in bad[:5]:
+            out.append(
+                Problem(
+                    path=EPISODES_DIR,
+                    message=f"episode {int(cols['episode_index'][row])}: {key} spans from_timestamp "
+                    f"{float(start[row]):.4f} s to to_timestamp {float(end[row]):.4f} s, but its "
+                    f"{int(cols['length'][row])} frames last {float(expected[row]):.4f} s",
+                )
+            )
+
+
+def _tasks(meta: DatasetMeta, out: list[Problem]) -> None:
+    known = set(meta.tasks)
+    indices = meta.columns["episode_index"]
+    for row, tasks in enumerate(meta.episodes.column("tasks").to_pylist()):
+        unknown = [t for t in tasks or [] if t not in known]
+        if unknown:
+            out.append(Problem(path=EPISODES_DIR, message=f"episode {int(indices[row])} names tasks not in {TASKS_PATH}: {unknown}"))
+
+
+def _stats(meta: DatasetMeta, out: list[Problem]) -> None:
+    if meta.stats is None:
+        if meta.num_episodes:
+            out.append(Problem(path=STATS_PATH, message="missing, but the dataset has episodes"))
+        return
+    for key, stats in meta.stats.features.items():
+        feature = meta.features.get(key)
+        if feature is None:
+            out.append(Problem(path=STATS_PATH, message=f"stats for {key!r}, which is not a feature"))
+            continue
+        expected = (feature.shape[-1], 1, 1) if feature.is_camera else feature.shape
+        for name in ("min", "max", "mean", "std"):
+            value = getattr(stats, name)
+            if value is None:
+                continue
+            try:
+                shape = np.asarray(value, dtype=float).shape
+            except ValueError:
+                shape = ("ragged",)
+            if tuple(shape) != tuple(expected):
+                out.append(Problem(path=STATS_PATH, message=f"{key}/{name} has shape {list(shape)}, expected {list(expected)}"))

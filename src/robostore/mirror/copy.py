@@ -1,0 +1,313 @@
+"""Moving bytes: copy one file between stores in bounded memory, hashing on the way.
+
+A file no larger than one part is read whole and written with one
+:meth:`Store.write`; a larger local file is uploaded by the destination store from
+disk. A larger remote one is read in parts of ``part_size`` bytes (ranged
+reads) and written through a *sink* that keeps the destination atomic:
+
+- local disk: a temporary file beside the target, renamed over it when complete;
+- S3 / GCS: the filesystem's streaming writer (multipart upload on S3, resumable
+  upload on GCS), completed on close and aborted (``discard``) on failure, so an
+  interrupted upload never becomes a visible object;
+- anything else (the Hub, memory, third-party backends): a local spool file handed to
+  :meth:`Store.write`, which is atomic on every backend.
+
+At most two parts per transfer are in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from fsspec.implementations.local import LocalFileSystem
+
+from robostore.backends.local import TMP_MARKER
+from robostore.errors import RobostoreError, StoreError
+from robostore.store import Store
+
+#: Bytes per ranged read and per uploaded part (S3 parts must be at least 5 MiB).
+PART_SIZE = 8 * 2**20
+#: Filesystems whose streaming writers are atomic (object appears on close) and abortable.
+STREAMING_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs"})
+
+ProgressFn = Callable[[int], None]
+
+
+#: s3fs's ``put_file`` part size: its multipart ETags are computed for local uploads.
+PUT_FILE_PART_SIZE = 50 * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What landed at the destination: its size, sha256, and the content tokens an
+    object store would report for these bytes (S3 ETags, GCS md5Hash)."""
+
+    size: int
+    sha256: str
+    tokens: frozenset[str] = frozenset()
+
+
+class Hasher:
+    """sha256 of a byte stream plus, where the destination reports one, its checksum.
+
+    ``md5=True`` (S3, GCS): the md5 as S3 (hex ETag of a single PUT) and GCS (base64
+    md5Hash) report it; ``etag_part_size``: also the S3 multipart ETag
+    ``md5(part md5s)-N`` for parts of that size. Each checksum costs a pass of CPU over
+    the bytes, so only the ones the destination can confirm are computed.
+    """
+
+    def __init__(self, md5: bool = False, etag_part_size: int | None = None) -> None:
+        self.sha = hashlib.sha256()
+        self.md5 = hashlib.md5() if md5 else None
+        self.size = 0
+        sizes = (etag_part_size,) if etag_part_size else ()
+        self._parts: dict[int, list[bytes]] = {p: [] for p in sizes}
+        self._current = {p: hashlib.md5() for p in sizes}
+        self._fill = dict.fromkeys(sizes, 0)
+
+    @classmethod
+    def for_store(cls, store: Store, part_size: int | None = None) -> Hasher:
+        """The hasher whose checksums ``store`` can confirm (``part_size``: its multipart part size)."""
+        protocols = _protocols(store)
+        if protocols & {"s3", "s3a"}:
+            return cls(md5=True, etag_part_size=part_size)
+        return cls(md5=bool(protocols & {"gs", "gcs"}))
+
+    def update(self, chunk: bytes) -> None:
+        self.sha.update(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
+        self.size += len(chunk)
+        view = memoryview(chunk)
+        for part, md5 in self._current.items():
+            pos = 0
+            while pos < len(view):
+                take = min(part - self._fill[part], len(view) - pos)
+                md5.update(view[pos : pos + take])
+                self._fill[part] += take
+                pos += take
+                if self._fill[part] == part:
+                    self._parts[part].append(md5.digest())
+                    md5 = self._current[part] = hashlib.md5()
+                    self._fill[part] = 0
+
+    def result(self) -> Written:
+        tokens: set[str] = set()
+        if self.md5 is not None:
+            tokens |= {self.md5.hexdigest(), base64.b64encode(self.md5.digest()).decode()}
+        for part, digests in self._parts.items():
+            done = digests + ([self._current[part].digest()] if self._fill[part] else [])
+            if len(done) > 1:
+                tokens.add(f"{hashlib.md5(b''.join(done)).hexdigest()}-{len(done)}")
+        return Written(self.size, self.sha.hexdigest(), frozenset(tokens))
+
+
+def _protocols(store: Store) -> set[str]:
+    proto = store.fs.protocol
+    return {proto} if isinstance(proto, str) else set(proto)
+
+
+def _read_parts(store: Store, path: str, part_size: int, size: int | None = None) -> Any:
+    """``path`` in ranged reads of ``part_size``, up to ``size`` bytes (looked up when None)."""
+    if size is None:
+        size = store.info(path).size
+    offset = 0
+    # Ranges stay inside the file: S3 answers a range that starts at the end with 416.
+    while offset < size:
+        chunk = store.read_range(path, offset, min(size, offset + part_size))
+        if not chunk:
+            return
+        yield chunk
+        offset += len(chunk)
+    if size == 0:
+        yield b""
+
+
+class _Sink:
+    def write(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalSink(_Sink):
+    """Temporary file in the target folder, renamed over the target when complete."""
+
+    def __init__(self, full: str) -> None:
+        self.full = full
+        folder, name = os.path.split(full)
+        os.makedirs(folder, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{name}{TMP_MARKER}", dir=folder)
+        self.fh: IO[bytes] = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+
+    def commit(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.full)
+
+    def abort(self) -> None:
+        self.fh.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+class _StreamSink(_Sink):
+    """The object store's own streaming upload (multipart / resumable)."""
+
+    def __init__(self, store: Store, full: str, part_size: int) -> None:
+        self.fh = store.fs.open(full, "wb", block_size=part_size)
+
+    def write(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+
+    def commit(self) -> None:
+        self.fh.close()
+
+    def abort(self) -> None:
+        # discard() aborts the multipart / resumable upload; close() would complete it.
+        with contextlib.suppress(Exception):
+            self.fh.discard()
+        # Mark it closed so the file's finaliser does not try to complete the upload.
+        self.fh.closed = True
+
+
+class _SpoolSink(_Sink):
+    """A local spool file uploaded with the store's atomic ``write`` at the end."""
+
+    def __init__(self, store: Store, path: str) -> None:
+        self.store = store
+        self.path = path
+        fd, self.tmp = tempfile.mkstemp(prefix="robostore-mirror-")
+        self.fh: IO[bytes] = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+
+    def commit(self) -> None:
+        self.fh.close()
+        try:
+            self.store.write(self.path, self.tmp)
+        finally:
+            os.unlink(self.tmp)
+
+    def abort(self) -> None:
+        self.fh.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+def _sink(store: Store, path: str, part_size: int) -> _Sink:
+    if isinstance(store.fs, LocalFileSystem):
+        return _LocalSink(store.full_path(path))
+    if _protocols(store) & STREAMING_PROTOCOLS:
+        return _StreamSink(store, store.full_path(path), part_size)
+    return _SpoolSink(store, path)
+
+
+def write_chunks(
+    dst: Store, path: str, chunks: Any, *, part_size: int = PART_SIZE, on_bytes: ProgressFn | None = None
+) -> Written:
+    """Write an iterable of byte chunks to ``dst`` atomically; returns size and sha256."""
+    hasher = Hasher.for_store(dst, part_size)
+    iterator = iter(chunks)
+    first = next(iterator, b"")
+    second = next(iterator, None)
+    if second is None:
+        # One part: a single write (one PUT on object stores).
+        hasher.update(first)
+        dst.write(path, first)
+        if on_bytes:
+            on_bytes(len(first))
+        return hasher.result()
+    try:
+        sink = _sink(dst, path, part_size)
+    except RobostoreError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{dst.describe(path)}: cannot start the upload: {exc}") from exc
+    try:
+        for chunk in _chain(first, second, iterator):
+            hasher.update(chunk)
+            sink.write(chunk)
+            if on_bytes:
+                on_bytes(len(chunk))
+        sink.commit()
+    except BaseException as exc:
+        sink.abort()
+        if isinstance(exc, (RobostoreError, KeyboardInterrupt, SystemExit)) or not isinstance(exc, Exception):
+            raise
+        raise StoreError(f"{dst.describe(path)}: upload failed: {type(exc).__name__}: {exc}") from exc
+    return hasher.result()
+
+
+def _chain(first: bytes, second: bytes, rest: Any) -> Any:
+    yield first
+    yield second
+    yield from rest
+
+
+def copy_file(
+    src: Store,
+    src_path: str,
+    dst: Store,
+    dst_path: str,
+    *,
+    part_size: int = PART_SIZE,
+    size: int | None = None,
+    on_bytes: ProgressFn | None = None,
+) -> Written:
+    """Copy ``src_path`` of ``src`` (``size`` bytes, from the listing) to ``dst_path`` of ``dst``.
+
+    Returns what was written. A large file on local disk is handed to the destination's
+    own upload (``Store.write(path, local_file)``: s3fs/gcsfs upload it in concurrent
+    parts), which measured faster than pushing parts through a streaming writer.
+    """
+    if isinstance(src.fs, LocalFileSystem) and (size is None or size > part_size):
+        local = src.full_path(src_path)
+        hasher = Hasher.for_store(dst, PUT_FILE_PART_SIZE)
+        with open(local, "rb") as fh:
+            while chunk := fh.read(part_size):
+                hasher.update(chunk)
+        dst.write(dst_path, local)
+        if on_bytes:
+            on_bytes(hasher.size)
+        return hasher.result()
+    parts = _read_parts(src, src_path, part_size, size)
+    return write_chunks(dst, dst_path, parts, part_size=part_size, on_bytes=on_bytes)
+
+
+def write_local_file(
+    dst: Store, path: str, local: str, *, part_size: int = PART_SIZE, on_bytes: ProgressFn | None = None
+) -> Written:
+    """Upload the local file ``local`` to ``path`` of ``dst``; returns what was written."""
+
+    def parts() -> Any:
+        with open(local, "rb") as fh:
+            while chunk := fh.read(part_size):
+                yield chunk
+
+    return write_chunks(dst, path, parts(), part_size=part_size, on_bytes=on_bytes)
+
+
+def sha256_of(store: Store, path: str, *, size: int | None = None, part_size: int = PART_SIZE) -> Written:
+    """Size and sha256 of ``path`` of ``store`` (``size`` bytes when known), read in parts."""
+    hasher = Hasher()
+    for chunk in _read_parts(store, path, part_size, size):
+        hasher.update(chunk)
+    return hasher.result()

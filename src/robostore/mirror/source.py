@@ -1,0 +1,69 @@
+"""Where destination files come from: a plain copy of the source, or a derived subset."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from robostore.errors import NotFound
+from robostore.mirror.copy import PART_SIZE, ProgressFn, Written, copy_file, sha256_of
+from robostore.mirror.plan import INFO_PATH, Target, targets_from_listing
+from robostore.schema import DatasetInfo
+from robostore.store import FileInfo, Store
+
+
+class Source(Protocol):
+    """What :func:`robostore.mirror` copies from."""
+
+    store: Store
+
+    def targets(self, listing: list[FileInfo]) -> list[Target]:
+        """Every file the destination should hold, from the source listing."""
+        ...
+
+    def check(self, targets: list[Target]) -> None:
+        """Raise a typed error before anything is written if the source is unusable."""
+        ...
+
+    def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
+        """Produce ``target`` at ``dst`` (atomically); returns the bytes written."""
+        ...
+
+    def hash(self, target: Target) -> Written:
+        """Size and sha256 of a plain-copy target's source file."""
+        ...
+
+
+def require_dataset(store: Store, listing: list[FileInfo]) -> None:
+    """Raise :class:`NotFound` unless the listing holds ``meta/info.json``."""
+    if not any(f.path == INFO_PATH for f in listing):
+        raise NotFound(
+            f"{store.describe(INFO_PATH)}: the source is not a LeRobot dataset (meta/info.json is missing); "
+            "check the source URL"
+        )
+
+
+class CopySource:
+    """Every file of the source, copied byte for byte."""
+
+    def __init__(self, store: Store, part_size: int = PART_SIZE) -> None:
+        self.store = store
+        self.part_size = part_size
+
+    def targets(self, listing: list[FileInfo]) -> list[Target]:
+        require_dataset(self.store, listing)
+        return targets_from_listing(listing)
+
+    def check(self, targets: list[Target]) -> None:
+        # info.json is parsed only when it is about to be copied: a no-op run reads nothing.
+        if any(t.path == INFO_PATH for t in targets):
+            DatasetInfo.from_json(self.store.read(INFO_PATH), self.store.describe(INFO_PATH))
+
+    def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
+        assert target.source is not None
+        return copy_file(
+            self.store, target.source, dst, target.path, part_size=self.part_size, size=target.size, on_bytes=on_bytes
+        )
+
+    def hash(self, target: Target) -> Written:
+        assert target.source is not None
+        return sha256_of(self.store, target.source, size=target.size, part_size=self.part_size)

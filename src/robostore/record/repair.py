@@ -1,0 +1,107 @@
+"""Cleaning up after a writer that died mid-publish (run by ``Recorder.resume``).
+
+info.json is written last, so it says what was committed. A publish cut off earlier
+can leave, beyond it: rows in the newest episodes file or a new episodes file,
+rows of uncommitted episodes at the end of the newest data file, new data or video
+files no committed episode names, tasks past ``total_tasks`` and a stats.json that
+already counts the lost episodes. Readers ignore all of that (see
+:meth:`DatasetMeta.open`), but lerobot reads every data file it finds, so resume
+removes it. Each step only removes uncommitted things, so a crash during repair is
+repaired by the next resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from robostore.meta import STATS_PATH, TASKS_PATH, DatasetMeta, tasks_table
+from robostore.parquet import read_parquet, to_parquet_bytes
+from robostore.record._crash import crashpoint
+from robostore.store import Store
+from robostore.stats import aggregate_stats
+
+log = logging.getLogger(__name__)
+
+
+def repair(store: Store) -> DatasetMeta:
+    """Remove what an interrupted publish left past info.json; return the metadata."""
+    meta = DatasetMeta.open(store)
+    total = meta.info.total_episodes
+    removed: list[str] = []
+
+    lost_rows = False
+    for path in meta.episode_files:
+        ids = read_parquet(store, path, columns=["episode_index"]).column(0)
+        extra = pc.greater_equal(ids, total)
+        if not pc.any(extra).as_py():
+            continue
+        lost_rows = True
+        if pc.all(extra).as_py():
+            store.delete(path)
+            removed.append(path)
+        else:
+            table = read_parquet(store, path)
+            store.write(path, to_parquet_bytes(table.filter(pc.less(table.column("episode_index"), total))))
+            removed.append(f"rows of {path}")
+        crashpoint("repair_step")
+
+    referenced = set(meta.data_files()) | set(meta.video_files())
+    for path in store.list("data") + store.list("videos"):
+        if path.endswith((".parquet", ".mp4")) and path not in referenced:
+            store.delete(path)
+            removed.append(path)
+            crashpoint("repair_step")
+    data_files = meta.data_files()
+    if data_files and _trim_data_file(store, data_files[-1], total):
+        removed.append(f"rows of {data_files[-1]}")
+
+    if store.exists(TASKS_PATH) and read_parquet(store, TASKS_PATH).num_rows > len(meta.tasks):
+        store.write(TASKS_PATH, to_parquet_bytes(tasks_table(meta.tasks)))
+        removed.append(f"tasks past {len(meta.tasks)}")
+
+    if lost_rows:
+        # stats.json is written between the episodes table and info.json.
+        meta = DatasetMeta.open(store)
+        per_episode = []
+        for row in meta.episode_stats().to_pylist():
+            stats: dict = {}
+            for column, value in row.items():
+                if column.startswith("stats/"):
+                    _, feature, stat = column.split("/")
+                    stats.setdefault(feature, {})[stat] = value
+            per_episode.append(stats)
+        if per_episode:
+            store.write(STATS_PATH, json.dumps(aggregate_stats(per_episode).to_json_dict(), indent=4).encode())
+        else:
+            store.delete(STATS_PATH, missing_ok=True)
+
+    if removed:
+        log.warning("%s: removed what an interrupted recording left uncommitted: %s", store.url, ", ".join(removed))
+        store.commit("robostore: remove an interrupted recording's uncommitted files")
+        meta = DatasetMeta.open(store)
+    return meta
+
+
+def _trim_data_file(store: Store, path: str, total: int) -> bool:
+    """Drop rows of uncommitted episodes from the end of ``path``, keeping row groups."""
+    ids = read_parquet(store, path, columns=["episode_index"]).column(0).to_numpy()
+    if not (ids >= total).any():
+        return False
+    with store.open(path) as fh:
+        pf = pq.ParquetFile(fh)
+        groups = [pf.read_row_group(i) for i in range(pf.num_row_groups)]
+    schema = groups[0].schema
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, compression="snappy", use_dictionary=True) as writer:
+        for group in groups:
+            keep = group.filter(pc.less(group.column("episode_index"), np.int64(total)))
+            if keep.num_rows:
+                writer.write_table(keep)
+    store.write(path, sink.getvalue().to_pybytes())
+    return True

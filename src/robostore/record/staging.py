@@ -1,0 +1,324 @@
+"""The local staging folder and the background publisher.
+
+Files are built in a staging folder on local disk (``files/``: the open data, video
+and episodes files under their dataset-relative paths). After each saved episode the
+files it changed are hard-linked into ``snapshots/<n>/`` — free, and immutable
+because staged files are only ever replaced by rename — and handed to the
+:class:`Publisher`, a thread that uploads them in the crash-safe order:
+
+1. data and video files,
+2. the episodes table,
+3. ``meta/tasks.parquet`` and ``meta/stats.json``,
+4. ``meta/info.json`` (the commit point), then one ``Store.commit`` (one Hub commit).
+
+Pending publishes coalesce: while one upload runs, later episodes' snapshots merge
+into one pending job in which each path keeps only its newest snapshot. So each
+publish uploads each open file at most once, however many episodes it carries, and
+a slow link makes publishes rarer rather than piling up uploads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from robostore.backends.local import TMP_MARKER, LocalStore
+from robostore.errors import RobostoreError, StoreError
+from robostore.record._crash import crashpoint
+from robostore.record.lease import Lease
+from robostore.store import Store
+
+log = logging.getLogger(__name__)
+
+STAGING_ENV = "ROBOSTORE_STAGING"
+
+
+def staging_base(store: Store, staging_dir: str | os.PathLike[str] | None) -> Path:
+    """The folder holding the staging sessions of ``store``'s dataset.
+
+    Local datasets stage in a hidden folder beside the dataset (same filesystem, so
+    publishing is a hard link); remote ones under ``$ROBOSTORE_STAGING`` or
+    ``~/.cache/robostore/staging``, in a folder named by a hash of the URL.
+    """
+    key = hashlib.sha256(store.url.encode()).hexdigest()[:16]
+    if staging_dir is not None:
+        return Path(staging_dir) / key
+    if isinstance(store, LocalStore):
+        root = Path(store.root)
+        return root.parent / f".{root.name}.robostore-staging"
+    base = os.environ.get(STAGING_ENV) or Path.home() / ".cache" / "robostore" / "staging"
+    return Path(base) / key
+
+
+class Staging:
+    """One recording session's staging folder (``<base>/<session id>/``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files = root / "files"
+        self.snapshots = root / "snapshots"
+        self.tmp = root / "tmp"
+        for folder in (self.files, self.snapshots, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._seq = 0
+
+    @classmethod
+    def start(cls, base: Path) -> Staging:
+        """Start a session under ``base``, deleting sessions left by crashed writers.
+
+        Call only while holding the dataset's lease: any other session is then stale.
+        Their unpublished episodes are lost by design (only flushed episodes are
+        promised to survive a crash); the dataset itself never depends on them.
+        """
+        if base.exists():
+            for old in base.iterdir():
+                log.warning("removing staging left by an earlier recorder that did not close: %s", old)
+                shutil.rmtree(old, ignore_errors=True)
+        return cls(base / uuid.uuid4().hex[:12])
+
+    def snapshot(self, paths: list[str]) -> dict[str, Path]:
+        """Hard-link the staged ``paths`` into a new snapshot folder."""
+        self._seq += 1
+        folder = self.snapshots / f"{self._seq:06d}"
+        out = {}
+        for rel in paths:
+            dst = folder / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(self.files / rel, dst)
+            out[rel] = dst
+        return out
+
+    def remove(self) -> None:
+        """Delete the session folder (and the base folder when it is empty)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.root.parent.rmdir()
+
+
+@dataclass
+class PublishJob:
+    """What one or more saved episodes changed, ready to upload.
+
+    ``files`` are data/video/episodes files (dataset path -> snapshot), ``meta`` the
+    small metadata files by content; ``episodes`` is total_episodes once published.
+    """
+
+    files: dict[str, Path]
+    meta: dict[str, bytes]
+    episodes: int
+    count: int = 1
+    since: float = field(default_factory=time.monotonic)
+
+    def merge(self, newer: PublishJob) -> None:
+        for rel, path in newer.files.items():
+            old = self.files.get(rel)
+            if old is not None and old != path:
+                old.unlink(missing_ok=True)
+            self.files[rel] = path
+        self.meta.update(newer.meta)
+        self.episodes = newer.episodes
+        self.count += newer.count
+
+
+def _tier(path: str) -> int:
+    if path.startswith("meta/episodes/"):
+        return 1
+    return 0
+
+
+META_ORDER = ("meta/tasks.parquet", "meta/stats.json", "meta/info.json")
+
+
+class Publisher:
+    """Uploads :class:`PublishJob` s on a background thread, in the crash-safe order.
+
+    Args:
+        store: the dataset's store.
+        lease: renewed while publishing and on a timer.
+        every_episodes: publish once this many episodes are pending...
+        interval_s: ...or once the oldest pending episode waited this long.
+        retries: attempts per publish before the error is reported.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        lease: Lease,
+        every_episodes: int,
+        interval_s: float,
+        retries: int = 3,
+    ) -> None:
+        self.store = store
+        self.lease = lease
+        self.every_episodes = max(1, every_episodes)
+        self.interval_s = interval_s
+        self.retries = retries
+        self.published_episodes = 0
+        self.uploaded_bytes = 0
+        self.publishes = 0
+        self._pending: PublishJob | None = None
+        self._busy = False
+        self._flush = 0
+        self._stop = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="robostore-upload")
+        self._thread = threading.Thread(target=self._run, name="robostore-publish", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ caller side
+    def submit(self, job: PublishJob) -> None:
+        """Queue ``job``; it merges into the pending one. Never blocks on the network."""
+        with self._cond:
+            if self._pending is None:
+                self._pending = job
+            else:
+                self._pending.merge(job)
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Publish everything submitted so far and wait for it; raise what went wrong."""
+        with self._cond:
+            self._flush += 1
+            self._cond.notify_all()
+            while (self._pending is not None or self._busy) and self._error is None:
+                self._cond.wait()
+            self._flush -= 1
+            self._raise()
+
+    def close(self) -> None:
+        """Flush, then stop the thread."""
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            self._thread.join()
+            self._pool.shutdown()
+
+    def check(self) -> None:
+        """Raise the error of a failed publish, if any (the recorder calls this often)."""
+        with self._cond:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            if isinstance(err, RobostoreError):
+                raise err
+            raise StoreError(f"{self.store.url}: publishing recorded episodes failed: {type(err).__name__}: {err}") from err
+
+    # ------------------------------------------------------------------ worker side
+    def _due(self) -> float | None:
+        """0 when the pending job should go now, else seconds to wait (None: forever)."""
+        job = self._pending
+        if job is None:
+            return None
+        if self._flush or self._stop or job.count >= self.every_episodes:
+            return 0.0
+        return max(0.0, job.since + self.interval_s - time.monotonic())
+
+    def _run(self) -> None:
+        renew_every = None if self.lease.ttl_s is None else self.lease.ttl_s / 3
+        last_renew = time.monotonic()
+        while True:
+            job = None
+            with self._cond:
+                while True:
+                    if self._stop and (self._pending is None or self._error is not None):
+                        return
+                    due = self._due() if self._error is None else None
+                    if due == 0.0:
+                        job, self._pending, self._busy = self._pending, None, True
+                        break
+                    renew_in = None if renew_every is None else last_renew + renew_every - time.monotonic()
+                    if renew_in is not None and renew_in <= 0:
+                        break
+                    waits = [w for w in (due, renew_in) if w is not None]
+                    self._cond.wait(timeout=min(waits) if waits else None)
+            try:
+                if job is not None:
+                    self._publish_with_retries(job)
+                else:
+                    self.lease.renew()
+                last_renew = time.monotonic()
+            except BaseException as exc:  # reported to the caller by flush()/check()
+                log.error("%s: publishing failed: %s", self.store.url, exc)
+                last_renew = time.monotonic()
+                with self._cond:
+                    self._error = exc
+                    if job is not None:
+                        # Keep it for a later flush, under any newer snapshots.
+                        if self._pending is not None:
+                            job.merge(self._pending)
+                        self._pending = job
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _publish_with_retries(self, job: PublishJob) -> None:
+        delay = 0.5
+        for attempt in range(1, self.retries + 1):
+            try:
+                self._publish(job)
+                return
+            except (StoreError, OSError) as exc:
+                if attempt == self.retries:
+                    raise
+                log.warning("%s: publish attempt %d failed (%s); retrying in %.1f s", self.store.url, attempt, exc, delay)
+                time.sleep(delay)
+                delay *= 2
+
+    def _publish(self, job: PublishJob) -> None:
+        t0 = time.perf_counter()
+        for tier in (0, 1):
+            paths = [p for p in job.files if _tier(p) == tier]
+            list(self._pool.map(lambda p: self._put_file(p, job.files[p]), paths))
+            crashpoint(f"publish_tier{tier}")
+        for path in META_ORDER:
+            if path in job.meta:
+                if path == "meta/info.json":
+                    crashpoint("publish_before_info")
+                self.store.write(path, job.meta[path])
+                self.uploaded_bytes += len(job.meta[path])
+        self.lease.renew()
+        self.store.commit(f"robostore: record episodes up to {job.episodes - 1}")
+        crashpoint("publish_committed")
+        for snap in job.files.values():
+            snap.unlink(missing_ok=True)
+        self.published_episodes = job.episodes
+        self.publishes += 1
+        log.debug("%s: published %d episode(s) in %.3f s", self.store.url, job.count, time.perf_counter() - t0)
+
+    def _put_file(self, path: str, local: Path) -> None:
+        size = local.stat().st_size
+        if isinstance(self.store, LocalStore) and _link_into(self.store, path, local):
+            pass
+        else:
+            self.store.write(path, str(local))
+        self.uploaded_bytes += size
+        crashpoint("publish_file")
+
+
+def _link_into(store: LocalStore, path: str, local: Path) -> bool:
+    """Publish a staged file into a local dataset by hard link; False when impossible."""
+    full = Path(store.full_path(path))
+    full.parent.mkdir(parents=True, exist_ok=True)
+    tmp = full.with_name(f".{full.name}{TMP_MARKER}{uuid.uuid4().hex[:8]}")
+    try:
+        os.link(local, tmp)
+    except OSError:  # another filesystem, or no hard links there
+        return False
+    os.replace(tmp, full)
+    return True

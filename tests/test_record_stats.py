@@ -1,0 +1,83 @@
+"""compute_stats reproduces the per-episode stats lerobot wrote into the fixtures."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import PIL.Image
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from fixture_data import fixture_path
+
+from robostore.stats import camera_sample_indices, compute_stats, downsample_for_stats
+
+
+def _episode_values(name: str):
+    root = fixture_path(name)
+    info = json.loads((root / "meta/info.json").read_text())
+    episodes = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    data = pa.concat_tables([pq.read_table(p) for p in sorted(root.glob("data/*/*.parquet"))])
+    for ep in episodes:
+        rows = data.filter(pc.equal(data["episode_index"], ep["episode_index"]))
+        yield info, ep, rows
+
+
+def _values(info: dict, key: str, rows: pa.Table) -> np.ndarray:
+    feature = info["features"][key]
+    if key == "timestamp":
+        # lerobot takes stats of frame_index / fps in float64, before the float32 cast.
+        return np.arange(rows.num_rows) / info["fps"]
+    column = rows.column(key)
+    if feature["shape"] == [1]:
+        return column.to_numpy().astype(feature["dtype"])
+    return np.stack(column.to_numpy(zero_copy_only=False)).astype(feature["dtype"])
+
+
+@pytest.mark.parametrize("name", ["image_basic", "video_basic", "multi_chunk"])
+def test_tabular_stats_equal_lerobot_exactly(name: str) -> None:
+    checked = 0
+    for info, ep, rows in _episode_values(name):
+        for key, feature in info["features"].items():
+            if feature["dtype"] in ("image", "video"):
+                continue
+            for stat, value in compute_stats(_values(info, key, rows)).items():
+                want = np.asarray(ep[f"stats/{key}/{stat}"])
+                assert value.shape == want.shape, (key, stat)
+                np.testing.assert_array_equal(value.astype(float), want.astype(float), err_msg=f"{name} {key} {stat}")
+                checked += 1
+    assert checked > 100
+
+
+def test_camera_stats_equal_lerobot_except_its_wrapped_std() -> None:
+    for _, ep, rows in _episode_values("image_basic"):
+        frames = [np.asarray(PIL.Image.open(io.BytesIO(r["bytes"]))) for r in rows.column("observation.images.cam0").to_pylist()]
+        sampled = np.stack(frames)[camera_sample_indices(len(frames))].transpose(0, 3, 1, 2)
+        stats = compute_stats(sampled, camera=True)
+        for stat, value in stats.items():
+            want = np.asarray(ep[f"stats/observation.images.cam0/{stat}"])
+            assert value.shape == want.shape
+            if stat == "std":
+                # lerobot 0.4 squares uint8 pixels without widening: its std is always 0.
+                assert (want == 0).all()
+                np.testing.assert_allclose(value.ravel(), (sampled / 255.0).std(axis=(0, 2, 3)), rtol=1e-9)
+            else:
+                np.testing.assert_array_equal(value, want, err_msg=stat)
+
+
+def test_camera_sampling_and_downsampling_rules() -> None:
+    assert camera_sample_indices(15).tolist() == list(range(15))
+    idx = camera_sample_indices(1000)
+    assert len(idx) == 177 and idx[0] == 0 and idx[-1] == 999
+    assert downsample_for_stats(np.zeros((480, 640, 3))).shape == (120, 160, 3)
+    assert downsample_for_stats(np.zeros((96, 128, 3))).shape == (96, 128, 3)
+
+
+def test_single_frame_and_multidimensional_features() -> None:
+    one = compute_stats(np.array([[1.0, 2.0]], dtype=np.float32))
+    assert one["q50"].tolist() == [1.0, 2.0] and one["count"].tolist() == [1]
+    grid = compute_stats(np.arange(24, dtype=np.float64).reshape(4, 2, 3))
+    assert grid["mean"].shape == (2, 3) and grid["min"][1, 2] == 5
