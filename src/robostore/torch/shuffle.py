@@ -7,9 +7,11 @@ lengths and a seed it derives
   next frame of one of them, picked at random; a finished episode is replaced by the
   next of the shard's list. Inside an episode frames are read in order, so each video
   is decoded once, forward.
-* the **yield order**: reads go through a shuffle buffer of ``buffer`` frames; once it
-  is full, each read pushes out a random resident; at the end the rest leaves in random
-  order.
+* the **yield order**: reads go through a shuffle buffer of up to ``buffer`` frames.
+  Yielding starts once it holds :data:`FIRST_YIELD` frames (so the first batch does not
+  wait for a full buffer); it then grows by one frame per yield (two reads per yield)
+  until full, after which each read pushes out a random resident. At the end the rest
+  leaves in random order.
 
 Because the plan depends only on lengths and seeds, it can be replayed without reading
 anything. Resuming after ``n`` yielded samples replays ``n`` steps (microseconds each)
@@ -24,6 +26,9 @@ from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
+
+#: Frames in the shuffle buffer before the first yield (at most ``buffer``).
+FIRST_YIELD = 64
 
 #: A frame of the plan: ``(episode slot, frame number inside the episode)``.
 Read = tuple[int, int]
@@ -135,16 +140,23 @@ class ShardPlan:
                 yield Step([read], read)
             return
         size = self.buffer
+        start = min(size, FIRST_YIELD)
+        source = self._reads(rng)
         resident: list[Read] = []
         reads: list[Read] = []
-        for read in self._reads(rng):
+        for read in source:
             reads.append(read)
-            if len(resident) < size:
-                resident.append(read)
+            resident.append(read)
+            if len(resident) < size:  # growing: two reads per yield until full
+                extra = next(source, None)
+                if extra is not None:
+                    reads.append(extra)
+                    resident.append(extra)
+            if len(resident) < start:
                 continue
-            j = rng.randrange(size)
-            out, resident[j] = resident[j], read
-            yield Step(reads, out)
+            j = rng.randrange(len(resident))
+            resident[j], resident[-1] = resident[-1], resident[j]
+            yield Step(reads, resident.pop())
             reads = []
         rng.shuffle(resident)
         for out in resident:

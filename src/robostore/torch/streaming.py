@@ -30,7 +30,7 @@ import numpy as np
 import torch.utils.data
 from fsspec.implementations.local import LocalFileSystem
 
-from robostore.errors import CorruptDataset, RobostoreError, SchemaError
+from robostore.errors import RobostoreError, SchemaError
 from robostore.meta import DatasetMeta
 from robostore.schema import Feature
 from robostore.store import Store
@@ -91,7 +91,7 @@ class StreamingDataset(torch.utils.data.IterableDataset):
 
     Raises:
         SchemaError: bad arguments (deltas, episodes, sizes).
-        CorruptDataset: the episodes table contradicts itself.
+        CorruptDataset: the metadata contradicts itself (checked by ``DatasetMeta.open``).
         NotFound: no dataset at ``url``.
     """
 
@@ -121,7 +121,6 @@ class StreamingDataset(torch.utils.data.IterableDataset):
             raise SchemaError(f"StreamingDataset: equal_length must be None, 'pad' or 'drop', got {equal_length!r}")
         self.meta = DatasetMeta.open(url, storage_options)
         self._index = EpisodeIndex.from_meta(self.meta, None if episodes is None else list(episodes))
-        _check_lengths(self.meta, self._index)
         self.delta_timestamps = None if delta_timestamps is None else {k: list(v) for k, v in delta_timestamps.items()}
         self._offsets = (
             {}
@@ -401,18 +400,3 @@ class _EpisodeFrames:
 def _shard_list(shard: ShardId) -> list[int]:
     return [shard.rank, shard.world_size, shard.worker, shard.num_workers]
 
-
-def _check_lengths(meta: DatasetMeta, index: EpisodeIndex) -> None:
-    """The episodes table's ``length`` must agree with its frame ranges (checked at open)."""
-    lengths = meta.columns.get("length")
-    if lengths is None:
-        return
-    spans = index.dataset_to - index.dataset_from
-    bad = np.flatnonzero(lengths[index.rows] != spans)
-    if len(bad):
-        i = int(bad[0])
-        raise CorruptDataset(
-            f"{meta.store.describe('meta/episodes')}: episode {int(index.episodes[i])} has length "
-            f"{int(lengths[index.rows][i])} but dataset_from_index..dataset_to_index spans {int(spans[i])} "
-            "frames; the episodes table is inconsistent: re-copy the dataset"
-        )
