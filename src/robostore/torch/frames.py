@@ -65,6 +65,16 @@ class FrameCache(Protocol):
         """Remember decoded ``frames`` (uint8 [T, H, W, 3])."""
 
 
+def bind_frame_cache(frame_cache: Any, meta: DatasetMeta, tolerance_s: float) -> FrameCache | None:
+    """The :class:`FrameCache` protocol object for ``frame_cache``.
+
+    A :class:`robostore.FrameCache` is bound to this dataset's state (its fingerprint)
+    and seen by mp4 path and timestamps; any other object is taken as the protocol.
+    """
+    bind = getattr(frame_cache, "for_dataset", None)
+    return bind(meta).files(tolerance_s) if bind is not None else frame_cache
+
+
 class _Reader(Protocol):
     def frames_at(self, timestamps: Sequence[float], tolerance_s: float = ..., *, episode: int | None = ...) -> np.ndarray: ...
 

@@ -35,7 +35,7 @@ from robostore.meta import DatasetMeta
 from robostore.schema import Feature
 from robostore.store import Store
 from robostore.torch.deltas import delta_indices
-from robostore.torch.frames import FrameCache, VideoFrames, check_backend
+from robostore.torch.frames import FrameCache, VideoFrames, bind_frame_cache, check_backend
 from robostore.torch.prefetch import Prefetcher
 from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform, finish_camera
@@ -132,7 +132,8 @@ class StreamingDataset(torch.utils.data.IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.interleave = interleave
         self.prefetch = prefetch
-        self.frame_cache = frame_cache
+        # Bound here, in the parent, so the dataset's fingerprint is computed once.
+        self.frame_cache = bind_frame_cache(frame_cache, self.meta, tolerance_s)
         self.return_uint8 = return_uint8
         self.equal_length = equal_length
         self.image_transforms = image_transforms
