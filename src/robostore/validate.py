@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from robostore.backends import open_store
 from robostore.errors import RobostoreError
-from robostore.checks import EPISODES_DIR, INFO_PATH, Problem, meta_problems
+from robostore.checks import INFO_PATH, Problem, meta_problems
 from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet
 from robostore.schema.episodes import video_column
