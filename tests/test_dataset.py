@@ -274,3 +274,22 @@ def test_pickles_without_open_readers(open_dataset: OpenDataset) -> None:
     first = ds[14]
     clone = pickle.loads(pickle.dumps(ds))
     _assert_batches_equal(torch.utils.data.default_collate([clone[14]]), torch.utils.data.default_collate([first]))
+
+
+def _record(url: str, features: dict, frames: list[list[dict]], **limits: object) -> None:
+    from robostore import Recorder
+
+    with Recorder.create(url, fps=30, features=features, **limits) as rec:
+        for episode in frames:
+            for frame in episode:
+                rec.add_frame(frame)
+            rec.save_episode()
+
+
+def test_string_features_read_back_as_str(tmp_path: Path) -> None:
+    """A string feature's value crashed ``ds[i]`` (torch.from_numpy of a numpy str_ array)."""
+    features = {"note": {"dtype": "string", "shape": (1,), "names": None}}
+    url = str(tmp_path / "ds")
+    _record(url, features, [[{"note": f"n{i} é", "task": "t"} for i in range(3)]])
+    assert [Dataset(url)[i]["note"] for i in range(3)] == ["n0 é", "n1 é", "n2 é"]
+

@@ -114,6 +114,6 @@ class SampleAssembler:
 def _tensor(value: Any) -> Any:
     """A fresh tensor (0-d for scalars); strings stay strings."""
     array = np.asarray(value)
-    if array.dtype == object:
+    if array.dtype == object or array.dtype.kind in "US":  # string features (Arrow gives object or str_)
         return array.item() if array.ndim == 0 else array.tolist()
     return torch.from_numpy(array.copy())
