@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from roundtrip import Episode, Recording, check_dataset, check_sample, expected_positions, record_episode
+from recording import Episode, Recording, record_episode
+from roundtrip import check_dataset, check_sample, expected_positions
 
 from robostore import Recorder
 from robostore.meta import DatasetMeta
