@@ -8,7 +8,10 @@ Put it between a client and a loopback server (point the client's endpoint at
 * ``reset_after`` — reset (TCP RST) every connection once it has carried this many bytes;
 * ``reset_every`` — reset whichever connection carries the next ``reset_every`` bytes
   of the total traffic (a flaky network: one reset every few MB, retries can succeed);
-* ``refuse`` — accept new connections and reset them at once.
+* ``refuse`` — accept new connections and reset them at once;
+* ``stall`` — a server that stops answering: new connections are accepted and then
+  hear nothing, and open ones stop carrying bytes (both ways) until ``stall`` is
+  cleared. Clients see nothing but silence: only their own timeouts end the wait.
 
 It runs its own asyncio loop in a daemon thread, so it dies with the test process;
 :meth:`close` (or leaving the ``with`` block) stops it earlier.
@@ -38,6 +41,7 @@ class FaultProxy:
         self.reset_every: int | None = None
         self._total = 0
         self.refuse = False
+        self.stall = False
         self.resets = 0
         self.connections = 0
         self.bytes_forwarded = 0
@@ -77,6 +81,11 @@ class FaultProxy:
             _reset(writer)
             return
         try:
+            await self._while_stalled()
+        except asyncio.CancelledError:  # the proxy is closing
+            _reset(writer)
+            return
+        try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             _reset(writer)
@@ -99,6 +108,7 @@ class FaultProxy:
                 data = await src.read(self.chunk_size)
                 if not data:
                     break
+                await self._while_stalled()
                 if self.latency:
                     await asyncio.sleep(self.latency)
                 if self.bandwidth:
@@ -121,6 +131,11 @@ class FaultProxy:
             state["dead"] = True
             for w in both:
                 _reset(w)
+
+    async def _while_stalled(self) -> None:
+        """Hold on while ``stall`` is set (what a client sends waits, unread, in the socket)."""
+        while self.stall:
+            await asyncio.sleep(0.05)
 
     async def _throttle(self, n: int) -> None:
         assert self.bandwidth

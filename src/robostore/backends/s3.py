@@ -10,15 +10,22 @@ defaults that any option given by the user overrides:
   around botocore's attempts, so a server that stops answering fails after at most
   about 5 x 2 x 15 s; lower ``read_timeout`` for a tighter bound;
 * ``use_listings_cache``: off, so listings and ``info`` always reflect the bucket.
+
+Uploads get a deadline of their own (:meth:`S3Store.upload_deadline`): botocore sends
+PUTs with ``Expect: 100-continue`` and aiohttp waits for the ``100 Continue`` (and for
+a full socket to drain) with no timeout at all, so against a server that stops
+answering a write would hang forever despite ``read_timeout``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import s3fs
 from botocore.exceptions import BotoCoreError, ClientError
+from fsspec.exceptions import FSTimeoutError
 
 from robostore.store import Store
 
@@ -31,6 +38,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_pool_connections": 64,
 }
 DEFAULT_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
+#: Slowest upload rate tolerated before a write is given up (bytes/s), see upload_deadline.
+UPLOAD_FLOOR_BPS = 64 * 1024
 
 
 def _client_errors() -> tuple[type[BaseException], ...]:
@@ -62,6 +71,34 @@ class S3Store(Store):
         if url.startswith("s3a://"):
             url = "s3://" + url[len("s3a://") :]
         return fs, fs._strip_protocol(url).rstrip("/")
+
+    def upload_deadline(self, nbytes: int) -> float:
+        """Seconds one write of ``nbytes`` may take, retries included, before it fails.
+
+        Every attempt may spend ``connect_timeout + read_timeout`` on silence (twice:
+        s3fs retries a timed-out call once more by itself), and the bytes may move
+        as slowly as :data:`UPLOAD_FLOOR_BPS`.
+        """
+        config = self.fs.config_kwargs
+        silence = float(config.get("connect_timeout") or 60) + float(config.get("read_timeout") or 60)
+        attempts = int((config.get("retries") or {}).get("max_attempts") or 1)
+        return 2 * silence * attempts + nbytes / UPLOAD_FLOOR_BPS
+
+    def _write_bytes(self, full: str, data: bytes) -> None:
+        self._upload(lambda timeout: self.fs.pipe_file(full, data, timeout=timeout), len(data))
+
+    def _write_file(self, full: str, local: str) -> None:
+        self._upload(lambda timeout: self.fs.put_file(local, full, timeout=timeout), os.path.getsize(local))
+
+    def _upload(self, call: Callable[[float], None], nbytes: int) -> None:
+        deadline = self.upload_deadline(nbytes)
+        try:
+            call(deadline)
+        except FSTimeoutError as exc:  # becomes a StoreError naming the path (Store._errors)
+            raise TimeoutError(
+                f"the upload of {nbytes} bytes did not finish within {deadline:.0f} s: the server stopped "
+                "answering or the link is slower than 64 KiB/s (raise config_kwargs read_timeout to wait longer)"
+            ) from exc
 
     def _token(self, path: str, detail: Mapping[str, Any]) -> str | None:
         etag = detail.get("ETag") or detail.get("etag")

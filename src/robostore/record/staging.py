@@ -196,12 +196,17 @@ class Publisher:
             self._raise()
 
     def close(self) -> None:
-        """Flush, then stop the thread."""
+        """Flush, then stop the thread.
+
+        When the flush fails, what it could not publish is not tried again on the way
+        out (it stays in the staging folder, which the recorder then keeps).
+        """
         try:
             self.flush()
         finally:
             with self._cond:
                 self._stop = True
+                self._pending = None
                 self._cond.notify_all()
             self._thread.join()
             self._pool.shutdown()
