@@ -24,10 +24,15 @@ EPISODES_DIR = "meta/episodes"
 
 
 class Problem(BaseModel):
-    """One thing wrong with a dataset: where (dataset-relative path), and what."""
+    """One thing wrong with a dataset: where (dataset-relative path), what, and its error.
+
+    ``error`` names the class in :mod:`robostore.errors` a reader raises for it
+    (``NotFound`` for a missing file, ``VideoError`` for an undecodable mp4, ...).
+    """
 
     path: str
     message: str
+    error: str = "CorruptDataset"
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

@@ -7,14 +7,16 @@ It collects every problem it finds instead of stopping at the first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from robostore import errors
 from robostore.backends import open_store
-from robostore.errors import RobostoreError
+from robostore.errors import CorruptDataset, RobostoreError, VideoError
 from robostore.checks import EPISODES_DIR, INFO_PATH, Problem, meta_problems
 from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet
@@ -22,6 +24,8 @@ from robostore.schema.episodes import video_column
 from robostore.store import Store
 
 INDEX_COLUMNS = ("index", "episode_index", "frame_index")
+#: Files checked at the same time.
+FILE_WORKERS = 8
 
 
 class ValidationReport(BaseModel):
@@ -37,8 +41,25 @@ class ValidationReport(BaseModel):
     def ok(self) -> bool:
         return not self.problems
 
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path=path, message=message))
+    def add(self, path: str, message: str, error: type[RobostoreError] = CorruptDataset) -> None:
+        self.problems.append(Problem(path=path, message=message, error=error.__name__))
+
+    def raise_for_problems(self) -> None:
+        """Raise the typed error of the first problem (listing up to five), if there is one.
+
+        The message starts with the URL and path of the file the first problem is about.
+        """
+        if not self.problems:
+            return
+        first = self.problems[0]
+        error = getattr(errors, first.error, CorruptDataset)
+        if not (isinstance(error, type) and issubclass(error, RobostoreError)):
+            error = CorruptDataset
+        where = f"{self.url}/{first.path}"
+        lines = [p.message if p.message.startswith(self.url) else f"{self.url}/{p.path}: {p.message}" for p in self.problems[:5]]
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        head = "" if lines[0].startswith(where) else f"{where}: "
+        raise error(f"{head}{'; '.join(lines)}{more}; run `robostore validate {self.url}` for every problem")
 
 
 def validate(url: str | Store, storage_options: Mapping[str, Any] | None = None, *, check_videos: bool = True) -> ValidationReport:
@@ -55,7 +76,7 @@ def validate(url: str | Store, storage_options: Mapping[str, Any] | None = None,
     try:
         meta = DatasetMeta.open(store, check=False)
     except RobostoreError as exc:
-        report.add(_path_in(str(exc), store), str(exc))
+        report.add(_path_in(str(exc), store), str(exc), type(exc))
         return report
     report.episodes = meta.num_episodes
     report.frames = meta.total_frames
@@ -74,35 +95,53 @@ def _path_in(message: str, store: Store) -> str:
     return message[len(prefix) :].split(":", 1)[0]
 
 
+def _problem(path: str, message: str, error: type[RobostoreError] = CorruptDataset) -> Problem:
+    return Problem(path=path, message=message, error=error.__name__)
+
+
+def _check_files(report: ValidationReport, check: Callable[[str], list[Problem]], paths: list[str]) -> None:
+    """Run ``check`` on each file, a few at a time (remote reads wait on the network)."""
+    if not paths:
+        return
+    with ThreadPoolExecutor(max_workers=min(FILE_WORKERS, len(paths))) as pool:
+        for problems in pool.map(check, paths):
+            report.files_checked += 1
+            report.problems.extend(problems)
+
+
 def _check_data_files(meta: DatasetMeta, report: ValidationReport) -> None:
     cols = meta.columns
     by_file: dict[str, list[int]] = {}
     for row, ep in enumerate(cols["episode_index"].tolist()):
         by_file.setdefault(meta.data_path(ep), []).append(row)
-    for path, rows in by_file.items():
-        report.files_checked += 1
+
+    def check(path: str) -> list[Problem]:
         try:
             table = read_parquet(meta.store, path, columns=INDEX_COLUMNS)
         except RobostoreError as exc:
-            report.add(path, str(exc))
-            continue
+            return [_problem(path, str(exc), type(exc))]
         index = table.column("index").to_numpy()
         episode = table.column("episode_index").to_numpy()
         frame = table.column("frame_index").to_numpy()
-        for row in rows:
+        out = []
+        for row in by_file[path]:
             ep = int(cols["episode_index"][row])
             start, end = int(cols["dataset_from_index"][row]), int(cols["dataset_to_index"][row])
             mask = episode == ep
             got = index[mask]
             if len(got) != end - start or not np.array_equal(np.sort(got), np.arange(start, end)):
-                report.add(
-                    path,
-                    f"episode {ep}: expected rows with index {start}..{end - 1}, found {len(got)} rows"
-                    + (f" with index {int(got.min())}..{int(got.max())}" if len(got) else ""),
+                out.append(
+                    _problem(
+                        path,
+                        f"episode {ep}: expected rows with index {start}..{end - 1}, found {len(got)} rows"
+                        + (f" with index {int(got.min())}..{int(got.max())}" if len(got) else ""),
+                    )
                 )
-                continue
-            if not np.array_equal(np.sort(frame[mask]), np.arange(end - start)):
-                report.add(path, f"episode {ep}: frame_index is not 0..{end - start - 1}")
+            elif not np.array_equal(np.sort(frame[mask]), np.arange(end - start)):
+                out.append(_problem(path, f"episode {ep}: frame_index is not 0..{end - start - 1}"))
+        return out
+
+    _check_files(report, check, list(by_file))
 
 
 def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
@@ -116,22 +155,24 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         return
     cols = meta.columns
     frame_s = 1.0 / meta.fps
+    needed: dict[str, tuple[str, float]] = {}  # mp4 -> (video key, latest to_timestamp in it)
     for key in meta.video_keys:
-        feature = meta.features[key]
-        needed: dict[str, float] = {}
         chunk, file = cols[video_column(key, "chunk_index")], cols[video_column(key, "file_index")]
         ends = cols[video_column(key, "to_timestamp")]
         for row in range(meta.num_episodes):
             path = meta.info.video_file(key, int(chunk[row]), int(file[row]))
-            needed[path] = max(needed.get(path, 0.0), float(ends[row]))
-        for path, end in needed.items():
-            report.files_checked += 1
-            try:
-                with meta.store.open(path) as fh, VideoReader(fh, meta.store.describe(path), thread_type="NONE") as video:
-                    duration = video.duration
-                    check_conformance(video, key, feature)
-            except RobostoreError as exc:
-                report.add(path, str(exc))
-                continue
-            if duration is not None and duration + frame_s / 2 < end:
-                report.add(path, f"the video lasts {duration:.3f} s but episodes reach to_timestamp {end:.3f} s")
+            needed[path] = (key, max(needed.get(path, (key, 0.0))[1], float(ends[row])))
+
+    def check(path: str) -> list[Problem]:
+        key, end = needed[path]
+        try:
+            with meta.store.open(path) as fh, VideoReader(fh, meta.store.describe(path), thread_type="NONE") as video:
+                duration = video.duration
+                check_conformance(video, key, meta.features[key])
+        except RobostoreError as exc:
+            return [_problem(path, str(exc), type(exc))]
+        if duration is not None and duration + frame_s / 2 < end:
+            return [_problem(path, f"the video lasts {duration:.3f} s but episodes reach to_timestamp {end:.3f} s", VideoError)]
+        return []
+
+    _check_files(report, check, list(needed))
