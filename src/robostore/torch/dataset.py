@@ -93,7 +93,7 @@ class Dataset(torch.utils.data.Dataset):
         # mp4 path and timestamps; any other object is used as the FrameCache protocol.
         bind = getattr(frame_cache, "for_dataset", None)
         file_cache = bind(self.meta).files(tolerance_s) if bind is not None else frame_cache
-        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=file_cache)
+        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=file_cache, features=self.meta.features)
         self._images = ImageBytes(self._store)
         self._tabular: TabularData | None = None
         self._assembler: SampleAssembler | None = None

@@ -12,7 +12,7 @@ import collections
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -21,6 +21,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import NotFound, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
+from robostore.schema import Feature
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
@@ -93,6 +94,8 @@ class VideoFrames:
         backend: ``"pyav"`` or ``"torchcodec"`` (see :func:`check_backend`).
         max_open: readers kept open per process.
         frame_cache: optional :class:`FrameCache` consulted before decoding.
+        features: the dataset's features; a file opened for a video key is checked
+            against its feature (frame size, codec) before any frame is returned.
     """
 
     def __init__(
@@ -101,28 +104,41 @@ class VideoFrames:
         backend: str = "pyav",
         max_open: int = 16,
         frame_cache: FrameCache | None = None,
+        features: Mapping[str, Feature] | None = None,
     ) -> None:
         self.store = store if isinstance(store, PerProcessStore) else PerProcessStore(store)
         self.backend = check_backend(backend)
         self.max_open = max_open
         self.frame_cache = frame_cache
+        self.features = dict(features or {})
         self._readers: collections.OrderedDict[str, _Reader] = collections.OrderedDict()
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"store": self.store, "backend": self.backend, "max_open": self.max_open, "frame_cache": self.frame_cache}
+        return {
+            "store": self.store,
+            "backend": self.backend,
+            "max_open": self.max_open,
+            "frame_cache": self.frame_cache,
+            "features": self.features,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
-    def frames(self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int) -> np.ndarray:
-        """uint8 [T, H, W, 3] frames of ``path`` at ``timestamps`` (seconds in the file), one seek."""
+    def frames(
+        self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int, key: str | None = None
+    ) -> np.ndarray:
+        """uint8 [T, H, W, 3] frames of ``path`` at ``timestamps`` (seconds in the file), one seek.
+
+        ``key`` is the video feature ``path`` belongs to (checked against ``features``).
+        """
         if self.frame_cache is not None:
             cached = self.frame_cache.get(path, timestamps)
             if cached is not None:
                 return cached
-        reader = self._reader(path, episode)
+        reader = self._reader(path, episode, key)
         try:
             frames = reader.frames_at(timestamps, tolerance_s, episode=episode)
         except BaseException:
@@ -140,7 +156,7 @@ class VideoFrames:
             reader.close()
 
     # ------------------------------------------------------------------ internals
-    def _reader(self, path: str, episode: int) -> _Reader:
+    def _reader(self, path: str, episode: int, key: str | None) -> _Reader:
         with self._lock:
             if self._pid != os.getpid():
                 # Inherited through fork: the parent's containers are not ours to use.
@@ -153,7 +169,7 @@ class VideoFrames:
             if reader is not None:
                 self._readers.move_to_end(path)
                 return reader
-        reader = self._open(path, episode)
+        reader = self._open(path, episode, key)
         with self._lock:
             self._readers[path] = reader
             while len(self._readers) > self.max_open:
@@ -167,7 +183,7 @@ class VideoFrames:
         if reader is not None:
             reader.close()
 
-    def _open(self, path: str, episode: int) -> _Reader:
+    def _open(self, path: str, episode: int, key: str | None) -> _Reader:
         store = self.store.get()
         name = store.describe(path)
         source: IO[bytes] | str
@@ -181,15 +197,25 @@ class VideoFrames:
             except NotFound as exc:
                 raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset") from exc
         close_file = not isinstance(source, str)
+        reader: _Reader | None = None
         try:
             if self.backend == "torchcodec":
-                return _TorchcodecReader(source, name)
-            from robostore.video.decode import VideoReader
+                reader = _TorchcodecReader(source, name)
+            else:
+                from robostore.video.decode import VideoReader
 
-            # Decoder threads cost more than they give for one frame per seek, and
-            # DataLoader workers already use the cores.
-            return VideoReader(source, name, thread_type="NONE", close_file=close_file)
+                # Decoder threads cost more than they give for one frame per seek, and
+                # DataLoader workers already use the cores.
+                reader = VideoReader(source, name, thread_type="NONE", close_file=close_file)
+            if key in self.features:
+                from robostore.video.conformance import check_conformance
+
+                # A file of another size would give frames of the wrong shape, silently.
+                check_conformance(reader, key, self.features[key])  # type: ignore[arg-type]
+            return reader
         except BaseException:
+            if reader is not None:
+                reader.close()
             if close_file:
                 source.close()  # type: ignore[union-attr]
             raise
@@ -211,7 +237,9 @@ class _TorchcodecReader:
             self._decoder = VideoDecoder(source, seek_mode="approximate")
         except (RuntimeError, ValueError, OSError) as exc:
             raise VideoError(f"{name}: torchcodec cannot open the video: {exc}") from exc
-        self._fps = float(self._decoder.metadata.average_fps)
+        metadata = self._decoder.metadata
+        self._fps = float(metadata.average_fps)
+        self.height, self.width, self.codec = metadata.height, metadata.width, metadata.codec or ""
 
     def frames_at(self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None) -> np.ndarray:
         indices = [round(t * self._fps) for t in timestamps]
