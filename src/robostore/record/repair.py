@@ -8,6 +8,13 @@ already counts the lost episodes. Readers ignore all of that (see
 :meth:`DatasetMeta.open`), but lerobot reads every data file it finds, so resume
 removes it. Each step only removes uncommitted things, so a crash during repair is
 repaired by the next resume.
+
+Repair removes only what a crashed append leaves, nothing it cannot tell apart from
+user data: data and video files are deleted only when they are named like the
+dataset's own files (the info.json templates) and numbered past the newest file a
+committed episode uses. Other files no episode names are kept (and logged). Damage
+to committed episodes is not repair's business: ``Recorder.resume`` validates the
+dataset first and refuses a broken one (``robostore validate --repair`` fixes that).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import pyarrow.parquet as pq
 from robostore.meta import STATS_PATH, TASKS_PATH, DatasetMeta, tasks_table
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.record._crash import crashpoint
+from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.stats import aggregate_stats
 
@@ -51,12 +59,10 @@ def repair(store: Store) -> DatasetMeta:
             removed.append(f"rows of {path}")
         crashpoint("repair_step")
 
-    referenced = set(meta.data_files()) | set(meta.video_files())
-    for path in store.list("data") + store.list("videos"):
-        if path.endswith((".parquet", ".mp4")) and path not in referenced:
-            store.delete(path)
-            removed.append(path)
-            crashpoint("repair_step")
+    for path in _leftover_files(meta):
+        store.delete(path)
+        removed.append(path)
+        crashpoint("repair_step")
     data_files = meta.data_files()
     if data_files and _trim_data_file(store, data_files[-1], total):
         removed.append(f"rows of {data_files[-1]}")
@@ -86,6 +92,37 @@ def repair(store: Store) -> DatasetMeta:
         store.commit("robostore: remove an interrupted recording's uncommitted files")
         meta = DatasetMeta.open(store)
     return meta
+
+
+def _leftover_files(meta: DatasetMeta) -> list[str]:
+    """Data and video files past the newest committed file of their series (see the module doc)."""
+    cols = meta.columns
+
+    def newest(chunk_col: str, file_col: str) -> tuple[int, int] | None:
+        return max(zip(cols[chunk_col].tolist(), cols[file_col].tolist()), default=None)
+
+    def past(found: dict[str, int | str], last: tuple[int, int] | None) -> bool:
+        return last is None or (int(found["chunk_index"]), int(found["file_index"])) > last
+
+    referenced = set(meta.data_files()) | set(meta.video_files())
+    data_last = newest("data/chunk_index", "data/file_index")
+    video_last = {k: newest(video_column(k, "chunk_index"), video_column(k, "file_index")) for k in meta.video_keys}
+    leftovers, kept = [], []
+    for path in meta.store.list("data"):
+        if path in referenced:
+            continue
+        found = meta.info.data_template.match(path)
+        (leftovers if found is not None and past(found, data_last) else kept).append(path)
+    if meta.video_keys:
+        for path in meta.store.list("videos"):
+            if path in referenced:
+                continue
+            found = meta.info.video_template.match(path)
+            key = found.get("video_key") if found is not None else None
+            (leftovers if key in video_last and past(found, video_last[key]) else kept).append(path)  # type: ignore[arg-type]
+    if kept:
+        log.warning("%s: files no episode names, left as they are: %s", meta.url, ", ".join(kept[:10]))
+    return leftovers
 
 
 def _trim_data_file(store: Store, path: str, total: int) -> bool:
