@@ -205,6 +205,9 @@ def mirror_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: print what would be copied.")] = False,
     delete: Annotated[bool, typer.Option("--delete", help="Remove destination files the source lacks.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip reading written files back.")] = False,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Copy the source even if it does not validate (e.g. a backup before --repair).")
+    ] = False,
     src_option: Annotated[
         list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
     ] = None,
@@ -223,6 +226,7 @@ def mirror_command(
             episodes=episodes,
             workers=workers,
             verify=not no_verify,
+            check=not no_check,
             delete=delete,
             dry_run=dry_run,
             src_options=parse_storage_options(src_option),
