@@ -12,14 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from robostore import errors
 from robostore.backends import open_store
-from robostore.errors import CorruptDataset, RobostoreError, VideoError
+from robostore.errors import CorruptDataset, RobostoreError, SchemaError, VideoError
 from robostore.checks import EPISODES_DIR, INFO_PATH, Problem, meta_problems
 from robostore.meta import DatasetMeta
-from robostore.parquet import read_parquet
+from robostore.parquet import read_parquet, read_parquet_schema
+from robostore.schema import Feature
+from robostore.schema.arrow import column_mismatch
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 
@@ -95,6 +98,20 @@ def _path_in(message: str, store: Store) -> str:
     return message[len(prefix) :].split(":", 1)[0]
 
 
+def _column_problem(schema: pa.Schema, key: str, feature: Feature) -> str | None:
+    if key not in schema.names:
+        return "is missing"
+    return column_mismatch(schema.field(key).type, feature)
+
+
+def _file_of(name: Callable[[], str]) -> str | None:
+    """The file an episodes row names, or None when its file numbers are bad (meta_problems reports those)."""
+    try:
+        return name()
+    except (SchemaError, ValueError):
+        return None
+
+
 def _problem(path: str, message: str, error: type[RobostoreError] = CorruptDataset) -> Problem:
     return Problem(path=path, message=message, error=error.__name__)
 
@@ -113,17 +130,32 @@ def _check_data_files(meta: DatasetMeta, report: ValidationReport) -> None:
     cols = meta.columns
     by_file: dict[str, list[int]] = {}
     for row, ep in enumerate(cols["episode_index"].tolist()):
-        by_file.setdefault(meta.data_path(ep), []).append(row)
+        path = _file_of(lambda: meta.data_path(ep))
+        if path is not None:
+            by_file.setdefault(path, []).append(row)
+
+    stored = {k: f for k, f in meta.features.items() if not f.is_video}
 
     def check(path: str) -> list[Problem]:
         try:
-            table = read_parquet(meta.store, path, columns=INDEX_COLUMNS)
+            schema = read_parquet_schema(meta.store, path)
+            out = [
+                _problem(path, f"column {key!r} " + (why or ""))
+                for key, why in ((k, _column_problem(schema, k, f)) for k, f in stored.items())
+                if why
+            ]
+            if any(name not in schema.names for name in (*INDEX_COLUMNS, "task_index")):
+                return out
+            table = read_parquet(meta.store, path, columns=[*INDEX_COLUMNS, "task_index"])
         except RobostoreError as exc:
             return [_problem(path, str(exc), type(exc))]
         index = table.column("index").to_numpy()
         episode = table.column("episode_index").to_numpy()
         frame = table.column("frame_index").to_numpy()
-        out = []
+        tasks = table.column("task_index").to_numpy()
+        if len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
+            bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
+            out.append(_problem(path, f"task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)"))
         for row in by_file[path]:
             ep = int(cols["episode_index"][row])
             start, end = int(cols["dataset_from_index"][row]), int(cols["dataset_to_index"][row])
@@ -160,7 +192,9 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         chunk, file = cols[video_column(key, "chunk_index")], cols[video_column(key, "file_index")]
         ends = cols[video_column(key, "to_timestamp")]
         for row in range(meta.num_episodes):
-            path = meta.info.video_file(key, int(chunk[row]), int(file[row]))
+            path = _file_of(lambda: meta.info.video_file(key, int(chunk[row]), int(file[row])))
+            if path is None:
+                continue
             needed[path] = (key, max(needed.get(path, (key, 0.0))[1], float(ends[row])))
 
     def check(path: str) -> list[Problem]:
