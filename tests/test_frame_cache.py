@@ -298,6 +298,30 @@ def test_map_style_dataset_with_cache_equals_without(tmp_path: Path, name: str) 
     assert counters["hits"] > 0.9 * (counters["hits"] + counters["misses"])
 
 
+@pytest.mark.parametrize("name", VIDEO_FIXTURES)
+def test_streaming_dataset_with_cache_equals_without(tmp_path: Path, name: str) -> None:
+    torch = pytest.importorskip("torch")
+    import robostore
+
+    url = str(fixture_path(name))
+    cache = robostore.FrameCache(str(tmp_path / "cache"), shard_frames=16)
+    keys = DatasetMeta.open(url).video_keys
+    plain = {int(s["index"]): s for s in robostore.StreamingDataset(url, shuffle=False, return_uint8=True)}
+    cached = robostore.StreamingDataset(url, seed=3, return_uint8=True, frame_cache=cache)
+    for epoch in range(2):  # cold (filling), then warm
+        cached.set_epoch(epoch)
+        seen = 0
+        for sample in cached:
+            want = plain[int(sample["index"])]
+            assert all(torch.equal(want[key], sample[key]) for key in keys)
+            seen += 1
+        assert seen == len(plain)
+    cache.stats.flush()
+    counters = cache.info().counters
+    assert counters["filled_shards"] == len(keys) * -(-len(plain) // 16)
+    assert counters["hits"] > 0.5 * (counters["hits"] + counters["misses"])
+
+
 def test_dataset_in_dataloader_workers_fills_and_reads_the_cache(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     import robostore

@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Dataset": "robostore.torch",  # torch is an optional extra
     "FrameCache": "robostore.cache",  # zarr is an optional extra
+    "StreamingDataset": "robostore.torch",
     "Recorder": "robostore.record",
     "VideoOptions": "robostore.video.options",
 }
@@ -68,4 +69,3 @@ __all__ = [
     "validate",
     *_LAZY,
 ]
-

@@ -1,4 +1,4 @@
-"""The ``robostore`` command line: info, ls, validate, mirror, demo (and the commands of later layers)."""
+"""The ``robostore`` command line: info, ls, validate, demo, mirror and cache."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from robostore.meta import DatasetMeta
 from robostore.schema import Feature
 from robostore.store import Store
 from robostore.torch.deltas import delta_indices
-from robostore.torch.frames import FrameCache, VideoFrames, check_backend
+from robostore.torch.frames import FrameCache, VideoFrames, bind_frame_cache, check_backend
 from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
@@ -89,10 +89,7 @@ class Dataset(torch.utils.data.Dataset):
         self.frame_cache = frame_cache
         self.return_uint8 = return_uint8
         self._store = PerProcessStore(self.meta.store)
-        # A robostore.FrameCache is bound to this dataset's state (fingerprint) and seen by
-        # mp4 path and timestamps; any other object is used as the FrameCache protocol.
-        bind = getattr(frame_cache, "for_dataset", None)
-        file_cache = bind(self.meta).files(tolerance_s) if bind is not None else frame_cache
+        file_cache = bind_frame_cache(frame_cache, self.meta, tolerance_s)
         self._videos = VideoFrames(self._store, self.video_backend, frame_cache=file_cache, features=self.meta.features)
         self._images = ImageBytes(self._store)
         self._tabular: TabularData | None = None

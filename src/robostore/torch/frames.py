@@ -12,7 +12,7 @@ import collections
 import importlib.util
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -66,6 +66,16 @@ class FrameCache(Protocol):
         """Remember decoded ``frames`` (uint8 [T, H, W, 3])."""
 
 
+def bind_frame_cache(frame_cache: Any, meta: DatasetMeta, tolerance_s: float) -> FrameCache | None:
+    """The :class:`FrameCache` protocol object for ``frame_cache``.
+
+    A :class:`robostore.FrameCache` is bound to this dataset's state (its fingerprint)
+    and seen by mp4 path and timestamps; any other object is taken as the protocol.
+    """
+    bind = getattr(frame_cache, "for_dataset", None)
+    return bind(meta).files(tolerance_s) if bind is not None else frame_cache
+
+
 class _Reader(Protocol):
     def frames_at(self, timestamps: Sequence[float], tolerance_s: float = ..., *, episode: int | None = ...) -> np.ndarray: ...
 
@@ -94,6 +104,12 @@ class VideoFrames:
         backend: ``"pyav"`` or ``"torchcodec"`` (see :func:`check_backend`).
         max_open: readers kept open per process.
         frame_cache: optional :class:`FrameCache` consulted before decoding.
+        keep_recent: decoded frames each reader remembers, so that queries moving
+            forward through overlapping windows (``delta_timestamps``) never seek.
+        open_source: ``open_source(path, episode)`` gives what a reader for ``path``
+            reads (a local path or a seekable file object, which the reader then
+            owns); by default a local path or ``Store.open``. The streaming dataset
+            passes one that serves prefetched bytes.
         features: the dataset's features; a file opened for a video key is checked
             against its feature (frame size, codec) before any frame is returned.
     """
@@ -104,12 +120,16 @@ class VideoFrames:
         backend: str = "pyav",
         max_open: int = 16,
         frame_cache: FrameCache | None = None,
+        keep_recent: int = 8,
+        open_source: Callable[[str, int], IO[bytes] | str] | None = None,
         features: Mapping[str, Feature] | None = None,
     ) -> None:
         self.store = store if isinstance(store, PerProcessStore) else PerProcessStore(store)
         self.backend = check_backend(backend)
         self.max_open = max_open
         self.frame_cache = frame_cache
+        self.keep_recent = keep_recent
+        self.open_source = open_source
         self.features = dict(features or {})
         self._readers: collections.OrderedDict[str, _Reader] = collections.OrderedDict()
         self._pid = os.getpid()
@@ -121,6 +141,8 @@ class VideoFrames:
             "backend": self.backend,
             "max_open": self.max_open,
             "frame_cache": self.frame_cache,
+            "keep_recent": self.keep_recent,
+            "open_source": self.open_source,
             "features": self.features,
         }
 
@@ -187,7 +209,9 @@ class VideoFrames:
         store = self.store.get()
         name = store.describe(path)
         source: IO[bytes] | str
-        if isinstance(store.fs, LocalFileSystem):
+        if self.open_source is not None:
+            source = self.open_source(path, episode)
+        elif isinstance(store.fs, LocalFileSystem):
             source = store.full_path(path)
             if not os.path.isfile(source):
                 raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset")
@@ -206,7 +230,7 @@ class VideoFrames:
 
                 # Decoder threads cost more than they give for one frame per seek, and
                 # DataLoader workers already use the cores.
-                reader = VideoReader(source, name, thread_type="NONE", close_file=close_file)
+                reader = VideoReader(source, name, thread_type="NONE", keep_recent=self.keep_recent, close_file=close_file)
             if key in self.features:
                 from robostore.video.conformance import check_conformance
 

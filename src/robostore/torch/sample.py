@@ -101,14 +101,29 @@ class SampleAssembler:
     def _camera(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [..., H, W, 3] -> [..., 3, H, W], float32 in [0, 1] unless return_uint8."""
         chw = np.moveaxis(frames, -1, -3)
-        if self.return_uint8:
-            tensor = torch.from_numpy(np.ascontiguousarray(chw))
-        else:
-            # One pass from HWC uint8 to CHW float32 (x / 255, as lerobot computes it).
-            tensor = torch.from_numpy(np.divide(chw, np.float32(255), dtype=np.float32, order="C"))
+        tensor = torch.from_numpy(np.ascontiguousarray(chw)) if self.return_uint8 else _to_float(chw)
         if self.image_transforms is not None:
             tensor = self.image_transforms(tensor)
         return tensor
+
+
+def finish_camera(tensor: torch.Tensor, return_uint8: bool, image_transforms: Transform | None) -> torch.Tensor:
+    """A uint8 [..., 3, H, W] camera tensor as samples hold it: float32 in [0, 1] unless
+    ``return_uint8``, then ``image_transforms``.
+
+    Datasets that hold samples for a while (the streaming shuffle buffer) assemble them
+    with ``return_uint8=True`` and no transforms, and finish them with this on output.
+    """
+    if not return_uint8:
+        tensor = _to_float(tensor.numpy())
+    if image_transforms is not None:
+        tensor = image_transforms(tensor)
+    return tensor
+
+
+def _to_float(chw: np.ndarray) -> torch.Tensor:
+    # One pass from (HWC-strided) uint8 to contiguous CHW float32, x / 255 as lerobot computes it.
+    return torch.from_numpy(np.divide(chw, np.float32(255), dtype=np.float32, order="C"))
 
 
 def _tensor(value: Any) -> Any:

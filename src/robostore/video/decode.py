@@ -345,8 +345,11 @@ class VideoReader:
         else:
             self._seek(t_min)
             candidates = []
-        # Decode until one frame at or past t_max (so the closest is known) or EOF.
-        while not candidates or candidates[-1][0] < t_max:
+        # Decode until a frame at or past t_max (so the closest is known) or EOF. A frame
+        # within tolerance of t_max already is the closest (frames lie 1/fps apart):
+        # stopping there saves decoding the next frame whenever t_max was rounded up
+        # (timestamps are float32 in parquet).
+        while not candidates or candidates[-1][0] < t_max - tolerance_s:
             item = self._next_frame()
             if item is None:
                 break

@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""Epoch throughput of robostore.StreamingDataset against the map-style Dataset and PyAV.
+
+Uses the synthetic dataset of ``benchmarks/map_dataset.py`` (imported: 2 cameras,
+AV1 GOP 2 crf 30 like lerobot, one mp4 per camera, 50 episodes x 200 frames at
+240x320; an existing dataset at ``--root`` is reused). For each source (local disk, and with ``--s3`` a moto S3 server on
+loopback) and delta_timestamps off/on (action: 10 future steps, state and each camera
+[-1/fps, 0]) it runs one epoch of
+
+* ``StreamingDataset`` over ``--epoch-episodes`` episodes behind
+  ``DataLoader(batch_size=32, num_workers=2)``, and
+* the map-style ``Dataset`` behind ``DataLoader(shuffle=True, batch_size=32,
+  num_workers=2)`` for ``--map-samples`` samples (its rate is flat over an epoch),
+
+(the streaming run twice: float32 cameras, and with ``return_uint8=True``, which leaves
+out the float conversion and moves 4x fewer bytes between processes)
+and reports samples/s, samples/s after the first batch and the time to the first batch
+(median of ``--repeat`` runs). The ceiling is PyAV's own sequential decode of the same
+files on one thread (decode every frame of both cameras in order and convert it to RGB,
+as any reader must): streaming with 2 workers is compared with twice that.
+
+    PYTHONPATH=src python benchmarks/streaming.py [--s3] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import torch
+from av.video.reformatter import VideoReformatter
+from torch.utils.data import DataLoader
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from map_dataset import CAMERAS, FPS, default_delta, generate  # noqa: E402
+
+from robostore import Dataset, StreamingDataset  # noqa: E402
+from robostore.meta import DatasetMeta  # noqa: E402
+
+
+def sequential_ceiling(root: Path, until_s: float) -> float:
+    """Samples/s of bare PyAV on one thread: every frame of every camera up to ``until_s``
+    (the streamed episodes), decoded in order and converted to RGB."""
+    start = time.perf_counter()
+    frames = 0
+    for cam in CAMERAS:
+        reformatter = VideoReformatter()
+        with av.open(str(root / f"videos/{cam}/chunk-000/file-000.mp4")) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            for frame in container.decode(stream):
+                if frame.time >= until_s:
+                    break
+                reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+                frames += 1
+    return frames / len(CAMERAS) / (time.perf_counter() - start)
+
+
+def run(make_loader: Callable[[], DataLoader], limit: int | None) -> dict[str, float]:
+    """Pull batches; the time to the first batch includes opening the dataset."""
+    t0 = time.perf_counter()
+    loader = make_loader()
+    n = n_after = 0
+    t_first = None
+    for batch in loader:
+        size = len(batch["index"])
+        n += size
+        if t_first is None:
+            t_first = time.perf_counter()
+        else:
+            n_after += size
+        if limit is not None and n >= limit:
+            break
+    t_end = time.perf_counter()
+    assert t_first is not None
+    return {"samples_per_s": n / (t_end - t0), "after_first_batch": n_after / (t_end - t_first), "first_batch_s": t_first - t0, "n": n}
+
+
+def streaming(
+    url: str, options: dict[str, Any] | None, delta: bool, workers: int, episodes: list[int], epoch: int, uint8: bool
+) -> dict[str, float]:
+    def make() -> DataLoader:
+        dt = default_delta() if delta else None
+        sds = StreamingDataset(url, episodes=episodes, delta_timestamps=dt, storage_options=options, return_uint8=uint8)
+        sds.set_epoch(epoch)
+        return DataLoader(sds, batch_size=32, num_workers=workers)
+
+    return run(make, None)
+
+
+def map_style(url: str, options: dict[str, Any] | None, delta: bool, workers: int, samples: int, seed: int) -> dict[str, float]:
+    def make() -> DataLoader:
+        ds = Dataset(url, delta_timestamps=default_delta() if delta else None, storage_options=options)
+        g = torch.Generator()
+        g.manual_seed(seed)
+        return DataLoader(ds, batch_size=32, shuffle=True, num_workers=workers, generator=g)
+
+    return run(make, samples)
+
+
+def median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=Path("/tmp/robostore-bench/streaming"))
+    ap.add_argument("--episodes", type=int, default=50)
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--epoch-episodes", type=int, default=20, help="episodes streamed per epoch (a subset)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--map-samples", type=int, default=960)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--s3", action="store_true", help="also stream from a loopback S3 server (backends/s3)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    if not (args.root / "meta/info.json").exists():
+        t = time.perf_counter()
+        generate(args.root, args.episodes, args.frames, args.height, args.width)
+        print(f"generated {args.root} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    meta = DatasetMeta.open(str(args.root))
+    total = meta.total_frames
+    subset = meta.episode_indices[: args.epoch_episodes].tolist()
+    sources: dict[str, tuple[str, dict[str, Any] | None]] = {"local": (str(args.root), None)}
+    server = None
+    if args.s3:
+        from backends.pytest_plugin import upload_folder
+        from backends.s3 import S3Server
+
+        server = S3Server().__enter__()
+        url, options = f"s3://{server.new_bucket()}/dataset", server.storage_options()
+        upload_folder(args.root, url, options)
+        sources["s3"] = (url, options)
+
+    until_s = max(meta.video_span(e, CAMERAS[0]).to_timestamp for e in subset) - 0.5 / FPS
+    ceiling = statistics.median(sequential_ceiling(args.root, until_s) for _ in range(args.repeat))
+    print(f"PyAV sequential decode, 1 thread: {ceiling:.1f} samples/s", file=sys.stderr, flush=True)
+    rows: dict[tuple[str, str, bool], dict[str, float]] = {}
+    try:
+        for delta in (False, True):
+            for source, (url, options) in sources.items():
+                for kind, uint8 in (("streaming", False), ("streaming uint8", True)):
+                    rows[(source, kind, delta)] = median(
+                        [streaming(url, options, delta, args.workers, subset, rep, uint8) for rep in range(args.repeat)]
+                    )
+                rows[(source, "map", delta)] = median(
+                    [map_style(url, options, delta, args.workers, args.map_samples, rep) for rep in range(args.repeat)]
+                )
+                for kind in ("streaming", "streaming uint8", "map"):
+                    r = rows[(source, kind, delta)]
+                    print(f"{source} {kind} delta={delta}: {r}", file=sys.stderr, flush=True)
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+
+    print(
+        f"\ndataset: {meta.total_episodes} episodes, {total} frames, 2 cameras, AV1 GOP 2; streaming epoch: "
+        f"{len(subset)} episodes; {os.cpu_count()} CPUs; {args.workers} DataLoader workers; median of {args.repeat}\n"
+    )
+    print("| source | dataset | delta | samples/s | after 1st batch | 1st batch (s) |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for (source, kind, delta), r in rows.items():
+        print(
+            f"| {source} | {kind} | {'on' if delta else 'off'} | {r['samples_per_s']:.0f} | "
+            f"{r['after_first_batch']:.0f} | {r['first_batch_s']:.2f} |"
+        )
+    print(f"\nPyAV sequential decode, one thread: {ceiling:.0f} samples/s (ceiling of {args.workers} cores: {args.workers * ceiling:.0f})\n")
+    for (source, kind, delta), r in rows.items():
+        if kind == "map":
+            continue
+        sps, steady = r["samples_per_s"], r["after_first_batch"]
+        parts = [
+            f"{sps / (args.workers * ceiling):.2f}x the ceiling of {args.workers} cores "
+            f"({steady / (args.workers * ceiling):.2f}x after the first batch)",
+            f"{sps / rows[(source, 'map', delta)]['samples_per_s']:.1f}x the map-style Dataset",
+        ]
+        if source != "local":
+            parts.append(f"{sps / rows[('local', kind, delta)]['samples_per_s']:.2f}x from local disk")
+        print(f"- {source}, {kind}, delta {'on' if delta else 'off'}: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
