@@ -3,7 +3,8 @@
 Each case must give its typed error, with a message naming the damaged file, from:
 ``validate`` (as a problem), ``DatasetMeta.open`` (meta cases), ``Dataset`` (at
 construction for meta cases, while reading every index for data cases; a sample also
-through DataLoader workers), ``Recorder.resume`` (which refuses a broken dataset and
+through DataLoader workers), ``StreamingDataset`` (one epoch in the process; a sample
+through two DataLoader workers), ``Recorder.resume`` (which refuses a broken dataset and
 changes nothing) and ``mirror`` (which refuses a broken source before writing, so a
 valid older copy at the destination stays as it was). Nothing may be written outside
 the dataset root: the folder around it is compared before and after.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch.utils.data
+from backends.pytest_plugin import REMOTE, backend_params, upload_folder
 from fixture_data import copy_fixture
 from hostile_cases import CASES, Case
 
@@ -24,7 +26,7 @@ from robostore import Recorder
 from robostore.errors import RobostoreError
 from robostore.meta import DatasetMeta
 from robostore.mirror import mirror
-from robostore.torch import Dataset
+from robostore.torch import Dataset, StreamingDataset
 from robostore.validate import validate
 
 pytestmark = pytest.mark.timeout(60)
@@ -56,6 +58,12 @@ def expect(case: Case, call: Callable[[], object]) -> RobostoreError:
     assert isinstance(err.value, case.error), f"{case.name}: {type(err.value).__name__}: {err.value}"
     assert case.path in str(err.value), f"{case.name}: the message does not name {case.path}: {err.value}"
     return err.value
+
+
+def read_every_index(url: str, options: dict | None = None) -> None:
+    ds = Dataset(url, storage_options=options)
+    for i in range(len(ds)):
+        ds[i]
 
 
 @pytest.fixture
@@ -94,13 +102,7 @@ def test_opening_raises_the_typed_error(broken):
 def test_dataset_raises_the_typed_error(broken, tmp_path):
     case, root = broken
     before = snapshot(tmp_path)
-
-    def read_all() -> None:
-        ds = Dataset(str(root))
-        for i in range(len(ds)):
-            ds[i]
-
-    expect(case, read_all)
+    expect(case, lambda: read_every_index(str(root)))
     assert snapshot(tmp_path) == before
 
 
@@ -116,6 +118,26 @@ def test_dataloader_workers_pass_the_typed_error_on(broken):
     finally:
         # The raised error's traceback holds the iterator in a reference cycle; left to
         # the garbage collector, torch's shutdown waits 5 s per worker.
+        batches._shutdown_workers()
+
+
+@pytest.mark.parametrize("broken", CASES, ids=lambda c: c.name, indirect=True)
+def test_streaming_raises_the_typed_error(broken, tmp_path):
+    case, root = broken
+    before = snapshot(tmp_path)
+    expect(case, lambda: [item for item in StreamingDataset(str(root), shuffle_buffer=16)])
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("broken", WORKER_CASES, ids=lambda c: c.name, indirect=True)
+def test_streaming_workers_pass_the_typed_error_on(broken):
+    case, root = broken
+    ds = StreamingDataset(str(root), shuffle_buffer=16)
+    batches = iter(torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, timeout=30))
+    try:
+        expect(case, lambda: list(batches))
+        assert all(w.is_alive() for w in batches._workers), "a worker died instead of reporting the error"
+    finally:
         batches._shutdown_workers()
 
 
@@ -165,3 +187,25 @@ def test_resume_removes_only_its_own_leftovers(tmp_path):
     assert [p for p in leftovers if p.exists()] == []
     assert all(p.exists() for p in users)
     assert validate(str(root)).ok
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", backend_params(("memory", *REMOTE)))
+@pytest.mark.parametrize("broken", CASES, ids=lambda c: c.name, indirect=True)
+def test_every_entry_point_on_every_backend(broken, backend, backend_url, tmp_path):
+    """The corpus uploaded to each backend: the same typed errors, naming the same files."""
+    case, root = broken
+    url, options = backend_url(backend)
+    upload_folder(root, url, options)
+    if case.validate:
+        report = validate(url, options)
+        assert any(p.path == case.path and p.error == case.error.__name__ for p in report.problems), report.problems
+    expect(case, lambda: read_every_index(url, options))
+    expect(case, lambda: list(StreamingDataset(url, storage_options=options, shuffle_buffer=16)))
+    if case.validate:
+        expect(case, lambda: Recorder.resume(url, options))
+        dst = copy_fixture(case.fixture, tmp_path / "older_copy")
+        before = snapshot(dst)
+        expect(case, lambda: mirror(url, str(dst), src_options=options, progress=False, workers=2))
+        assert snapshot(dst) == before
