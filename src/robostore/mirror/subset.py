@@ -38,7 +38,7 @@ from robostore.mirror.remux import Span, cut
 from robostore.mirror.source import require_dataset, require_valid
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.schema.episodes import STATS_PREFIX, video_column
-from robostore.stats import aggregate_stats, compute_stats
+from robostore.stats import aggregate_stats, compute_stats, episode_stats_dicts
 from robostore.store import FileInfo, Store
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
@@ -196,7 +196,7 @@ class SubsetSource:
         if path == TASKS_PATH:
             return self._put(dst, path, to_parquet_bytes(tasks_table(self.new_tasks)), on_bytes)
         if path == STATS_PATH:
-            stats = aggregate_stats(_episode_stats_dicts(self.episodes_table))
+            stats = aggregate_stats(episode_stats_dicts(self.episodes_table))
             return self._put(dst, path, json.dumps(stats.to_json_dict(), indent=4).encode(), on_bytes)
         if path == INFO_PATH:
             return self._put(dst, path, self._info_json(), on_bytes)
@@ -355,19 +355,4 @@ def _shifted_stats(table: pa.Table, feature: str, deltas: list[int]) -> dict[str
         name = f"{STATS_PREFIX}{feature}/{stat}"
         if name in table.column_names:
             out[name] = table.column(name).to_pylist()
-    return out
-
-
-def _episode_stats_dicts(table: pa.Table) -> list[dict[str, dict[str, Any]]]:
-    """The ``stats/<feature>/<stat>`` columns as one feature → stat → array dict per episode."""
-    columns = [c for c in table.column_names if c.startswith(STATS_PREFIX)]
-    values = {c: table.column(c).to_pylist() for c in columns}
-    out: list[dict[str, dict[str, Any]]] = []
-    for row in range(table.num_rows):
-        episode: dict[str, dict[str, Any]] = {}
-        for column in columns:
-            feature, stat = column[len(STATS_PREFIX) :].rsplit("/", 1)
-            if values[column][row] is not None:
-                episode.setdefault(feature, {})[stat] = np.asarray(values[column][row])
-        out.append(episode)
     return out

@@ -32,7 +32,7 @@ from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.record._crash import crashpoint
 from robostore.schema.episodes import video_column
 from robostore.store import Store
-from robostore.stats import aggregate_stats
+from robostore.stats import aggregate_stats, episode_stats_dicts
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,12 @@ def repair(store: Store) -> DatasetMeta:
             removed.append(f"rows of {path}")
         crashpoint("repair_step")
 
-    for path in _leftover_files(meta):
+    for path in leftover_files(meta):
         store.delete(path)
         removed.append(path)
         crashpoint("repair_step")
     data_files = meta.data_files()
-    if data_files and _trim_data_file(store, data_files[-1], total):
+    if data_files and trim_data_file(store, data_files[-1], total):
         removed.append(f"rows of {data_files[-1]}")
 
     if store.exists(TASKS_PATH) and read_parquet(store, TASKS_PATH).num_rows > len(meta.tasks):
@@ -74,14 +74,7 @@ def repair(store: Store) -> DatasetMeta:
     if lost_rows:
         # stats.json is written between the episodes table and info.json.
         meta = DatasetMeta.open(store)
-        per_episode = []
-        for row in meta.episode_stats().to_pylist():
-            stats: dict = {}
-            for column, value in row.items():
-                if column.startswith("stats/"):
-                    _, feature, stat = column.split("/")
-                    stats.setdefault(feature, {})[stat] = value
-            per_episode.append(stats)
+        per_episode = episode_stats_dicts(meta.episode_stats())
         if per_episode:
             store.write(STATS_PATH, json.dumps(aggregate_stats(per_episode).to_json_dict(), indent=4).encode())
         else:
@@ -94,7 +87,7 @@ def repair(store: Store) -> DatasetMeta:
     return meta
 
 
-def _leftover_files(meta: DatasetMeta) -> list[str]:
+def leftover_files(meta: DatasetMeta) -> list[str]:
     """Data and video files past the newest committed file of their series (see the module doc)."""
     cols = meta.columns
 
@@ -125,7 +118,7 @@ def _leftover_files(meta: DatasetMeta) -> list[str]:
     return leftovers
 
 
-def _trim_data_file(store: Store, path: str, total: int) -> bool:
+def trim_data_file(store: Store, path: str, total: int) -> bool:
     """Drop rows of uncommitted episodes from the end of ``path``, keeping row groups."""
     ids = read_parquet(store, path, columns=["episode_index"]).column(0).to_numpy()
     if not (ids >= total).any():
