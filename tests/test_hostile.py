@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch.utils.data
-from backends.pytest_plugin import REMOTE, backend_params, upload_folder
 from fixture_data import copy_fixture
 from hostile_cases import CASES, Case
 
+from backends.pytest_plugin import REMOTE, backend_params, upload_folder
 from robostore import Recorder
 from robostore.errors import RobostoreError
 from robostore.meta import DatasetMeta

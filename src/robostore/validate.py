@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 
 from robostore import errors
 from robostore.backends import open_store
-from robostore.errors import CorruptDataset, RobostoreError, SchemaError, VideoError
 from robostore.checks import EPISODES_DIR, INFO_PATH, Problem, meta_problems
+from robostore.errors import CorruptDataset, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet, read_parquet_schema
 from robostore.schema import Feature
@@ -104,10 +104,11 @@ def _column_problem(schema: pa.Schema, key: str, feature: Feature) -> str | None
     return column_mismatch(schema.field(key).type, feature)
 
 
-def _file_of(name: Callable[[], str]) -> str | None:
-    """The file an episodes row names, or None when its file numbers are bad (meta_problems reports those)."""
+def _file_of(name: Callable[..., str], *args: Any) -> str | None:
+    """``name(*args)``: the file an episodes row names, or None when its file numbers are
+    bad (``meta_problems`` reports those)."""
     try:
-        return name()
+        return name(*(int(a) if isinstance(a, np.number) else a for a in args))
     except (SchemaError, ValueError):
         return None
 
@@ -130,7 +131,7 @@ def _check_data_files(meta: DatasetMeta, report: ValidationReport) -> None:
     cols = meta.columns
     by_file: dict[str, list[int]] = {}
     for row, ep in enumerate(cols["episode_index"].tolist()):
-        path = _file_of(lambda: meta.data_path(ep))
+        path = _file_of(meta.data_path, ep)
         if path is not None:
             by_file.setdefault(path, []).append(row)
 
@@ -192,7 +193,7 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         chunk, file = cols[video_column(key, "chunk_index")], cols[video_column(key, "file_index")]
         ends = cols[video_column(key, "to_timestamp")]
         for row in range(meta.num_episodes):
-            path = _file_of(lambda: meta.info.video_file(key, int(chunk[row]), int(file[row])))
+            path = _file_of(meta.info.video_file, key, chunk[row], file[row])
             if path is None:
                 continue
             needed[path] = (key, max(needed.get(path, (key, 0.0))[1], float(ends[row])))
