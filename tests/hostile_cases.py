@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from robostore.errors import CorruptDataset, NotFound, PathError, RobostoreError, SchemaError, VideoError
+from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, VideoError
 
 INFO = "meta/info.json"
 EPISODES = "meta/episodes/chunk-000/file-000.parquet"

@@ -274,3 +274,43 @@ def test_pickles_without_open_readers(open_dataset: OpenDataset) -> None:
     first = ds[14]
     clone = pickle.loads(pickle.dumps(ds))
     _assert_batches_equal(torch.utils.data.default_collate([clone[14]]), torch.utils.data.default_collate([first]))
+
+
+def _record(url: str, features: dict, frames: list[list[dict]], **limits: object) -> None:
+    from robostore import Recorder
+
+    with Recorder.create(url, fps=30, features=features, **limits) as rec:
+        for episode in frames:
+            for frame in episode:
+                rec.add_frame(frame)
+            rec.save_episode()
+
+
+def test_string_features_read_back_as_str(tmp_path: Path) -> None:
+    """A string feature's value crashed ``ds[i]`` (torch.from_numpy of a numpy str_ array)."""
+    features = {"note": {"dtype": "string", "shape": (1,), "names": None}}
+    url = str(tmp_path / "ds")
+    _record(url, features, [[{"note": f"n{i} é", "task": "t"} for i in range(3)]])
+    assert [Dataset(url)[i]["note"] for i in range(3)] == ["n0 é", "n1 é", "n2 é"]
+
+
+def test_row_groups_are_found_by_index_behind_an_image_column(tmp_path: Path) -> None:
+    """Row groups were chosen by the statistics of the wrong parquet column when an image
+    (struct: two leaf columns) came before ``index``: frames of later episodes were
+    skipped and reading failed with CorruptDataset."""
+    features = {
+        "cam": {"dtype": "image", "shape": (8, 8, 3), "names": ["height", "width", "channels"]},
+        "x": {"dtype": "float32", "shape": (1,), "names": None},
+    }
+    lengths = [3, 4, 2]
+    frames = [
+        [{"cam": np.full((8, 8, 3), 10 * e + i, np.uint8), "x": np.float32(e + i / 10), "task": "t"} for i in range(n)]
+        for e, n in enumerate(lengths)
+    ]
+    url = str(tmp_path / "ds")
+    _record(url, features, frames)
+    assert pq.ParquetFile(tmp_path / "ds/data/chunk-000/file-000.parquet").num_row_groups == len(lengths)
+    ds = Dataset(url, episodes=[1, 2], return_uint8=True)
+    got = [(int(ds[i]["episode_index"]), float(ds[i]["x"]), int(ds[i]["cam"][0, 0, 0])) for i in range(len(ds))]
+    want = [(e, float(np.float32(e + i / 10)), 10 * e + i) for e in (1, 2) for i in range(lengths[e])]
+    assert got == want

@@ -51,6 +51,7 @@ STEPS = [
     ("publish_file", 1),
     ("publish_file", 4),
     ("publish_tier0", 3),
+    ("publish_tier1", 1),  # the first publish: resume's repair removes the only episodes file
     ("publish_tier1", 2),
     ("publish_before_info", 3),
     ("publish_committed", 2),

@@ -81,3 +81,30 @@ def test_single_frame_and_multidimensional_features() -> None:
     assert one["q50"].tolist() == [1.0, 2.0] and one["count"].tolist() == [1]
     grid = compute_stats(np.arange(24, dtype=np.float64).reshape(4, 2, 3))
     assert grid["mean"].shape == (2, 3) and grid["min"][1, 2] == 5
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_values_at_the_dtype_limits_give_finite_stats(dtype: str) -> None:
+    """FLT_MAX-style sentinels overflowed sums, squares and the histogram range: the
+    writer thread died (``bins must increase monotonically``) or stats.json got nulls."""
+    from robostore.stats import aggregate_stats
+
+    big = np.finfo(dtype).max
+    for column in ([big], [big, -big, 1.0], [big, big, big, 0.5]):
+        values = np.array(column, dtype=dtype).reshape(-1, 1)
+        stats = compute_stats(values)
+        for name, value in stats.items():
+            assert np.isfinite(value).all(), (column, name, value)
+            assert value.dtype == (np.int64 if name == "count" else np.dtype(dtype)), name
+        assert stats["min"][0] == values.min() and stats["max"][0] == values.max()
+        assert values.min() <= stats["mean"][0] <= values.max()
+        assert all(values.min() <= stats[q][0] <= values.max() for q in ("q01", "q10", "q50", "q90", "q99"))
+        assert np.isclose(stats["mean"][0] / big, (values.astype(np.float64) / big).mean())
+        merged = aggregate_stats([{"f": stats}, {"f": stats}]).to_json_dict()["f"]
+        assert all(v is not None and np.isfinite(v).all() for v in merged.values()), merged
+
+
+def test_ordinary_values_keep_lerobots_native_precision() -> None:
+    """The overflow fallback is not taken for ordinary data (stats stay float32 sums)."""
+    values = np.linspace(-3, 7, 50, dtype=np.float32).reshape(-1, 1)
+    assert compute_stats(values)["mean"][0] == np.mean(values)

@@ -486,3 +486,23 @@ def test_missing_file_is_named(
     sds = StreamingDataset(url, storage_options=options)
     with pytest.raises(NotFound, match=gone.replace(".", r"\.")):
         indices(sds, workers)
+
+
+def test_video_layout_reads_the_index_while_the_container_is_open(tmp_path: Path) -> None:
+    """The packet index was read after the container closed (a use-after-free): byte
+    positions came back as garbage and streaming from a remote store failed with
+    ``read_range: end < start``."""
+    from robostore.backends import open_store
+    from robostore.torch.prefetch import VideoLayout
+
+    local = DATA / "video_basic"
+    path = DatasetMeta.open(str(local)).video_files()[0]
+    with av.open(str(local / path)) as container:
+        want = [(e.pos, e.size) for e in container.streams.video[0].index_entries]
+    url = f"memory://layout-{tmp_path.name}/ds"
+    upload_folder(local, url)
+    store = open_store(url)
+    for _ in range(20):  # freed memory gets reused quickly; one read was not always enough
+        layout = VideoLayout.read(store, path)
+        junk = [bytes(4096) for _ in range(64)]  # noqa: F841  (reuses freed memory)
+        assert list(zip(layout.starts.tolist(), (layout.ends - layout.starts).tolist())) == want

@@ -297,6 +297,8 @@ class DatasetMeta:
             )
             for p in self.episode_files
         ]
+        if not tables:  # no episodes file yet (or resume's repair just removed the only one)
+            return pa.table({"episode_index": pa.array([], pa.int64())})
         table = _concat_sorted(tables, self.store.describe(EPISODES_DIR))
         return table.filter(pc.less(table.column("episode_index"), self.info.total_episodes))
 

@@ -61,7 +61,44 @@ def compute_stats(values: np.ndarray, *, camera: bool = False) -> dict[str, np.n
 
 
 def _column_stats(flat: np.ndarray) -> dict[str, np.ndarray]:
-    """min/max/mean/std/quantiles of each column of a [rows, columns] array."""
+    """min/max/mean/std/quantiles of each column of a [rows, columns] array.
+
+    Computed in the data's own precision, as lerobot does. Floats near their dtype's
+    limits (a sensor's ``FLT_MAX`` "no reading" sentinel, say) overflow the sums, the
+    squares and the histogram range there; then the stats are computed again from the
+    values scaled by a power of two into [-2, 2] in float64 (see
+    :func:`_scaled_column_stats`), so finite data always gives finite stats.
+    """
+    if flat.dtype.kind == "f" and flat.size:
+        top, limit = float(np.abs(flat).max()), float(np.finfo(flat.dtype).max)
+        if top * flat.shape[0] * 2 >= limit or top * top >= limit:
+            return _scaled_column_stats(flat)
+    return _native_column_stats(flat)
+
+
+def _scaled_column_stats(flat: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`_native_column_stats` of ``flat / s`` in float64, times ``s``, cast back.
+
+    ``s`` is a power of two (exact scaling) with every ``|value| / s < 2``; quantiles are
+    clipped to [min, max], which the histogram's edge padding could push past.
+    """
+    scale = _power_of_two_above([flat])
+    scaled = _native_column_stats(flat.astype(np.float64) / scale)
+    mn, mx = flat.min(axis=0), flat.max(axis=0)
+    out = {"min": mn, "max": mx}
+    with np.errstate(over="ignore"):
+        for name, value in scaled.items():
+            if name not in out:
+                value = value * scale
+                if name == "std":
+                    value = np.minimum(value, np.finfo(flat.dtype).max)
+                else:
+                    value = np.clip(value, mn, mx)
+                out[name] = value.astype(flat.dtype)
+    return out
+
+
+def _native_column_stats(flat: np.ndarray) -> dict[str, np.ndarray]:
     mn, mx = flat.min(axis=0), flat.max(axis=0)
     mean = np.mean(flat, axis=0)
     if flat.shape[0] < 2:
@@ -140,8 +177,14 @@ def aggregate_stats(per_episode: Sequence[Mapping[str, Mapping[str, Any]]]) -> D
         def stack(name: str) -> np.ndarray:
             return np.stack([np.asarray(p[name]) for p in parts])
 
+        # Sums run on values scaled by a power of two into [-2, 2] (exact), so stats near
+        # float64's limits neither overflow nor lose precision; results are scaled back.
+        scale = _power_of_two_above(
+            [stack(name) for name in ("mean", "std", *QUANTILES) if all(name in p for p in parts)]
+        )
+
         def weighted(name: str) -> np.ndarray:
-            arr = stack(name).astype(np.float64)
+            arr = stack(name).astype(np.float64) / scale
             return np.tensordot(weights, arr, axes=1)
 
         agg: dict[str, Any] = {}
@@ -150,17 +193,25 @@ def aggregate_stats(per_episode: Sequence[Mapping[str, Mapping[str, Any]]]) -> D
             agg["max"] = stack("max").max(axis=0)
         if all("mean" in p for p in parts):
             mean = weighted("mean")
-            agg["mean"] = mean
+            agg["mean"] = mean * scale
             if all("std" in p for p in parts):
-                means = stack("mean").astype(np.float64)
-                var = stack("std").astype(np.float64) ** 2 + (means - mean) ** 2
-                agg["std"] = np.sqrt(np.tensordot(weights, var, axes=1))
+                means = stack("mean").astype(np.float64) / scale
+                var = (stack("std").astype(np.float64) / scale) ** 2 + (means - mean) ** 2
+                agg["std"] = np.minimum(np.sqrt(np.tensordot(weights, var, axes=1)) * scale, np.finfo(np.float64).max)
         agg["count"] = np.array([int(total)], dtype=np.int64)
         for name in QUANTILES:
             if all(name in p for p in parts):
-                agg[name] = weighted(name)
+                agg[name] = weighted(name) * scale
         features[key] = FeatureStats(**{k: _to_list(agg[k]) for k in STAT_NAMES if k in agg})
     return DatasetStats(features=features)
+
+
+def _power_of_two_above(arrays: Sequence[np.ndarray]) -> float:
+    """A power of two ``s`` with ``|x| / s < 2`` for every finite x in ``arrays`` (1.0 when small)."""
+    top = max((float(np.abs(a.astype(np.float64)).max(initial=0.0)) for a in arrays), default=0.0)
+    if not np.isfinite(top) or top < 2.0:
+        return 1.0
+    return float(np.ldexp(1.0, np.frexp(top)[1] - 1))  # top = m * 2**e with 0.5 <= m < 1
 
 
 def _to_list(value: Any) -> list[Any]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from robostore import errors
 from robostore.backends import open_store
-from robostore.checks import EPISODES_DIR, INFO_PATH, Problem, meta_problems
+from robostore.checks import INFO_PATH, Problem, meta_problems
 from robostore.errors import CorruptDataset, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet, read_parquet_schema

@@ -8,10 +8,8 @@ carries only the store, so nothing unpicklable or process-bound crosses.
 
 from __future__ import annotations
 
-import collections
 import importlib.util
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -25,13 +23,10 @@ from robostore.schema import Feature
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
+from robostore.reader_pool import ReaderPool
 
 #: Video backends: PyAV (default) and torchcodec (when installed).
 BACKENDS = ("pyav", "torchcodec")
-
-# Readers a forked process inherited from its parent (see VideoFrames._reader).
-_INHERITED: list[Any] = []
-
 
 @dataclass(frozen=True)
 class EpisodeVideos:
@@ -131,9 +126,7 @@ class VideoFrames:
         self.keep_recent = keep_recent
         self.open_source = open_source
         self.features = dict(features or {})
-        self._readers: collections.OrderedDict[str, _Reader] = collections.OrderedDict()
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._pool: ReaderPool[_Reader] = ReaderPool(max_open)
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -160,7 +153,7 @@ class VideoFrames:
             cached = self.frame_cache.get(path, timestamps)
             if cached is not None:
                 return cached
-        reader = self._reader(path, episode, key)
+        reader = self._pool.get(path, lambda: self._open(path, episode, key))
         try:
             frames = reader.frames_at(timestamps, tolerance_s, episode=episode)
         except BaseException:
@@ -172,38 +165,11 @@ class VideoFrames:
 
     def close(self) -> None:
         """Close every open reader of this process."""
-        with self._lock:
-            readers, self._readers = list(self._readers.values()), collections.OrderedDict()
-        for reader in readers:
-            reader.close()
+        self._pool.close()
 
     # ------------------------------------------------------------------ internals
-    def _reader(self, path: str, episode: int, key: str | None) -> _Reader:
-        with self._lock:
-            if self._pid != os.getpid():
-                # Inherited through fork: the parent's containers are not ours to use.
-                # Nor may they be freed here: FFmpeg would join helper threads that do
-                # not exist in this process and hang. Keep them referenced for good.
-                _INHERITED.extend(self._readers.values())
-                self._readers = collections.OrderedDict()
-                self._pid = os.getpid()
-            reader = self._readers.get(path)
-            if reader is not None:
-                self._readers.move_to_end(path)
-                return reader
-        reader = self._open(path, episode, key)
-        with self._lock:
-            self._readers[path] = reader
-            while len(self._readers) > self.max_open:
-                _, old = self._readers.popitem(last=False)
-                old.close()
-        return reader
-
     def _evict(self, path: str) -> None:
-        with self._lock:
-            reader = self._readers.pop(path, None)
-        if reader is not None:
-            reader.close()
+        self._pool.evict(path)
 
     def _open(self, path: str, episode: int, key: str | None) -> _Reader:
         store = self.store.get()

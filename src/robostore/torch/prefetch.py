@@ -171,11 +171,12 @@ class VideoLayout:
                         return cls(size, *(np.empty(0) for _ in range(4)), recorder.chunks)
                     stream = container.streams.video[0]
                     base = float(stream.time_base or 1)
-                    entries = list(stream.index_entries)
-        times = np.fromiter((e.timestamp * base for e in entries), dtype=np.float64, count=len(entries))
-        starts = np.fromiter((e.pos for e in entries), dtype=np.int64, count=len(entries))
-        ends = starts + np.fromiter((e.size for e in entries), dtype=np.int64, count=len(entries))
-        keys = np.fromiter((e.is_keyframe for e in entries), dtype=bool, count=len(entries))
+                    # IndexEntry objects point into the open stream: read them before it closes.
+                    entries = [(e.timestamp * base, e.pos, e.size, e.is_keyframe) for e in stream.index_entries]
+        times = np.array([e[0] for e in entries], dtype=np.float64)
+        starts = np.array([e[1] for e in entries], dtype=np.int64)
+        ends = starts + np.array([e[2] for e in entries], dtype=np.int64)
+        keys = np.array([e[3] for e in entries], dtype=bool)
         return cls(size, times, starts, ends, keys, recorder.chunks)
 
     def stretch(self, from_s: float, to_s: float) -> tuple[int, int] | None:

@@ -129,6 +129,6 @@ def _to_float(chw: np.ndarray) -> torch.Tensor:
 def _tensor(value: Any) -> Any:
     """A fresh tensor (0-d for scalars); strings stay strings."""
     array = np.asarray(value)
-    if array.dtype == object:
+    if array.dtype == object or array.dtype.kind in "US":  # string features (Arrow gives object or str_)
         return array.item() if array.ndim == 0 else array.tolist()
     return torch.from_numpy(array.copy())

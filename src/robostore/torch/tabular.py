@@ -257,11 +257,13 @@ def _read_selected(
         if missing:
             raise CorruptDataset(f"{where}: the data file lacks the feature columns {missing}")
         meta = pf.metadata
-        index_col = schema.get_field_index(_INDEX)
+        # Row-group statistics are per parquet leaf column: a struct (image) column before
+        # ``index`` holds several leaves, so the Arrow field position is not the leaf's.
+        index_col = next((i for i in range(len(pf.schema)) if pf.schema.column(i).path == _INDEX), None)
         groups, offsets, start = [], [], 0
         for g in range(meta.num_row_groups):
             rg = meta.row_group(g)
-            stats = rg.column(index_col).statistics
+            stats = None if index_col is None else rg.column(index_col).statistics
             if stats is None or not stats.has_min_max or any(lo <= stats.max and stats.min < hi for lo, hi in ranges):
                 groups.append(g)
                 offsets.append(np.arange(start, start + rg.num_rows, dtype=np.int64))
