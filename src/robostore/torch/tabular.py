@@ -123,10 +123,6 @@ class TabularData:
         for file_no, (path, (table, rows_in_file)) in enumerate(zip(files, tables)):
             where = store.describe(path)
             arrays = {k: _to_numpy(table.column(k), features[k], where, k) for k in names}
-            tasks = arrays.get("task_index")
-            if tasks is not None and len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
-                bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
-                raise CorruptDataset(f"{where}: task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)")
             order = np.argsort(arrays[_INDEX], kind="stable")
             sorted_index = arrays[_INDEX][order]
             for slot in by_file[path]:
@@ -139,6 +135,14 @@ class TabularData:
                         "not match the data file: re-copy the dataset"
                     )
                 take = order[a:b]
+                # Only the selected episodes' rows: a file may also hold rows of an episode
+                # whose writer stopped before committing it (and its task).
+                tasks = arrays["task_index"][take] if "task_index" in arrays else None
+                if tasks is not None and len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
+                    bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
+                    raise CorruptDataset(
+                        f"{where}: task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)"
+                    )
                 for k in names:
                     parts[k][slot] = arrays[k][take]
                 s0, s1 = int(index.starts[slot]), int(index.starts[slot + 1])
