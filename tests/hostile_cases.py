@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from robostore.errors import CorruptDataset, NotFound, PathError, RobostoreError, SchemaError, VideoError
+from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, VideoError
 
 INFO = "meta/info.json"
 EPISODES = "meta/episodes/chunk-000/file-000.parquet"
@@ -179,6 +179,26 @@ def drop_data_rows(table: pa.Table) -> pa.Table:
     return table.slice(0, table.num_rows - 5)
 
 
+def narrow_vectors(name: str, width: int) -> Callable[[pa.Table], pa.Table]:
+    def apply(table: pa.Table) -> pa.Table:
+        values = [v[:width] for v in table.column(name).to_pylist()]
+        return table.set_column(table.column_names.index(name), name, pa.array(values, pa.list_(pa.float32(), width)))
+
+    return apply
+
+
+def as_strings(name: str) -> Callable[[pa.Table], pa.Table]:
+    def apply(table: pa.Table) -> pa.Table:
+        values = [str(v) for v in table.column(name).to_pylist()]
+        return table.set_column(table.column_names.index(name), name, pa.array(values))
+
+    return apply
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
 # ---------------------------------------------------------------- the corpus
 CASES: list[Case] = [
     # info.json: not JSON, wrong types, missing fields, bad values
@@ -186,6 +206,7 @@ CASES: list[Case] = [
     Case("info empty", write_bytes(INFO, b""), SchemaError, "not valid JSON", INFO),
     Case("info binary garbage", write_bytes(INFO, bytes(range(256))), SchemaError, "not valid JSON", INFO),
     Case("info is a list", write_bytes(INFO, b"[1, 2, 3]"), SchemaError, "JSON object", INFO),
+    Case("info nested too deep", write_bytes(INFO, nested(100_000)), SchemaError, "not valid JSON", INFO),
     Case("fps is a string", set_info(fps="30"), SchemaError, "fps", INFO),
     Case("fps is zero", set_info(fps=0), SchemaError, "fps", INFO),
     Case("fps negative", set_info(fps=-30), SchemaError, "fps", INFO),
@@ -332,6 +353,21 @@ CASES: list[Case] = [
         MP4,
         level="data",
     ),
+    Case(
+        "from_timestamp NaN",
+        edit_episodes(f"videos/{CAM}/from_timestamp", at(0, lambda v: float("nan"))),
+        CorruptDataset,
+        "from_timestamp nan",
+        "meta/episodes",
+    ),
+    Case("data file index negative", edit_episodes("data/file_index", at(1, lambda v: -1)), CorruptDataset, "data/file_index is -1", "meta/episodes"),
+    Case(
+        "video chunk index negative",
+        edit_episodes(f"videos/{CAM}/chunk_index", at(1, lambda v: -1)),
+        CorruptDataset,
+        "chunk_index is -1",
+        "meta/episodes",
+    ),
     Case("episodes parquet truncated", truncate(EPISODES, 0.5), CorruptDataset, "not a readable parquet", EPISODES),
     Case("episodes parquet garbage", corrupt_middle(EPISODES), CorruptDataset, EPISODES, EPISODES),
     Case("tasks parquet truncated", truncate(TASKS, 0.3), CorruptDataset, "not a readable parquet", TASKS),
@@ -339,6 +375,7 @@ CASES: list[Case] = [
     Case("unknown task in episode", edit_episodes("tasks", at(0, lambda v: ["never defined"])), CorruptDataset, "never defined", "meta/episodes"),
     # stats
     Case("stats not json", write_bytes(STATS, b"{]"), SchemaError, "not valid JSON", STATS),
+    Case("stats nested too deep", write_bytes(STATS, nested(100_000)), SchemaError, "not valid JSON", STATS),
     Case(
         "stats wrong shape",
         edit_stats(lambda raw: raw["action"].update(mean=[0.0, 1.0])),
@@ -357,6 +394,25 @@ CASES: list[Case] = [
         edit_table(DATA, set_column("index", lambda v: [x + 1000 for x in v])),
         CorruptDataset,
         "index",
+        DATA,
+        level="data",
+    ),
+    Case(
+        "data file index points nowhere",
+        edit_episodes("data/file_index", at(1, lambda v: 99)),
+        NotFound,
+        "not found",
+        "data/chunk-000/file-099.parquet",
+        level="data",
+    ),
+    Case("data feature column missing", edit_table(DATA, drop_column("action")), CorruptDataset, "'action' is missing", DATA, level="data"),
+    Case("data vectors too narrow", edit_table(DATA, narrow_vectors("action", 5)), CorruptDataset, "5 values per frame", DATA, level="data"),
+    Case("data numbers as strings", edit_table(DATA, as_strings("timestamp")), CorruptDataset, "holds string values", DATA, level="data"),
+    Case(
+        "data task_index out of range",
+        edit_table(DATA, set_column("task_index", lambda v: [99] * len(v))),
+        CorruptDataset,
+        "task_index 99",
         DATA,
         level="data",
     ),

@@ -24,10 +24,15 @@ EPISODES_DIR = "meta/episodes"
 
 
 class Problem(BaseModel):
-    """One thing wrong with a dataset: where (dataset-relative path), and what."""
+    """One thing wrong with a dataset: where (dataset-relative path), what, and its error.
+
+    ``error`` names the class in :mod:`robostore.errors` a reader raises for it
+    (``NotFound`` for a missing file, ``VideoError`` for an undecodable mp4, ...).
+    """
 
     path: str
     message: str
+    error: str = "CorruptDataset"
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -38,6 +43,7 @@ def meta_problems(meta: DatasetMeta) -> list[Problem]:
     out: list[Problem] = []
     _counts(meta, out)
     _ranges(meta, out)
+    _file_indices(meta, out)
     _video_spans(meta, out)
     _tasks(meta, out)
     _stats(meta, out)
@@ -86,6 +92,31 @@ def _ranges(meta: DatasetMeta, out: list[Problem]) -> None:
         )
 
 
+def file_index_columns(meta: DatasetMeta) -> list[str]:
+    """The episodes-table columns that number data and video files."""
+    return ["data/chunk_index", "data/file_index"] + [
+        video_column(key, field) for key in meta.video_keys for field in ("chunk_index", "file_index")
+    ]
+
+
+def _file_indices(meta: DatasetMeta, out: list[Problem]) -> None:
+    cols = meta.columns
+    for name in file_index_columns(meta):
+        values = cols.get(name)
+        if values is None or not len(values):
+            continue
+        if not np.issubdtype(values.dtype, np.integer):
+            out.append(Problem(path=EPISODES_DIR, message=f"column {name!r} holds {values.dtype} values, not file numbers"))
+        elif (values < 0).any():
+            row = int(np.argmax(values < 0))
+            out.append(
+                Problem(
+                    path=EPISODES_DIR,
+                    message=f"episode {int(cols['episode_index'][row])}: {name} is {int(values[row])}, not a file number",
+                )
+            )
+
+
 def _video_spans(meta: DatasetMeta, out: list[Problem]) -> None:
     cols = meta.columns
     frame_s = 1.0 / meta.fps
@@ -93,7 +124,8 @@ def _video_spans(meta: DatasetMeta, out: list[Problem]) -> None:
         start = cols[video_column(key, "from_timestamp")]
         end = cols[video_column(key, "to_timestamp")]
         expected = cols["length"] * frame_s
-        bad = np.nonzero((start < 0) | (np.abs((end - start) - expected) > frame_s / 2))[0]
+        # Written as "not good" so that NaN timestamps count as bad.
+        bad = np.nonzero(~((start >= 0) & (np.abs((end - start) - expected) <= frame_s / 2)))[0]
         for row in bad[:5]:
             out.append(
                 Problem(

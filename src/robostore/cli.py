@@ -1,4 +1,4 @@
-"""The ``robostore`` command line: info, ls, validate, mirror, demo (and the commands of later layers)."""
+"""The ``robostore`` command line: info, ls, validate, demo, mirror and cache."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from robostore.backends import open_store
 from robostore.cache.cli import cache_app
 from robostore.errors import RobostoreError
 from robostore.meta import DatasetMeta
-from robostore.validate import validate
+from robostore.validate import ValidationReport, validate
 
 app = typer.Typer(
     help="LeRobot v3.0 datasets on any fsspec backend: local disk, memory, s3://, gs://, hf://.",
@@ -138,14 +138,53 @@ def ls(
 @app.command("validate")
 def validate_command(
     url: Annotated[str, typer.Argument(help="Dataset root URL.")],
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Cut a dataset damaged by a crash back to its last consistent episode (backups kept)."),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --repair: show the plan, write nothing.")] = False,
     storage_option: StorageOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Check that every file the metadata names exists and agrees with it; exit 1 on problems."""
+    if dry_run and not repair:
+        raise typer.BadParameter("--dry-run goes with --repair", param_hint="--dry-run")
+    options = parse_storage_options(storage_option)
     try:
-        report = validate(url, parse_storage_options(storage_option))
+        report = validate(url, options)
+        if repair and not report.ok:
+            from robostore.repair import repair_dataset
+
+            repaired = repair_dataset(url, options, dry_run=dry_run)
+            after = validate(url, options) if not dry_run else report
     except RobostoreError as exc:
         _fail(exc)
+    if not repair or report.ok:
+        _print_validation(report, as_json)
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "before": {**report.model_dump(), "ok": report.ok},
+                    "repair": json.loads(repaired.to_json()),
+                    "after": None if dry_run else {**after.model_dump(), "ok": after.ok},
+                },
+                indent=2,
+            )
+        )
+    else:
+        _print_validation(report, False)
+        typer.echo(repaired.summary())
+        if not dry_run:
+            _print_validation(after, False)
+    if dry_run or not after.ok:
+        raise typer.Exit(1)
+
+
+def _print_validation(report: ValidationReport, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({**report.model_dump(), "ok": report.ok}, indent=2))
     elif report.ok:
@@ -154,8 +193,6 @@ def validate_command(
         typer.echo(f"{len(report.problems)} problem(s) in {report.url}:")
         for problem in report.problems:
             typer.echo(f"  - {problem}")
-    if not report.ok:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -205,6 +242,9 @@ def mirror_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: print what would be copied.")] = False,
     delete: Annotated[bool, typer.Option("--delete", help="Remove destination files the source lacks.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip reading written files back.")] = False,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Copy the source even if it does not validate (e.g. a backup before --repair).")
+    ] = False,
     src_option: Annotated[
         list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
     ] = None,
@@ -223,6 +263,7 @@ def mirror_command(
             episodes=episodes,
             workers=workers,
             verify=not no_verify,
+            check=not no_check,
             delete=delete,
             dry_run=dry_run,
             src_options=parse_storage_options(src_option),

@@ -435,7 +435,7 @@ def _read_stats(store: Store) -> DatasetStats | None:
         return None
     try:
         parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SchemaError(f"{where}: not valid JSON ({exc})") from exc
     if not isinstance(parsed, dict):
         raise SchemaError(f"{where}: expected a JSON object of feature stats")

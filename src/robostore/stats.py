@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from robostore.schema import STAT_NAMES, DatasetStats, FeatureStats
+from robostore.schema.episodes import STATS_PREFIX
 
 QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 #: Bins of the histogram the per-episode quantiles are read from (lerobot's value).
@@ -215,3 +217,18 @@ def _power_of_two_above(arrays: Sequence[np.ndarray]) -> float:
 def _to_list(value: Any) -> list[Any]:
     arr = np.asarray(value)
     return arr.tolist() if arr.ndim else [arr.item()]
+
+
+def episode_stats_dicts(table: pa.Table) -> list[dict[str, dict[str, Any]]]:
+    """The ``stats/<feature>/<stat>`` columns as one feature → stat → array dict per episode."""
+    columns = [c for c in table.column_names if c.startswith(STATS_PREFIX)]
+    values = {c: table.column(c).to_pylist() for c in columns}
+    out: list[dict[str, dict[str, Any]]] = []
+    for row in range(table.num_rows):
+        episode: dict[str, dict[str, Any]] = {}
+        for column in columns:
+            feature, stat = column[len(STATS_PREFIX) :].rsplit("/", 1)
+            if values[column][row] is not None:
+                episode.setdefault(feature, {})[stat] = np.asarray(values[column][row])
+        out.append(episode)
+    return out

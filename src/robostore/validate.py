@@ -7,21 +7,28 @@ It collects every problem it finds instead of stopping at the first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from robostore import errors
 from robostore.backends import open_store
-from robostore.errors import RobostoreError
-from robostore.checks import EPISODES_DIR, INFO_PATH, Problem, meta_problems
+from robostore.checks import INFO_PATH, Problem, meta_problems
+from robostore.errors import CorruptDataset, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
-from robostore.parquet import read_parquet
+from robostore.parquet import read_parquet, read_parquet_schema
+from robostore.schema import Feature
+from robostore.schema.arrow import column_mismatch
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 
 INDEX_COLUMNS = ("index", "episode_index", "frame_index")
+#: Files checked at the same time.
+FILE_WORKERS = 8
 
 
 class ValidationReport(BaseModel):
@@ -37,8 +44,25 @@ class ValidationReport(BaseModel):
     def ok(self) -> bool:
         return not self.problems
 
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path=path, message=message))
+    def add(self, path: str, message: str, error: type[RobostoreError] = CorruptDataset) -> None:
+        self.problems.append(Problem(path=path, message=message, error=error.__name__))
+
+    def raise_for_problems(self) -> None:
+        """Raise the typed error of the first problem (listing up to five), if there is one.
+
+        The message starts with the URL and path of the file the first problem is about.
+        """
+        if not self.problems:
+            return
+        first = self.problems[0]
+        error = getattr(errors, first.error, CorruptDataset)
+        if not (isinstance(error, type) and issubclass(error, RobostoreError)):
+            error = CorruptDataset
+        where = f"{self.url}/{first.path}"
+        lines = [p.message if p.message.startswith(self.url) else f"{self.url}/{p.path}: {p.message}" for p in self.problems[:5]]
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        head = "" if lines[0].startswith(where) else f"{where}: "
+        raise error(f"{head}{'; '.join(lines)}{more}; run `robostore validate {self.url}` for every problem")
 
 
 def validate(url: str | Store, storage_options: Mapping[str, Any] | None = None, *, check_videos: bool = True) -> ValidationReport:
@@ -55,7 +79,7 @@ def validate(url: str | Store, storage_options: Mapping[str, Any] | None = None,
     try:
         meta = DatasetMeta.open(store, check=False)
     except RobostoreError as exc:
-        report.add(_path_in(str(exc), store), str(exc))
+        report.add(_path_in(str(exc), store), str(exc), type(exc))
         return report
     report.episodes = meta.num_episodes
     report.frames = meta.total_frames
@@ -74,35 +98,83 @@ def _path_in(message: str, store: Store) -> str:
     return message[len(prefix) :].split(":", 1)[0]
 
 
+def _column_problem(schema: pa.Schema, key: str, feature: Feature) -> str | None:
+    if key not in schema.names:
+        return "is missing"
+    return column_mismatch(schema.field(key).type, feature)
+
+
+def _file_of(name: Callable[..., str], *args: Any) -> str | None:
+    """``name(*args)``: the file an episodes row names, or None when its file numbers are
+    bad (``meta_problems`` reports those)."""
+    try:
+        return name(*(int(a) if isinstance(a, np.number) else a for a in args))
+    except (SchemaError, ValueError):
+        return None
+
+
+def _problem(path: str, message: str, error: type[RobostoreError] = CorruptDataset) -> Problem:
+    return Problem(path=path, message=message, error=error.__name__)
+
+
+def _check_files(report: ValidationReport, check: Callable[[str], list[Problem]], paths: list[str]) -> None:
+    """Run ``check`` on each file, a few at a time (remote reads wait on the network)."""
+    if not paths:
+        return
+    with ThreadPoolExecutor(max_workers=min(FILE_WORKERS, len(paths))) as pool:
+        for problems in pool.map(check, paths):
+            report.files_checked += 1
+            report.problems.extend(problems)
+
+
 def _check_data_files(meta: DatasetMeta, report: ValidationReport) -> None:
     cols = meta.columns
     by_file: dict[str, list[int]] = {}
     for row, ep in enumerate(cols["episode_index"].tolist()):
-        by_file.setdefault(meta.data_path(ep), []).append(row)
-    for path, rows in by_file.items():
-        report.files_checked += 1
+        path = _file_of(meta.data_path, ep)
+        if path is not None:
+            by_file.setdefault(path, []).append(row)
+
+    stored = {k: f for k, f in meta.features.items() if not f.is_video}
+
+    def check(path: str) -> list[Problem]:
         try:
-            table = read_parquet(meta.store, path, columns=INDEX_COLUMNS)
+            schema = read_parquet_schema(meta.store, path)
+            out = [
+                _problem(path, f"column {key!r} " + (why or ""))
+                for key, why in ((k, _column_problem(schema, k, f)) for k, f in stored.items())
+                if why
+            ]
+            if any(name not in schema.names for name in (*INDEX_COLUMNS, "task_index")):
+                return out
+            table = read_parquet(meta.store, path, columns=[*INDEX_COLUMNS, "task_index"])
         except RobostoreError as exc:
-            report.add(path, str(exc))
-            continue
+            return [_problem(path, str(exc), type(exc))]
         index = table.column("index").to_numpy()
         episode = table.column("episode_index").to_numpy()
         frame = table.column("frame_index").to_numpy()
-        for row in rows:
+        tasks = table.column("task_index").to_numpy()
+        if len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
+            bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
+            out.append(_problem(path, f"task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)"))
+        for row in by_file[path]:
             ep = int(cols["episode_index"][row])
             start, end = int(cols["dataset_from_index"][row]), int(cols["dataset_to_index"][row])
             mask = episode == ep
             got = index[mask]
             if len(got) != end - start or not np.array_equal(np.sort(got), np.arange(start, end)):
-                report.add(
-                    path,
-                    f"episode {ep}: expected rows with index {start}..{end - 1}, found {len(got)} rows"
-                    + (f" with index {int(got.min())}..{int(got.max())}" if len(got) else ""),
+                out.append(
+                    _problem(
+                        path,
+                        f"episode {ep}: expected rows with index {start}..{end - 1}, found {len(got)} rows"
+                        + (f" with index {int(got.min())}..{int(got.max())}" if len(got) else ""),
+                    )
                 )
-                continue
-            if not np.array_equal(np.sort(frame[mask]), np.arange(end - start)):
-                report.add(path, f"episode {ep}: frame_index is not 0..{end - start - 1}")
+            elif not np.array_equal(np.sort(frame[mask]), np.arange(end - start)):
+                out.append(_problem(path, f"episode {ep}: frame_index is not 0..{end - start - 1}"))
+        return out
+
+    _check_files(report, check, list(by_file))
 
 
 def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
@@ -116,22 +188,26 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         return
     cols = meta.columns
     frame_s = 1.0 / meta.fps
+    needed: dict[str, tuple[str, float]] = {}  # mp4 -> (video key, latest to_timestamp in it)
     for key in meta.video_keys:
-        feature = meta.features[key]
-        needed: dict[str, float] = {}
         chunk, file = cols[video_column(key, "chunk_index")], cols[video_column(key, "file_index")]
         ends = cols[video_column(key, "to_timestamp")]
         for row in range(meta.num_episodes):
-            path = meta.info.video_file(key, int(chunk[row]), int(file[row]))
-            needed[path] = max(needed.get(path, 0.0), float(ends[row]))
-        for path, end in needed.items():
-            report.files_checked += 1
-            try:
-                with meta.store.open(path) as fh, VideoReader(fh, meta.store.describe(path), thread_type="NONE") as video:
-                    duration = video.duration
-                    check_conformance(video, key, feature)
-            except RobostoreError as exc:
-                report.add(path, str(exc))
+            path = _file_of(meta.info.video_file, key, chunk[row], file[row])
+            if path is None:
                 continue
-            if duration is not None and duration + frame_s / 2 < end:
-                report.add(path, f"the video lasts {duration:.3f} s but episodes reach to_timestamp {end:.3f} s")
+            needed[path] = (key, max(needed.get(path, (key, 0.0))[1], float(ends[row])))
+
+    def check(path: str) -> list[Problem]:
+        key, end = needed[path]
+        try:
+            with meta.store.open(path) as fh, VideoReader(fh, meta.store.describe(path), thread_type="NONE") as video:
+                duration = video.duration
+                check_conformance(video, key, meta.features[key])
+        except RobostoreError as exc:
+            return [_problem(path, str(exc), type(exc))]
+        if duration is not None and duration + frame_s / 2 < end:
+            return [_problem(path, f"the video lasts {duration:.3f} s but episodes reach to_timestamp {end:.3f} s", VideoError)]
+        return []
+
+    _check_files(report, check, list(needed))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
@@ -32,7 +32,7 @@ class LocalStore(Store):
         return fs, os.path.abspath(os.path.expanduser(path))
 
     def _write_bytes(self, full: str, data: bytes) -> None:
-        self._atomic(full, lambda fh: fh.write(data))
+        atomic_write(full, lambda fh: fh.write(data))
 
     def _write_file(self, full: str, local: str) -> None:
         def copy(fh: Any) -> None:
@@ -40,24 +40,7 @@ class LocalStore(Store):
                 while chunk := src.read(1 << 22):
                     fh.write(chunk)
 
-        self._atomic(full, copy)
-
-    @staticmethod
-    def _atomic(full: str, fill: Any) -> None:
-        folder, name = os.path.split(full)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}{TMP_MARKER}", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fill(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, full)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(full, copy)
 
     def _token(self, path: str, detail: Mapping[str, Any]) -> str | None:
         # os.replace gives a new inode, so inode + mtime + size changes with every write.
@@ -66,3 +49,24 @@ class LocalStore(Store):
     def _is_internal(self, path: str) -> bool:
         return TMP_MARKER in path.rsplit("/", 1)[-1]
 
+
+def atomic_write(full: str, fill: Callable[[IO[bytes]], object], *, fsync: bool = True) -> None:
+    """Write a local file atomically: ``fill`` writes a temporary file in the same
+    folder, which is then renamed over ``full``. With ``fsync`` the bytes are on disk
+    before the rename, so not even a power loss leaves a torn file behind.
+    """
+    folder, name = os.path.split(full)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}{TMP_MARKER}", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, full)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +17,7 @@ import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
 from robostore.backends import open_store
-from robostore.backends.local import TMP_MARKER
+from robostore.backends.local import atomic_write
 from robostore.cache import evict as eviction
 from robostore.cache.claims import Claims
 from robostore.cache.fingerprint import dataset_fingerprint
@@ -665,24 +663,13 @@ class DatasetFrameCache:
 
 
 def _write_local(full: str, parts: list[bytes]) -> None:
-    """Write a local shard atomically: a temporary file renamed over the destination.
+    """Write a local shard atomically (a temporary file renamed over the destination).
 
     Unlike ``LocalStore.write`` there is no fsync: after a power loss a shard may be
     empty or torn, which its checksums catch (it is then decoded again), and skipping
     the flush keeps filling close to the cost of decoding.
     """
-    folder, name = os.path.split(full)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}{TMP_MARKER}", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.writelines(parts)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, full)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(full, lambda fh: fh.writelines(parts), fsync=False)
 
 
 class VideoFileFrames:

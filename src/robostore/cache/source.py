@@ -8,8 +8,6 @@ decoded frame closest to it within ``tolerance_s``, as the readers match them.
 
 from __future__ import annotations
 
-import collections
-import os
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +15,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import CorruptDataset, VideoError
 from robostore.meta import DatasetMeta
+from robostore.reader_pool import ReaderPool
 
 if TYPE_CHECKING:
     from robostore.video.decode import VideoReader
@@ -41,8 +40,7 @@ class FrameSource:
         self._to = cols["dataset_to_index"]
         order = np.argsort(self._from, kind="stable")
         self._order, self._sorted_from = order, self._from[order]
-        self._readers: collections.OrderedDict[str, VideoReader] = collections.OrderedDict()
-        self._pid = os.getpid()
+        self._pool: ReaderPool[VideoReader] = ReaderPool(max_open)
 
     def decode(self, video_key: str, start: int, stop: int) -> np.ndarray:
         """uint8 ``[stop - start, H, W, C]``: the frames of global indices ``[start, stop)``.
@@ -92,31 +90,20 @@ class FrameSource:
             )
 
     def _reader(self, path: str) -> VideoReader:
+        return self._pool.get(path, lambda: self._open(path))
+
+    def _open(self, path: str) -> VideoReader:
         from robostore.video.decode import VideoReader  # PyAV only when filling
 
-        if self._pid != os.getpid():  # inherited through fork: not ours to use
-            self._readers = collections.OrderedDict()
-            self._pid = os.getpid()
-        reader = self._readers.get(path)
-        if reader is not None:
-            self._readers.move_to_end(path)
-            return reader
         store = self.meta.store
         source: IO[bytes] | str
         source = store.full_path(path) if isinstance(store.fs, LocalFileSystem) else store.open(path)
         # One decoder thread: fills run in DataLoader workers or warm processes, one per core.
-        reader = VideoReader(source, store.describe(path), thread_type="NONE", close_file=not isinstance(source, str))
-        self._readers[path] = reader
-        while len(self._readers) > self.max_open:
-            self._readers.popitem(last=False)[1].close()
-        return reader
+        return VideoReader(source, store.describe(path), thread_type="NONE", close_file=not isinstance(source, str))
 
     def _drop(self, path: str) -> None:
-        reader = self._readers.pop(path, None)
-        if reader is not None:
-            reader.close()
+        self._pool.evict(path)
 
     def close(self) -> None:
         """Close the open readers."""
-        while self._readers:
-            self._readers.popitem()[1].close()
+        self._pool.close()

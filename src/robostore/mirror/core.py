@@ -38,6 +38,7 @@ def mirror(
     episodes: Iterable[int] | str | None = None,
     workers: int = 16,
     verify: bool = True,
+    check: bool = True,
     delete: bool = False,
     dry_run: bool = False,
     src_options: Mapping[str, Any] | None = None,
@@ -61,6 +62,11 @@ def mirror(
         workers: transfers in flight.
         verify: after writing, read every written file back and compare its sha256
             (sizes are always compared); mismatches are written again once.
+        check: before writing anything, validate the source (as ``robostore
+            validate`` does: metadata, data files' index columns, mp4 headers) and
+            raise the typed error of its first problem, so a broken source never
+            overwrites a good destination. ``check=False`` copies it as it is (to
+            back up a damaged dataset before ``robostore validate --repair``).
         delete: remove destination files the source does not have (after the copy).
         dry_run: plan only; nothing is written or deleted.
         src_options, dst_options: fsspec storage options of each side.
@@ -70,6 +76,11 @@ def mirror(
         A :class:`MirrorReport`. Files that could not be written are in ``failed``;
         when payload files fail, metadata is not written (the destination keeps its
         previous, consistent metadata).
+
+    Raises:
+        NotFound: the source holds no dataset.
+        SchemaError, CorruptDataset, VideoError, NotFound: with ``check``, the first
+            problem of a broken source (naming its file); nothing was written.
     """
     start = time.monotonic()
     src = open_store(src_url, src_options)
@@ -82,9 +93,9 @@ def mirror(
         from robostore.mirror.subset import SubsetSource, parse_episodes
 
         subset = parse_episodes(episodes)
-        source = SubsetSource(src, subset)
+        source = SubsetSource(src, subset, check=check)
     else:
-        source = CopySource(src)
+        source = CopySource(src, check=check)
     report = MirrorReport(source=src.url, destination=dst.url, dry_run=dry_run, subset=subset)
 
     src_listing = src.list_info()

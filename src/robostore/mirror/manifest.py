@@ -22,7 +22,6 @@ source file the output was derived from.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Protocol
 
 from robostore.errors import NotFound
@@ -42,20 +43,37 @@ def require_dataset(store: Store, listing: list[FileInfo]) -> None:
         )
 
 
-class CopySource:
-    """Every file of the source, copied byte for byte."""
+def require_valid(store: Store) -> None:
+    """Raise the typed error of the first problem :func:`robostore.validate.validate` finds.
 
-    def __init__(self, store: Store, part_size: int = PART_SIZE) -> None:
+    The mp4 headers are checked when PyAV is installed (a mirror needs no decoder).
+    """
+    from robostore.validate import validate
+
+    validate(store, check_videos=importlib.util.find_spec("av") is not None).raise_for_problems()
+
+
+class CopySource:
+    """Every file of the source, copied byte for byte.
+
+    With ``check`` the source is validated before anything is written, so a broken
+    source never overwrites a good destination; without it only info.json is parsed.
+    """
+
+    def __init__(self, store: Store, part_size: int = PART_SIZE, *, check: bool = True) -> None:
         self.store = store
         self.part_size = part_size
+        self.check_source = check
 
     def targets(self, listing: list[FileInfo]) -> list[Target]:
         require_dataset(self.store, listing)
         return targets_from_listing(listing)
 
     def check(self, targets: list[Target]) -> None:
-        # info.json is parsed only when it is about to be copied: a no-op run reads nothing.
-        if any(t.path == INFO_PATH for t in targets):
+        # Nothing is read when nothing is to be written (a no-op re-mirror only lists).
+        if self.check_source and targets:
+            require_valid(self.store)
+        elif any(t.path == INFO_PATH for t in targets):
             DatasetInfo.from_json(self.store.read(INFO_PATH), self.store.describe(INFO_PATH))
 
     def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:

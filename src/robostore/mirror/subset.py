@@ -30,15 +30,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robostore.errors import CorruptDataset, SchemaError
+from robostore.errors import CorruptDataset, NotFound, SchemaError
 from robostore.meta import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, DatasetMeta, episodes_file, tasks_table
 from robostore.mirror.copy import PART_SIZE, ProgressFn, Written, copy_file, sha256_of, write_chunks, write_local_file
 from robostore.mirror.plan import Target
 from robostore.mirror.remux import Span, cut
-from robostore.mirror.source import require_dataset
+from robostore.mirror.source import require_dataset, require_valid
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.schema.episodes import STATS_PREFIX, video_column
-from robostore.stats import aggregate_stats, compute_stats
+from robostore.stats import aggregate_stats, compute_stats, episode_stats_dicts
 from robostore.store import FileInfo, Store
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
@@ -83,10 +83,11 @@ class _Output:
 class SubsetSource:
     """The chosen episodes of the dataset on ``store``, as a new dataset."""
 
-    def __init__(self, store: Store, episodes: list[int], part_size: int = PART_SIZE) -> None:
+    def __init__(self, store: Store, episodes: list[int], part_size: int = PART_SIZE, *, check: bool = True) -> None:
         self.store = store
         self.selection = episodes
         self.part_size = part_size
+        self.check_source = check
 
     # ------------------------------------------------------------------ layout
     def targets(self, listing: list[FileInfo]) -> list[Target]:
@@ -147,7 +148,7 @@ class SubsetSource:
         inputs = {o.source for o in (*self.data_out.values(), *self.video_out.values())}
         missing_inputs = sorted(p for p in inputs if p not in self.tokens)
         if missing_inputs:
-            raise CorruptDataset(
+            raise NotFound(
                 f"{self.store.describe(missing_inputs[0])}: referenced by the episodes table but missing "
                 f"({len(missing_inputs)} files missing)"
             )
@@ -175,8 +176,9 @@ class SubsetSource:
             raise CorruptDataset(f"{self.store.describe(TASKS_PATH)}: the episodes table names task {text!r}, which is not in it") from None
 
     def check(self, targets: list[Target]) -> None:
-        # targets() already opened (and so validated) the source metadata.
-        return None
+        # targets() already opened (and so checked) the source metadata; the files too:
+        if self.check_source and targets:
+            require_valid(self.store)
 
     # ------------------------------------------------------------------ writing
     def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
@@ -194,7 +196,7 @@ class SubsetSource:
         if path == TASKS_PATH:
             return self._put(dst, path, to_parquet_bytes(tasks_table(self.new_tasks)), on_bytes)
         if path == STATS_PATH:
-            stats = aggregate_stats(_episode_stats_dicts(self.episodes_table))
+            stats = aggregate_stats(episode_stats_dicts(self.episodes_table))
             return self._put(dst, path, json.dumps(stats.to_json_dict(), indent=4).encode(), on_bytes)
         if path == INFO_PATH:
             return self._put(dst, path, self._info_json(), on_bytes)
@@ -353,19 +355,4 @@ def _shifted_stats(table: pa.Table, feature: str, deltas: list[int]) -> dict[str
         name = f"{STATS_PREFIX}{feature}/{stat}"
         if name in table.column_names:
             out[name] = table.column(name).to_pylist()
-    return out
-
-
-def _episode_stats_dicts(table: pa.Table) -> list[dict[str, dict[str, Any]]]:
-    """The ``stats/<feature>/<stat>`` columns as one feature → stat → array dict per episode."""
-    columns = [c for c in table.column_names if c.startswith(STATS_PREFIX)]
-    values = {c: table.column(c).to_pylist() for c in columns}
-    out: list[dict[str, dict[str, Any]]] = []
-    for row in range(table.num_rows):
-        episode: dict[str, dict[str, Any]] = {}
-        for column in columns:
-            feature, stat = column[len(STATS_PREFIX) :].rsplit("/", 1)
-            if values[column][row] is not None:
-                episode.setdefault(feature, {})[stat] = np.asarray(values[column][row])
-        out.append(episode)
     return out

@@ -107,7 +107,7 @@ def read_lease(store: Store) -> dict | None:
         return None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"owner": None, "damaged": True}
     return data if isinstance(data, dict) else {"owner": None, "damaged": True}
 

@@ -26,6 +26,7 @@ from robostore.record.writer import EpisodeWriter
 from robostore.schema import DatasetInfo, Feature, parse_model
 from robostore.schema.episodes import video_column
 from robostore.store import Store
+from robostore.validate import validate
 from robostore.video import EpisodeEncoder, VideoOptions
 
 log = logging.getLogger(__name__)
@@ -200,13 +201,24 @@ class Recorder:
     ) -> Recorder:
         """Continue recording into the dataset at ``url``.
 
-        Removes what an interrupted recording left uncommitted (and its staging
-        folder), then continues with the next episode index; new episodes go into new
-        data, video and episodes files, as lerobot does when it resumes. ``video``
-        defaults to the codec the dataset's videos use. Other arguments as in
-        :meth:`create`.
+        First validates the committed dataset (:func:`robostore.validate.validate`:
+        metadata, every data file's index columns, every mp4's header) and refuses a
+        broken one, changing nothing. Then removes what an interrupted recording left
+        uncommitted (see :mod:`robostore.record.repair`; never files it did not write)
+        and its staging folder, and continues with the next episode index; new
+        episodes go into new data, video and episodes files, as lerobot does when it
+        resumes. ``video`` defaults to the codec the dataset's videos use. Other
+        arguments as in :meth:`create`.
+
+        Raises:
+            SchemaError, CorruptDataset, VideoError, NotFound: the dataset is broken
+                (the error of its first problem, naming the file); run
+                ``robostore validate URL`` for all of them, ``--repair`` to cut a
+                dataset damaged by a crash back to its last consistent episode.
+            LeaseError: another Recorder is writing there.
         """
         store = open_store(url, storage_options)
+        validate(store).raise_for_problems()
         lease = Lease.acquire(store, ttl_s=None if _is_transactional(store) else 120.0, force=force)
         try:
             meta = repair(store)

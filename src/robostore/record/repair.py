@@ -8,6 +8,13 @@ already counts the lost episodes. Readers ignore all of that (see
 :meth:`DatasetMeta.open`), but lerobot reads every data file it finds, so resume
 removes it. Each step only removes uncommitted things, so a crash during repair is
 repaired by the next resume.
+
+Repair removes only what a crashed append leaves, nothing it cannot tell apart from
+user data: data and video files are deleted only when they are named like the
+dataset's own files (the info.json templates) and numbered past the newest file a
+committed episode uses. Other files no episode names are kept (and logged). Damage
+to committed episodes is not repair's business: ``Recorder.resume`` validates the
+dataset first and refuses a broken one (``robostore validate --repair`` fixes that).
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import pyarrow.parquet as pq
 from robostore.meta import STATS_PATH, TASKS_PATH, DatasetMeta, tasks_table
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.record._crash import crashpoint
+from robostore.schema.episodes import video_column
 from robostore.store import Store
-from robostore.stats import aggregate_stats
+from robostore.stats import aggregate_stats, episode_stats_dicts
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +59,12 @@ def repair(store: Store) -> DatasetMeta:
             removed.append(f"rows of {path}")
         crashpoint("repair_step")
 
-    referenced = set(meta.data_files()) | set(meta.video_files())
-    for path in store.list("data") + store.list("videos"):
-        if path.endswith((".parquet", ".mp4")) and path not in referenced:
-            store.delete(path)
-            removed.append(path)
-            crashpoint("repair_step")
+    for path in leftover_files(meta):
+        store.delete(path)
+        removed.append(path)
+        crashpoint("repair_step")
     data_files = meta.data_files()
-    if data_files and _trim_data_file(store, data_files[-1], total):
+    if data_files and trim_data_file(store, data_files[-1], total):
         removed.append(f"rows of {data_files[-1]}")
 
     if store.exists(TASKS_PATH) and read_parquet(store, TASKS_PATH).num_rows > len(meta.tasks):
@@ -68,14 +74,7 @@ def repair(store: Store) -> DatasetMeta:
     if lost_rows:
         # stats.json is written between the episodes table and info.json.
         meta = DatasetMeta.open(store)
-        per_episode = []
-        for row in meta.episode_stats().to_pylist():
-            stats: dict = {}
-            for column, value in row.items():
-                if column.startswith("stats/"):
-                    _, feature, stat = column.split("/")
-                    stats.setdefault(feature, {})[stat] = value
-            per_episode.append(stats)
+        per_episode = episode_stats_dicts(meta.episode_stats())
         if per_episode:
             store.write(STATS_PATH, json.dumps(aggregate_stats(per_episode).to_json_dict(), indent=4).encode())
         else:
@@ -88,7 +87,38 @@ def repair(store: Store) -> DatasetMeta:
     return meta
 
 
-def _trim_data_file(store: Store, path: str, total: int) -> bool:
+def leftover_files(meta: DatasetMeta) -> list[str]:
+    """Data and video files past the newest committed file of their series (see the module doc)."""
+    cols = meta.columns
+
+    def newest(chunk_col: str, file_col: str) -> tuple[int, int] | None:
+        return max(zip(cols[chunk_col].tolist(), cols[file_col].tolist()), default=None)
+
+    def past(found: dict[str, int | str], last: tuple[int, int] | None) -> bool:
+        return last is None or (int(found["chunk_index"]), int(found["file_index"])) > last
+
+    referenced = set(meta.data_files()) | set(meta.video_files())
+    data_last = newest("data/chunk_index", "data/file_index")
+    video_last = {k: newest(video_column(k, "chunk_index"), video_column(k, "file_index")) for k in meta.video_keys}
+    leftovers, kept = [], []
+    for path in meta.store.list("data"):
+        if path in referenced:
+            continue
+        found = meta.info.data_template.match(path)
+        (leftovers if found is not None and past(found, data_last) else kept).append(path)
+    if meta.video_keys:
+        for path in meta.store.list("videos"):
+            if path in referenced:
+                continue
+            found = meta.info.video_template.match(path)
+            key = found.get("video_key") if found is not None else None
+            (leftovers if key in video_last and past(found, video_last[key]) else kept).append(path)  # type: ignore[arg-type]
+    if kept:
+        log.warning("%s: files no episode names, left as they are: %s", meta.url, ", ".join(kept[:10]))
+    return leftovers
+
+
+def trim_data_file(store: Store, path: str, total: int) -> bool:
     """Drop rows of uncommitted episodes from the end of ``path``, keeping row groups."""
     ids = read_parquet(store, path, columns=["episode_index"]).column(0).to_numpy()
     if not (ids >= total).any():

@@ -45,6 +45,32 @@ def arrow_type(feature: Feature) -> pa.DataType:
     return out
 
 
+def column_mismatch(column: pa.DataType, feature: Feature) -> str | None:
+    """Why a data-file column of type ``column`` cannot hold ``feature``, or None if it can.
+
+    Accepts what lerobot and ``datasets`` write: scalars for shape [1] (or one-element
+    lists), fixed-size or variable lists for vectors, any numeric type for numeric
+    dtypes, struct ``{bytes, path}`` (or plain binary) for images.
+    """
+    if feature.is_image:
+        if pa.types.is_struct(column) and column.get_field_index("bytes") >= 0:
+            return None
+        return None if pa.types.is_binary(column) or pa.types.is_large_binary(column) else f"holds {column}, not images"
+    values, count = column, 1
+    while pa.types.is_list(values) or pa.types.is_large_list(values) or pa.types.is_fixed_size_list(values):
+        count = count * values.list_size if pa.types.is_fixed_size_list(values) and count else 0
+        values = values.value_type
+    if feature.dtype == "string":
+        ok = pa.types.is_string(values) or pa.types.is_large_string(values)
+    else:
+        ok = pa.types.is_integer(values) or pa.types.is_floating(values) or pa.types.is_boolean(values)
+    if not ok:
+        return f"holds {values} values, info.json says {feature.dtype}"
+    if count and count != int(np.prod(feature.shape)):
+        return f"holds {count} values per frame, info.json says shape {list(feature.shape)}"
+    return None
+
+
 def hf_feature(feature: Feature) -> dict[str, Any]:
     """The ``datasets`` Features entry lerobot writes for ``feature``."""
     if feature.is_image:

@@ -115,7 +115,8 @@ class DatasetInfo(BaseModel):
         """Parse info.json; any problem is a :class:`SchemaError` naming ``where``."""
         try:
             raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: arrays or objects nested thousands deep
             raise SchemaError(f"{where}: not valid JSON ({exc}); the file is damaged or not an info.json") from exc
         if not isinstance(raw, dict):
             raise SchemaError(f"{where}: expected a JSON object, got {type(raw).__name__}")

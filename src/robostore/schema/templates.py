@@ -47,6 +47,7 @@ class PathTemplate:
         self.template = template
         self.name = name
         fields: list[str] = []
+        pattern: list[str] = []
         try:
             parsed = list(string.Formatter().parse(template))
         except ValueError as exc:
@@ -54,6 +55,7 @@ class PathTemplate:
         skeleton = []
         for literal, field, spec, conversion in parsed:
             skeleton.append(literal)
+            pattern.append(re.escape(literal))
             if field is None:
                 continue
             if field not in ALLOWED_FIELDS:
@@ -65,6 +67,7 @@ class PathTemplate:
                 raise SchemaError(f"{name} {template!r}: field {{{field}}} has a conversion or format spec that is not allowed")
             if spec and field not in _INT_FIELDS:
                 raise SchemaError(f"{name} {template!r}: field {{{field}}} takes no format spec")
+            pattern.append(rf"(?P<{field}>\d+)" if field in _INT_FIELDS else rf"(?P<{field}>[^/]+)")
             fields.append(field)
             skeleton.append("x")
         missing = set(required) - set(fields)
@@ -75,6 +78,10 @@ class PathTemplate:
         except PathError as exc:
             raise SchemaError(f"{name} {template!r} could leave the dataset root: {exc}") from exc
         self.fields = frozenset(fields)
+        try:
+            self._pattern: re.Pattern[str] | None = re.compile("".join(pattern))
+        except re.error:  # a field used twice: such a template is only formatted, never matched
+            self._pattern = None
 
     def format(self, **values: Any) -> str:
         """Fill the template; integer fields must be non-negative ints, keys safe keys."""
@@ -88,6 +95,17 @@ class PathTemplate:
             else:
                 check_key(value, field)
         return normalize_path(self.template.format(**{f: values[f] for f in self.fields}))
+
+    def match(self, path: str) -> dict[str, int | str] | None:
+        """The field values ``format`` would need to give ``path``, or None if it cannot give it."""
+        found = self._pattern.fullmatch(path) if self._pattern is not None else None
+        if found is None:
+            return None
+        values: dict[str, int | str] = {f: int(v) if f in _INT_FIELDS else v for f, v in found.groupdict().items()}
+        try:
+            return values if self.format(**values) == path else None
+        except SchemaError:
+            return None
 
     def __repr__(self) -> str:
         return f"PathTemplate({self.template!r})"

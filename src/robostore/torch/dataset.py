@@ -90,7 +90,7 @@ class Dataset(torch.utils.data.Dataset):
         self.return_uint8 = return_uint8
         self._store = PerProcessStore(self.meta.store)
         file_cache = bind_frame_cache(frame_cache, self.meta, tolerance_s)
-        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=file_cache)
+        self._videos = VideoFrames(self._store, self.video_backend, frame_cache=file_cache, features=self.meta.features)
         self._images = ImageBytes(self._store)
         self._tabular: TabularData | None = None
         self._assembler: SampleAssembler | None = None

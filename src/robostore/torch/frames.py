@@ -8,11 +8,9 @@ carries only the store, so nothing unpicklable or process-bound crosses.
 
 from __future__ import annotations
 
-import collections
 import importlib.util
 import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -21,16 +19,14 @@ from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import NotFound, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
+from robostore.schema import Feature
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
+from robostore.reader_pool import ReaderPool
 
 #: Video backends: PyAV (default) and torchcodec (when installed).
 BACKENDS = ("pyav", "torchcodec")
-
-# Readers a forked process inherited from its parent (see VideoFrames._reader).
-_INHERITED: list[Any] = []
-
 
 @dataclass(frozen=True)
 class EpisodeVideos:
@@ -109,6 +105,8 @@ class VideoFrames:
             reads (a local path or a seekable file object, which the reader then
             owns); by default a local path or ``Store.open``. The streaming dataset
             passes one that serves prefetched bytes.
+        features: the dataset's features; a file opened for a video key is checked
+            against its feature (frame size, codec) before any frame is returned.
     """
 
     def __init__(
@@ -119,6 +117,7 @@ class VideoFrames:
         frame_cache: FrameCache | None = None,
         keep_recent: int = 8,
         open_source: Callable[[str, int], IO[bytes] | str] | None = None,
+        features: Mapping[str, Feature] | None = None,
     ) -> None:
         self.store = store if isinstance(store, PerProcessStore) else PerProcessStore(store)
         self.backend = check_backend(backend)
@@ -126,9 +125,8 @@ class VideoFrames:
         self.frame_cache = frame_cache
         self.keep_recent = keep_recent
         self.open_source = open_source
-        self._readers: collections.OrderedDict[str, _Reader] = collections.OrderedDict()
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self.features = dict(features or {})
+        self._pool: ReaderPool[_Reader] = ReaderPool(max_open)
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -138,18 +136,24 @@ class VideoFrames:
             "frame_cache": self.frame_cache,
             "keep_recent": self.keep_recent,
             "open_source": self.open_source,
+            "features": self.features,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
-    def frames(self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int) -> np.ndarray:
-        """uint8 [T, H, W, 3] frames of ``path`` at ``timestamps`` (seconds in the file), one seek."""
+    def frames(
+        self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int, key: str | None = None
+    ) -> np.ndarray:
+        """uint8 [T, H, W, 3] frames of ``path`` at ``timestamps`` (seconds in the file), one seek.
+
+        ``key`` is the video feature ``path`` belongs to (checked against ``features``).
+        """
         if self.frame_cache is not None:
             cached = self.frame_cache.get(path, timestamps)
             if cached is not None:
                 return cached
-        reader = self._reader(path, episode)
+        reader = self._pool.get(path, lambda: self._open(path, episode, key))
         try:
             frames = reader.frames_at(timestamps, tolerance_s, episode=episode)
         except BaseException:
@@ -161,40 +165,13 @@ class VideoFrames:
 
     def close(self) -> None:
         """Close every open reader of this process."""
-        with self._lock:
-            readers, self._readers = list(self._readers.values()), collections.OrderedDict()
-        for reader in readers:
-            reader.close()
+        self._pool.close()
 
     # ------------------------------------------------------------------ internals
-    def _reader(self, path: str, episode: int) -> _Reader:
-        with self._lock:
-            if self._pid != os.getpid():
-                # Inherited through fork: the parent's containers are not ours to use.
-                # Nor may they be freed here: FFmpeg would join helper threads that do
-                # not exist in this process and hang. Keep them referenced for good.
-                _INHERITED.extend(self._readers.values())
-                self._readers = collections.OrderedDict()
-                self._pid = os.getpid()
-            reader = self._readers.get(path)
-            if reader is not None:
-                self._readers.move_to_end(path)
-                return reader
-        reader = self._open(path, episode)
-        with self._lock:
-            self._readers[path] = reader
-            while len(self._readers) > self.max_open:
-                _, old = self._readers.popitem(last=False)
-                old.close()
-        return reader
-
     def _evict(self, path: str) -> None:
-        with self._lock:
-            reader = self._readers.pop(path, None)
-        if reader is not None:
-            reader.close()
+        self._pool.evict(path)
 
-    def _open(self, path: str, episode: int) -> _Reader:
+    def _open(self, path: str, episode: int, key: str | None) -> _Reader:
         store = self.store.get()
         name = store.describe(path)
         source: IO[bytes] | str
@@ -210,15 +187,25 @@ class VideoFrames:
             except NotFound as exc:
                 raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset") from exc
         close_file = not isinstance(source, str)
+        reader: _Reader | None = None
         try:
             if self.backend == "torchcodec":
-                return _TorchcodecReader(source, name)
-            from robostore.video.decode import VideoReader
+                reader = _TorchcodecReader(source, name)
+            else:
+                from robostore.video.decode import VideoReader
 
-            # Decoder threads cost more than they give for one frame per seek, and
-            # DataLoader workers already use the cores.
-            return VideoReader(source, name, thread_type="NONE", keep_recent=self.keep_recent, close_file=close_file)
+                # Decoder threads cost more than they give for one frame per seek, and
+                # DataLoader workers already use the cores.
+                reader = VideoReader(source, name, thread_type="NONE", keep_recent=self.keep_recent, close_file=close_file)
+            if key in self.features:
+                from robostore.video.conformance import check_conformance
+
+                # A file of another size would give frames of the wrong shape, silently.
+                check_conformance(reader, key, self.features[key])  # type: ignore[arg-type]
+            return reader
         except BaseException:
+            if reader is not None:
+                reader.close()
             if close_file:
                 source.close()  # type: ignore[union-attr]
             raise
@@ -240,7 +227,9 @@ class _TorchcodecReader:
             self._decoder = VideoDecoder(source, seek_mode="approximate")
         except (RuntimeError, ValueError, OSError) as exc:
             raise VideoError(f"{name}: torchcodec cannot open the video: {exc}") from exc
-        self._fps = float(self._decoder.metadata.average_fps)
+        metadata = self._decoder.metadata
+        self._fps = float(metadata.average_fps)
+        self.height, self.width, self.codec = metadata.height, metadata.width, metadata.codec or ""
 
     def frames_at(self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None) -> np.ndarray:
         indices = [round(t * self._fps) for t in timestamps]

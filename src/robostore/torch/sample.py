@@ -82,7 +82,7 @@ class SampleAssembler:
             span = self._spans[key]
             times = np.atleast_1d(self._timestamps[rows.get(key, position)]).astype(np.float64)
             wanted = (span.from_timestamp[slot] + times).tolist()
-            frames = self.videos.frames(span.paths[slot], wanted, self.tolerance_s, episode)
+            frames = self.videos.frames(span.paths[slot], wanted, self.tolerance_s, episode, key)
             item[key] = self._camera(frames if key in rows else frames[0])
         for key in self._image_keys:
             key_rows = np.atleast_1d(rows.get(key, position))

@@ -363,7 +363,9 @@ class _EpisodeFrames:
         # Stragglers (episodes whose last frame was read before a restore) close by age.
         self._max_open = dataset.interleave + dataset.prefetch + 2
 
-    def frames(self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int) -> np.ndarray:
+    def frames(
+        self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int, key: str | None = None
+    ) -> np.ndarray:
         videos = self._open.get(episode)
         if videos is None:
             ds = self._dataset
@@ -374,13 +376,14 @@ class _EpisodeFrames:
                 frame_cache=ds.frame_cache,
                 keep_recent=self._keep_recent,
                 open_source=None if self._prefetcher is None else self._prefetcher.source,
+                features=ds.meta.features,
             )
             self._open[episode] = videos
             while len(self._open) > self._max_open:
                 self._close(next(iter(self._open)))
         else:
             self._open.move_to_end(episode)
-        return videos.frames(path, timestamps, tolerance_s, episode)
+        return videos.frames(path, timestamps, tolerance_s, episode, key)
 
     def finish(self, episode: int) -> None:
         """The episode's last frame was read: close its readers, drop its bytes."""

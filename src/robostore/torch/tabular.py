@@ -31,6 +31,7 @@ from fsspec.implementations.local import LocalFileSystem
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
 from robostore.meta import DatasetMeta
 from robostore.schema import Feature
+from robostore.schema.arrow import column_mismatch
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
 
@@ -122,6 +123,10 @@ class TabularData:
         for file_no, (path, (table, rows_in_file)) in enumerate(zip(files, tables)):
             where = store.describe(path)
             arrays = {k: _to_numpy(table.column(k), features[k], where, k) for k in names}
+            tasks = arrays.get("task_index")
+            if tasks is not None and len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
+                bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
+                raise CorruptDataset(f"{where}: task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)")
             order = np.argsort(arrays[_INDEX], kind="stable")
             sorted_index = arrays[_INDEX][order]
             for slot in by_file[path]:
@@ -270,6 +275,9 @@ def _read_selected(
 
 def _to_numpy(column: pa.ChunkedArray, feature: Feature, where: str, key: str) -> np.ndarray:
     """One feature column as numpy ``[N, *shape]`` (``[N]`` for shape ``[1]``), in the feature's dtype."""
+    why = column_mismatch(column.type, feature)
+    if why:
+        raise CorruptDataset(f"{where}: column {key!r} {why}")
     array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     n = len(array)
     if array.null_count:
