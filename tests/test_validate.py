@@ -138,3 +138,27 @@ def test_validate_json_output(tmp_path):
     doc = json.loads(result.output)
     assert doc["ok"] is False
     assert any("total_frames" in p["message"] for p in doc["problems"])
+
+
+def test_uncommitted_rows_with_a_new_task_are_not_a_problem(tmp_path):
+    """A writer killed before info.json leaves rows of its episode, with a task not yet
+    in the committed tasks, at the end of a data file that committed episodes use:
+    readers ignore them (resume removes them), so validate must not report them."""
+    import numpy as np
+
+    from robostore import Recorder
+
+    url = str(tmp_path / "ds")
+    features = {"x": {"dtype": "float32", "shape": (1,), "names": None}}
+    with Recorder.create(url, fps=30, features=features) as rec:
+        for ep, task in enumerate(["a", "a", "b"]):
+            for i in range(3):
+                rec.add_frame({"x": np.float32(ep + i), "task": task})
+            rec.save_episode()
+    info_path = tmp_path / "ds/meta/info.json"
+    info = json.loads(info_path.read_text())
+    info.update(total_episodes=2, total_frames=6, total_tasks=1, splits={"train": "0:2"})
+    info_path.write_text(json.dumps(info))  # the state just before the last commit
+    report = validate(url)
+    assert report.ok, report.problems
+    assert report.episodes == 2

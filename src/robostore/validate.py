@@ -153,9 +153,9 @@ def _check_data_files(meta: DatasetMeta, report: ValidationReport) -> None:
         index = table.column("index").to_numpy()
         episode = table.column("episode_index").to_numpy()
         frame = table.column("frame_index").to_numpy()
-        # Rows of episodes beyond total_episodes belong to a writer that stopped before
-        # committing (info.json is the commit point): their tasks may not be committed.
-        tasks = table.column("task_index").to_numpy()[episode < meta.info.total_episodes]
+        # Rows of episodes past info.json are an interrupted recording's, ignored by
+        # readers and removed by Recorder.resume: their tasks may not be committed yet.
+        tasks = table.column("task_index").to_numpy()[np.isin(episode, meta.episode_indices)]
         if len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
             bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
             out.append(_problem(path, f"task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)"))

@@ -75,9 +75,10 @@ class S3Store(Store):
     def upload_deadline(self, nbytes: int) -> float:
         """Seconds one write of ``nbytes`` may take, retries included, before it fails.
 
-        Every attempt may spend ``connect_timeout + read_timeout`` on silence (twice:
-        s3fs retries a timed-out call once more by itself), and the bytes may move
-        as slowly as :data:`UPLOAD_FLOOR_BPS`.
+        Each botocore attempt may spend ``connect_timeout + read_timeout`` on silence;
+        the deadline allows two such rounds per attempt (s3fs retries timed-out calls
+        by itself: it gets one more try, not its usual five) plus the bytes moving as
+        slowly as :data:`UPLOAD_FLOOR_BPS`.
         """
         config = self.fs.config_kwargs
         silence = float(config.get("connect_timeout") or 60) + float(config.get("read_timeout") or 60)
