@@ -25,6 +25,7 @@ from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaErr
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.schema import DatasetInfo, DatasetStats, Episode, Feature, VideoSpan, default_features, parse_model
 from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, video_column
+from robostore.schema.info import load_json_object
 from robostore.store import Store
 
 log = logging.getLogger(__name__)
@@ -433,12 +434,7 @@ def _read_stats(store: Store) -> DatasetStats | None:
         raw = store.read(STATS_PATH)
     except NotFound:
         return None
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise SchemaError(f"{where}: not valid JSON ({exc})") from exc
-    if not isinstance(parsed, dict):
-        raise SchemaError(f"{where}: expected a JSON object of feature stats")
+    parsed = load_json_object(raw, where, "a stats.json")
     try:
         return DatasetStats.from_raw(parsed)
     except RobostoreError:

@@ -113,14 +113,19 @@ class DatasetInfo(BaseModel):
     @classmethod
     def from_json(cls, data: bytes | str, where: str = "meta/info.json") -> DatasetInfo:
         """Parse info.json; any problem is a :class:`SchemaError` naming ``where``."""
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            # RecursionError: arrays or objects nested thousands deep
-            raise SchemaError(f"{where}: not valid JSON ({exc}); the file is damaged or not an info.json") from exc
-        if not isinstance(raw, dict):
-            raise SchemaError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-        return parse_model(cls, raw, where)
+        return parse_model(cls, load_json_object(data, where, "an info.json"), where)
+
+
+def load_json_object(data: bytes | str, where: str, what: str) -> dict[str, Any]:
+    """Parse ``data`` as a JSON object; anything else is a :class:`SchemaError` naming ``where``."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: arrays or objects nested thousands deep
+        raise SchemaError(f"{where}: not valid JSON ({exc}); the file is damaged or not {what}") from exc
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    return raw
 
 
 def parse_model(model: type[BaseModel], raw: Any, where: str) -> Any:
