@@ -20,8 +20,8 @@ from fixture_data import copy_fixture, fixture_path  # noqa: E402
 from record_helpers import FEATURES, FPS, LOSSLESS, decode_episode, record_episode  # noqa: E402
 
 from robostore.cache import FrameCache  # noqa: E402
-from robostore.cache.layout import shard_key  # noqa: E402
-from robostore.errors import RobostoreError  # noqa: E402
+from robostore.cache.layout import COMPRESSIONS, shard_key  # noqa: E402
+from robostore.errors import RobostoreError, SchemaError  # noqa: E402
 from robostore.meta import DatasetMeta  # noqa: E402
 from robostore.video.decode import VideoReader  # noqa: E402
 
@@ -49,9 +49,10 @@ def reference() -> dict[tuple[str, str], np.ndarray]:
     return refs
 
 
+@pytest.mark.parametrize("compression", COMPRESSIONS)
 @pytest.mark.parametrize("name", VIDEO_FIXTURES)
-def test_cached_frames_equal_decoded_bit_for_bit(tmp_path: Path, name: str, reference: dict) -> None:
-    cache = FrameCache(str(tmp_path / "cache"), shard_frames=16)
+def test_cached_frames_equal_decoded_bit_for_bit(tmp_path: Path, name: str, compression: str, reference: dict) -> None:
+    cache = FrameCache(str(tmp_path / "cache"), shard_frames=16, compression=compression)
     frames = cache.for_dataset(str(fixture_path(name)))
     order = np.random.default_rng(0).permutation(frames.meta.total_frames)
     for key in frames.video_keys:
@@ -68,8 +69,9 @@ def test_cached_frames_equal_decoded_bit_for_bit(tmp_path: Path, name: str, refe
     assert all(a.coverage == 1.0 and a.shards_cached == a.layout.num_shards for a in entry.arrays)
 
 
-def test_arrays_are_zarr_v3_that_zarr_reads(tmp_path: Path, reference: dict) -> None:
-    cache = FrameCache(str(tmp_path / "cache"), shard_frames=32)
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_arrays_are_zarr_v3_that_zarr_reads(tmp_path: Path, compression: str, reference: dict) -> None:
+    cache = FrameCache(str(tmp_path / "cache"), shard_frames=32, compression=compression)
     frames = cache.for_dataset(str(fixture_path("video_basic")))
     key = frames.video_keys[0]
     frames.fill(key, range(frames.layout(key).num_shards))
@@ -87,7 +89,8 @@ def test_video_file_view_maps_timestamps_to_frames(tmp_path: Path, reference: di
         span = meta.video_span(episode, key)
         start, _ = meta.frame_range(episode)
         got = view.get(span.path, [span.from_timestamp + 3 / meta.fps, span.from_timestamp])
-        assert np.array_equal(got, reference["multi_chunk", key][[start + 3, start]])
+        # Channels first, as the torch readers take them.
+        assert np.array_equal(got, reference["multi_chunk", key][[start + 3, start]].transpose(0, 3, 1, 2))
     span = meta.video_span(0, key)
     assert view.get(span.path, [span.from_timestamp + 0.5 / meta.fps]) is None  # between two frames
     assert view.get("videos/none.mp4", [0.0]) is None
@@ -102,6 +105,13 @@ def test_put_writes_whole_shards_only(tmp_path: Path, reference: dict) -> None:
     assert np.array_equal(frames.get(key, range(8, 24), fill=False), want[8:24])
     assert frames.get(key, [4], fill=False) is None
     assert frames.put(key, 88, want[88:]) == 1  # the short last shard (88..89)
+    # Channels first: the chunks' own layout, in and out.
+    chw = want.transpose(0, 3, 1, 2)
+    assert frames.put(key, 24, chw[24:32], channels_first=True) == 1
+    assert np.array_equal(frames.get(key, [31, 8, 24], fill=False, channels_first=True), chw[[31, 8, 24]])
+    assert np.array_equal(frames.get(key, range(24, 32), fill=False), want[24:32])
+    with pytest.raises(SchemaError):
+        frames.put(key, 40, want[40:48], channels_first=True)  # [n, H, W, C] is not [n, C, H, W]
 
 
 def test_changed_dataset_gets_new_fingerprint_and_no_stale_frames(tmp_path: Path, reference: dict) -> None:
@@ -154,9 +164,10 @@ def test_two_processes_fill_one_cache(tmp_path: Path, reference: dict) -> None:
     assert counters["filled_shards"] >= 2 * 12  # every shard at least once (a race may fill one twice)
 
 
-def test_corrupted_chunk_is_detected_redecoded_and_not_served(tmp_path: Path, reference: dict) -> None:
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_corrupted_chunk_is_detected_redecoded_and_not_served(tmp_path: Path, compression: str, reference: dict) -> None:
     cache_dir = tmp_path / "cache"
-    frames = FrameCache(str(cache_dir), shard_frames=16).for_dataset(str(fixture_path("video_basic")))
+    frames = FrameCache(str(cache_dir), shard_frames=16, compression=compression).for_dataset(str(fixture_path("video_basic")))
     key = frames.video_keys[0]
     want = reference["video_basic", key]
     frames.fill(key, [1])
@@ -169,6 +180,7 @@ def test_corrupted_chunk_is_detected_redecoded_and_not_served(tmp_path: Path, re
 
     fresh = FrameCache(str(cache_dir)).for_dataset(str(fixture_path("video_basic")))
     assert fresh.get(key, [20], fill=False) is None  # detected, never served
+    assert fresh.get(key, [18, 19, 20, 21], fill=False) is None  # also inside a run of chunks
     got = fresh.get(key, [19, 20, 21])
     assert np.array_equal(got, want[19:22])  # re-decoded
     assert shard.read_bytes() != bytes(data)  # and rewritten
@@ -204,6 +216,20 @@ def test_max_bytes_evicts_least_recently_used_shards(tmp_path: Path) -> None:
     assert sum(p.stat().st_size for p in cache_dir.rglob("*") if "/c/" in str(p) and p.is_file()) <= 3.5 * shard_size
     limited.close()
     assert limited.cache.info().counters["evicted_shards"] == 2
+
+
+def test_existing_arrays_keep_their_compression(tmp_path: Path, reference: dict) -> None:
+    dataset = str(fixture_path("video_basic"))
+    lz4 = FrameCache(str(tmp_path / "cache"), shard_frames=16, compression="lz4").for_dataset(dataset)
+    key = lz4.video_keys[0]
+    lz4.fill(key, [0])
+    # Another process configured for uncompressed arrays reads (and extends) the lz4 array.
+    other = FrameCache(str(tmp_path / "cache"), shard_frames=16).for_dataset(dataset)
+    assert other.layout(key).compression == "lz4"
+    assert np.array_equal(other.get(key, range(32)), reference["video_basic", key][:32])
+    assert np.array_equal(other.get(key, range(32), fill=False), reference["video_basic", key][:32])
+    with pytest.raises(SchemaError, match="compression"):
+        FrameCache(str(tmp_path / "cache"), compression="zip")
 
 
 def test_max_bytes_is_for_local_caches_only() -> None:
@@ -251,7 +277,9 @@ def test_cli_cache_warm_info_clear(tmp_path: Path) -> None:
 
     runner = CliRunner()
     cache_dir, dataset = str(tmp_path / "cache"), str(fixture_path("video_basic"))
-    result = runner.invoke(app, ["cache", "warm", dataset, "--cache", cache_dir, "--episodes", "0,2", "--workers", "1", "--no-progress"])
+    result = runner.invoke(
+        app, ["cache", "warm", dataset, "--cache", cache_dir, "--episodes", "0,2", "--workers", "1", "--no-progress", "--compression", "lz4"]
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["cache", "info", cache_dir, "--json"])
     assert result.exit_code == 0, result.output
@@ -259,6 +287,7 @@ def test_cli_cache_warm_info_clear(tmp_path: Path) -> None:
     (dataset_info,) = info["datasets"]
     assert dataset_info["name"] == "video_basic" and dataset_info["total_frames"] == 90
     assert [a["frames_cached"] for a in dataset_info["arrays"]] == [90, 90]  # 0..29 and 50..89 cover every shard
+    assert [a["compression"] for a in dataset_info["arrays"]] == ["lz4", "lz4"]
     text = runner.invoke(app, ["cache", "info", cache_dir]).output
     assert "90/90 frames (100.0 %)" in text and "hit rate" in text
     result = runner.invoke(app, ["cache", "clear", cache_dir, "--yes"])
@@ -347,7 +376,7 @@ def test_shared_cache_on_s3(backend_url, reference: dict) -> None:  # noqa: ANN0
     dataset_url, dataset_options = backend_url("s3")
     upload_folder(fixture_path("video_basic"), dataset_url, dataset_options)
     cache_url, cache_options = backend_url("s3")
-    cache = FrameCache(cache_url, cache_options, shard_frames=16)
+    cache = FrameCache(cache_url, cache_options, shard_frames=16, compression="lz4")
     report = cache.warm(dataset_url, episodes=[0], workers=2, storage_options=dataset_options, progress=False)
     assert report.filled == 2 * 2  # frames 0..29: shards 0 and 1, two cameras
     frames = cache.for_dataset(dataset_url, dataset_options)

@@ -148,3 +148,47 @@ def test_off_grid_timestamp_raises() -> None:
 def test_empty_query() -> None:
     with VideoReader(str(_cam0()), "cam0.mp4") as r:
         assert r.frames_at([], 1e-4).shape == (0, 48, 64, 3)
+
+
+def _write_video(path: Path, codec: str, pix_fmt: str, width: int, height: int, frames: int = 6) -> None:
+    import av
+
+    rng = np.random.default_rng(width * height)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for _ in range(frames):
+            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "width"),
+    [
+        ("libsvtav1", "yuv420p", 320),  # planar conversion
+        ("libsvtav1", "yuv420p", 328),  # width not a multiple of 16: through rgb24
+        ("mpeg4", "yuv420p", 96),
+        ("mpeg4", "yuv420p", 104),
+        ("libx264", "yuvj420p", 160),
+        ("libx264", "yuv444p", 160),
+        ("libx264", "yuv422p", 160),
+        ("libx264", "yuv444p", 168),
+    ],
+)
+def test_channels_first_equals_transposed_rgb(tmp_path: Path, codec: str, pix_fmt: str, width: int) -> None:
+    """[3, H, W] frames hold exactly the values of the [H, W, 3] ones, whatever the
+    conversion path (planar gbrp or rgb24 + transpose)."""
+    path = tmp_path / "v.mp4"
+    _write_video(path, codec, pix_fmt, width, 64)
+    with VideoReader(str(path)) as reader:
+        ts = [i / 30 for i in range(6)]
+        hwc = reader.frames_at(ts)
+    with VideoReader(str(path)) as reader:
+        chw = reader.frames_at([ts[2], ts[0], ts[2]], channels_first=True)
+        streamed = np.stack([f for _, f in reader.iter_frames(0, 1, channels_first=True)])
+    assert chw.shape == (3, 3, 64, width) and chw.flags.c_contiguous
+    np.testing.assert_array_equal(chw, hwc[[2, 0, 2]].transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(streamed, hwc.transpose(0, 3, 1, 2))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,11 +23,15 @@ from robostore.cache import evict as eviction
 from robostore.cache.claims import Claims
 from robostore.cache.fingerprint import dataset_fingerprint
 from robostore.cache.layout import (
+    CHECKSUM_BYTES,
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
     FORMAT_VERSION,
     ArrayLayout,
+    ShardIndex,
     array_prefix,
+    check_chunk,
     choose_shard_frames,
-    chunk_present,
     decode_chunk,
     encode_shard,
     parse_index,
@@ -48,6 +53,7 @@ log = logging.getLogger(__name__)
 ROOT_ATTR = "robostore_frame_cache"
 CLAIMS_DIR = "claims"
 _INDEX_CACHE_SIZE = 2048
+_MAX_RUN = 256
 
 
 def _group_json(attributes: dict[str, Any]) -> bytes:
@@ -65,6 +71,10 @@ class FrameCache:
             used shards. Not available for remote caches (use the bucket's lifecycle rules).
         shard_frames: frames per shard for arrays this cache creates (default: about
             32 MiB of raw frames, a power of two in 16..256). Existing arrays keep theirs.
+        compression: ``"none"`` (default: decoded video compresses ~1.07x losslessly, and
+            uncompressed frames are read straight into the sample, see
+            docs/frame_cache.md) or ``"lz4"`` (blosc-lz4, ~7% smaller, a copy more per
+            read), for arrays this cache creates. Existing arrays keep theirs.
 
     The object is cheap, picklable (DataLoader workers rebuild it from the URL) and
     safe to share between threads and processes.
@@ -77,11 +87,15 @@ class FrameCache:
         max_bytes: int | None = None,
         *,
         shard_frames: int | None = None,
+        compression: str = DEFAULT_COMPRESSION,
     ) -> None:
         self.url = str(url)
         self.storage_options = dict(storage_options or {})
         self.max_bytes = max_bytes
         self.shard_frames = shard_frames
+        if compression not in COMPRESSIONS:
+            raise SchemaError(f"frame cache {url}: compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
+        self.compression = compression
         self.store: Store = open_store(self.url, self.storage_options)
         self.local_root: str | None = self.store.root if isinstance(self.store.fs, LocalFileSystem) else None
         if max_bytes is not None:
@@ -106,6 +120,7 @@ class FrameCache:
             "storage_options": self.storage_options,
             "max_bytes": self.max_bytes,
             "shard_frames": self.shard_frames,
+            "compression": self.compression,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -315,6 +330,7 @@ class CacheInfo:
                             "frames": a.layout.num_frames,
                             "frame_shape": list(a.layout.frame_shape),
                             "shard_frames": a.layout.shard_frames,
+                            "compression": a.layout.compression,
                             "shards": a.layout.num_shards,
                             "shards_cached": a.shards_cached,
                             "frames_cached": a.frames_cached,
@@ -349,8 +365,10 @@ class DatasetFrameCache:
         self._lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one FrameSource (open decoders) per process
         self._source: FrameSource | None = None
-        self._index_cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self._index_cache: collections.OrderedDict[str, ShardIndex] = collections.OrderedDict()
         self._touched: dict[str, float] = {}
+        self._full_paths: dict[str, str] = {}  # shard key -> local path
+        self._scratch = threading.local()  # per-thread read buffer of a local cache
         self._arrays_written: set[str] = set()
         self._writable = True
 
@@ -383,7 +401,7 @@ class DatasetFrameCache:
         except NotFound:
             h, w, c = (int(x) for x in self.meta.features[video_key].shape)
             frames = self.cache.shard_frames or choose_shard_frames(h * w * c)
-            layout = ArrayLayout(self.meta.total_frames, h, w, c, frames)
+            layout = ArrayLayout(self.meta.total_frames, h, w, c, frames, self.cache.compression)
         except ValueError as exc:
             raise CorruptDataset(f"{self.cache.store.describe(path)}: not JSON ({exc}); clear the cache") from exc
         self._layouts[video_key] = layout
@@ -400,8 +418,13 @@ class DatasetFrameCache:
         return zarr.open_array(zstore, path=array_prefix(self.fingerprint, video_key), mode="r")
 
     # ------------------------------------------------------------------ reading
-    def get(self, video_key: str, indices: Sequence[int] | np.ndarray, *, fill: bool = True) -> np.ndarray | None:
+    def get(
+        self, video_key: str, indices: Sequence[int] | np.ndarray, *, fill: bool = True, channels_first: bool = False
+    ) -> np.ndarray | None:
         """uint8 ``[len(indices), H, W, C]`` frames at global frame ``indices``, or None.
+
+        With ``channels_first`` the frames come as ``[len(indices), C, H, W]``, the
+        layout the chunks store (no transposing: what torch readers ask for).
 
         All or nothing: frames come from the cache; with ``fill`` (the default) a shard
         that is missing, or whose chunks fail their checksum, is decoded whole from the
@@ -411,27 +434,30 @@ class DatasetFrameCache:
         """
         self._check_process()
         layout = self.layout(video_key)
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= layout.num_frames):
+        # Python ints, not numpy: a query is one frame or a few, and numpy's per-call
+        # overhead would cost a good part of serving a cached frame.
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1).tolist()
+        if idx and (min(idx) < 0 or max(idx) >= layout.num_frames):
             raise SchemaError(
-                f"{self.meta.url}: frame indices {idx.min()}..{idx.max()} out of range 0..{layout.num_frames - 1}"
+                f"{self.meta.url}: frame indices {min(idx)}..{max(idx)} out of range 0..{layout.num_frames - 1}"
             )
-        out = np.empty((len(idx), *layout.frame_shape), dtype=np.uint8)
-        shards = idx // layout.shard_frames
+        out = np.empty((len(idx), *layout.stored_shape), dtype=np.uint8)
+        by_shard: dict[int, list[int]] = {}  # shard -> positions in out
+        for position, i in enumerate(idx):
+            by_shard.setdefault(i // layout.shard_frames, []).append(position)
         served = 0
-        for shard in np.unique(shards).tolist() if len(shards) > 1 else shards.tolist():
-            sel = np.flatnonzero(shards == shard)
-            inner = idx[sel] - shard * layout.shard_frames
-            if self._read(video_key, layout, shard, inner, out, sel):
-                served += len(sel)
+        for shard, positions in by_shard.items():
+            inner = [idx[p] - shard * layout.shard_frames for p in positions]
+            if self._read(video_key, layout, shard, inner, out, positions):
+                served += len(positions)
                 continue
             frames = self._fill(video_key, layout, shard) if fill else None
             if frames is None:
                 self.cache.stats.add(hits=served, misses=len(idx) - served)
                 return None
-            out[sel] = frames[inner]
+            out[positions] = frames[inner]
         self.cache.stats.add(hits=served, misses=len(idx) - served)
-        return out
+        return out if channels_first else np.ascontiguousarray(out.transpose(0, 2, 3, 1))
 
     def has(self, video_key: str, shard: int) -> bool:
         """Whether ``shard`` of ``video_key`` is in the cache (one existence check)."""
@@ -448,8 +474,9 @@ class DatasetFrameCache:
         return found
 
     # ------------------------------------------------------------------ writing
-    def put(self, video_key: str, first_index: int, frames: np.ndarray) -> int:
-        """Offer frames the caller decoded: global indices ``first_index ...``.
+    def put(self, video_key: str, first_index: int, frames: np.ndarray, *, channels_first: bool = False) -> int:
+        """Offer frames the caller decoded (uint8 [n, H, W, C], or [n, C, H, W] with
+        ``channels_first``): global indices ``first_index ...``.
 
         Writes every shard that the run covers completely and that is not cached yet,
         whole and atomically; the frames of partly covered shards are not kept (those
@@ -459,11 +486,14 @@ class DatasetFrameCache:
         self._check_process()
         layout = self.layout(video_key)
         frames = np.asarray(frames)
-        if frames.dtype != np.uint8 or frames.shape[1:] != layout.frame_shape:
+        shape = layout.stored_shape if channels_first else layout.frame_shape
+        if frames.dtype != np.uint8 or frames.shape[1:] != shape:
             raise SchemaError(
-                f"{self.meta.url}: {video_key} frames must be uint8 [n, {', '.join(map(str, layout.frame_shape))}], "
+                f"{self.meta.url}: {video_key} frames must be uint8 [n, {', '.join(map(str, shape))}], "
                 f"got {frames.dtype} {list(frames.shape)}"
             )
+        if not channels_first:
+            frames = frames.transpose(0, 3, 1, 2)
         stop = first_index + len(frames)
         if first_index < 0 or stop > layout.num_frames:
             raise SchemaError(f"{self.meta.url}: frames {first_index}..{stop - 1} out of range 0..{layout.num_frames - 1}")
@@ -503,7 +533,7 @@ class DatasetFrameCache:
         if self._pid != os.getpid():  # forked: readers, claims and caches are the parent's
             self._init_process_state()
 
-    def _index(self, path: str, layout: ArrayLayout) -> np.ndarray | None:
+    def _index(self, path: str, layout: ArrayLayout) -> ShardIndex | None:
         with self._lock:
             index = self._index_cache.get(path)
             if index is not None:
@@ -517,44 +547,45 @@ class DatasetFrameCache:
         self._remember_index(path, index)
         return index
 
-    def _remember_index(self, path: str, index: np.ndarray) -> None:
+    def _remember_index(self, path: str, index: ShardIndex) -> None:
         with self._lock:
             self._index_cache[path] = index
             while len(self._index_cache) > _INDEX_CACHE_SIZE:
                 self._index_cache.popitem(last=False)
 
     def _forget_index(self, path: str) -> None:
+        """Drop what this process remembers of a shard (it is gone, or is being rewritten)."""
         with self._lock:
             self._index_cache.pop(path, None)
 
-    def _read(self, video_key: str, layout: ArrayLayout, shard: int, inner: np.ndarray, out: np.ndarray, sel: np.ndarray) -> bool:
-        """Decode the chunks ``inner`` of a shard into ``out[sel]``; False when it cannot serve them."""
+    def _read(self, video_key: str, layout: ArrayLayout, shard: int, inner: list[int], out: np.ndarray, positions: list[int]) -> bool:
+        """Decode the chunks ``inner`` of a shard into ``out[positions]``; False when it cannot serve them."""
         store = self.cache.store
         path = shard_key(self.fingerprint, video_key, shard)
         try:
             index = self._index(path, layout)
             if index is None:
                 return False
-            if len(inner) == 1:
-                uniq, first, inverse = inner, np.zeros(1, np.int64), np.zeros(1, np.int64)
-            else:
-                uniq, first, inverse = np.unique(inner, return_index=True, return_inverse=True)
-            entries = index[uniq]
-            if not all(chunk_present(e) for e in entries):
+            held: dict[int, int] = {}  # chunk -> position of out it was decoded into
+            for k, position in zip(inner, positions):
+                held.setdefault(k, position)
+            chunks = [(k, index[k]) for k in held]
+            if any(entry is None for _, entry in chunks):
                 return False
             # Runs of chunks that sit back to back: one ranged read each.
-            starts, lengths = entries[:, 0].astype(np.int64), entries[:, 1].astype(np.int64)
-            breaks = np.flatnonzero(starts[1:] != starts[:-1] + lengths[:-1]) + 1
-            for run in np.split(np.arange(len(uniq)), breaks):
-                lo, hi = int(starts[run[0]]), int(starts[run[-1]] + lengths[run[-1]])
-                data = np.frombuffer(self._read_range(path, lo, hi), dtype=np.uint8)
-                if len(data) != hi - lo:
-                    raise CorruptDataset(f"{store.describe(path)}: shard is shorter than its index says")
-                for k in run.tolist():
-                    a = int(starts[k]) - lo
-                    decode_chunk(data[a : a + int(lengths[k])], out[sel[first[k]]], f"{store.describe(path)} frame {shard * layout.shard_frames + int(uniq[k])}")
-            if len(uniq) < len(inner):
-                out[sel] = out[sel[first[inverse]]]
+            for run in _runs(sorted(chunks, key=lambda c: c[1][0])):  # type: ignore[index]
+                frames = [out[held[k]] for k, _ in run]
+                names = [lambda k=k: f"{store.describe(path)} frame {shard * layout.shard_frames + k}" for k, _ in run]
+                if layout.compression == "none" and self.cache.local_root is not None:
+                    self._read_into(path, run, frames, names)
+                    continue
+                lo, hi = run[0][1][0], sum(run[-1][1])
+                data = self._read_chunks(path, lo, hi)
+                for (_, (offset, length)), frame, name in zip(run, frames, names):
+                    decode_chunk(layout, data[offset - lo : offset - lo + length], frame, name)
+            for k, position in zip(inner, positions):
+                if held[k] != position:
+                    out[position] = out[held[k]]
         except (NotFound, FileNotFoundError):
             self._forget_index(path)  # evicted meanwhile
             return False
@@ -569,15 +600,59 @@ class DatasetFrameCache:
         self._touch(path)
         return True
 
+    def _read_chunks(self, path: str, start: int, end: int) -> np.ndarray:
+        """Bytes ``[start, end)`` of a shard; from a local cache they land in this thread's
+        scratch buffer (valid until its next read: no allocation, no page faults per frame)."""
+        if self.cache.local_root is None:
+            data = np.frombuffer(self._read_range(path, start, end), dtype=np.uint8)
+        else:
+            scratch = getattr(self._scratch, "buffer", None)
+            if scratch is None or len(scratch) < end - start:
+                scratch = self._scratch.buffer = np.empty(end - start, dtype=np.uint8)
+            data = scratch[: self._preadv(path, [scratch[: end - start]], start)]
+        if len(data) != end - start:
+            raise CorruptDataset(f"{self.cache.store.describe(path)}: shard is shorter than its index says")
+        return data
+
+    def _read_into(
+        self, path: str, run: list[tuple[int, tuple[int, int]]], frames: list[np.ndarray], names: list[Callable[[], str]]
+    ) -> None:
+        """Read a run of uncompressed chunks of a local shard straight into ``frames``
+        (one vectored read, no copy in between), then check each one's crc32c."""
+        checksums = np.empty((len(run), CHECKSUM_BYTES), dtype=np.uint8)
+        buffers: list[np.ndarray] = []
+        for (_, (_, length)), frame, checksum, name in zip(run, frames, checksums, names):
+            if length != frame.nbytes + CHECKSUM_BYTES:
+                raise CorruptDataset(f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}")
+            buffers += [frame.reshape(-1), checksum]
+        start = run[0][1][0]
+        if self._preadv(path, buffers, start) != sum(run[-1][1]) - start:
+            raise CorruptDataset(f"{self.cache.store.describe(path)}: shard is shorter than its index says")
+        for frame, checksum, name in zip(frames, checksums, names):
+            check_chunk(frame.reshape(-1), checksum, name)
+
+    def _preadv(self, path: str, buffers: list[np.ndarray], offset: int) -> int:
+        fd = os.open(self._local_path(path), os.O_RDONLY)
+        try:
+            return os.preadv(fd, buffers, offset)
+        finally:
+            os.close(fd)
+
     def _read_range(self, path: str, start: int, end: int) -> bytes:
         if self.cache.local_root is None:
             return self.cache.store.read_range(path, start, end)
         # Local: one pread, without fsspec's file object (a third of a warm read's cost).
-        fd = os.open(self.cache.store.full_path(path), os.O_RDONLY)
+        fd = os.open(self._local_path(path), os.O_RDONLY)
         try:
             return os.pread(fd, end - start, start)
         finally:
             os.close(fd)
+
+    def _local_path(self, path: str) -> str:
+        full = self._full_paths.get(path)
+        if full is None:  # normalizing the path costs as much as a read of a cached frame
+            full = self._full_paths[path] = self.cache.store.full_path(path)
+        return full
 
     def _touch(self, path: str) -> None:
         if self.cache.max_bytes is None or self.cache.local_root is None:
@@ -605,10 +680,10 @@ class DatasetFrameCache:
             except RobostoreError as exc:
                 log.warning("frame cache: cannot decode frames %d..%d of %s: %s", start, stop - 1, video_key, exc)
                 return None
-            if frames.shape[1:] != layout.frame_shape:
+            if frames.shape[1:] != layout.stored_shape:
                 log.warning(
-                    "frame cache: %s decodes to frames of %s but info.json says %s; not caching it",
-                    video_key, frames.shape[1:], layout.frame_shape,
+                    "frame cache: %s decodes to frames of %s (C, H, W) but info.json says %s; not caching it",
+                    video_key, frames.shape[1:], layout.stored_shape,
                 )
                 return None
             self._write_shard(video_key, layout, shard, frames)
@@ -662,6 +737,19 @@ class DatasetFrameCache:
         self._arrays_written.add(video_key)
 
 
+def _runs(chunks: list[tuple[int, tuple[int, int]]]) -> list[list[tuple[int, tuple[int, int]]]]:
+    """``(chunk, (offset, length))`` in offset order, cut where the next chunk does not
+    start where the previous one ends (and every ``_MAX_RUN`` chunks: a vectored read
+    takes at most IOV_MAX = 1024 buffers, two per chunk)."""
+    runs: list[list[tuple[int, tuple[int, int]]]] = []
+    for chunk in chunks:
+        if runs and sum(runs[-1][-1][1]) == chunk[1][0] and len(runs[-1]) < _MAX_RUN:
+            runs[-1].append(chunk)
+        else:
+            runs.append([chunk])
+    return runs
+
+
 def _write_local(full: str, parts: list[bytes]) -> None:
     """Write a local shard atomically (a temporary file renamed over the destination).
 
@@ -689,7 +777,7 @@ class VideoFileFrames:
         meta = frames.meta
         cols = meta.columns
         self._fps = meta.fps
-        self._spans: dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._spans: dict[str, tuple[str, list[float], list[int], list[int]]] = {}
         by_path: dict[str, list[tuple[float, int, int, str]]] = collections.defaultdict(list)
         for key in meta.video_keys:
             for row, episode in enumerate(meta.episode_indices.tolist()):
@@ -698,12 +786,7 @@ class VideoFileFrames:
                 by_path[span.path].append((span.from_timestamp, int(cols["dataset_from_index"][row]), length, key))
         for path, rows in by_path.items():
             rows.sort()
-            self._spans[path] = (
-                rows[0][3],
-                np.array([r[0] for r in rows]),
-                np.array([r[1] for r in rows], dtype=np.int64),
-                np.array([r[2] for r in rows], dtype=np.int64),
-            )
+            self._spans[path] = (rows[0][3], [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
 
     def __getstate__(self) -> dict[str, Any]:
         return {"frames": self.frames, "tolerance_s": self.tolerance_s}
@@ -717,30 +800,36 @@ class VideoFileFrames:
         if spans is None or len(timestamps) == 0:
             return None
         key, starts, first_index, lengths = spans
-        t = np.asarray(timestamps, dtype=np.float64)
-        row = np.searchsorted(starts, t + self.tolerance_s, side="right") - 1
-        if (row < 0).any():
-            return None
-        frame = np.rint((t - starts[row]) * self._fps).astype(np.int64)
-        exact = np.abs(starts[row] + frame / self._fps - t) < self.tolerance_s
-        if not exact.all() or (frame < 0).any() or (frame >= lengths[row]).any():
-            return None
-        return key, first_index[row] + frame
+        tolerance, fps = self.tolerance_s, self._fps
+        # Scalar arithmetic: a query holds one timestamp or a few (numpy's per-call
+        # overhead would cost more than a cached frame's read).
+        found = []
+        for t in timestamps:
+            t = float(t)
+            row = bisect.bisect_right(starts, t + tolerance) - 1
+            if row < 0:
+                return None
+            frame = round((t - starts[row]) * fps)
+            if abs(starts[row] + frame / fps - t) >= tolerance or not 0 <= frame < lengths[row]:
+                return None
+            found.append(first_index[row] + frame)
+        return key, np.array(found, dtype=np.int64)
 
     def get(self, video_path: str, timestamps: Sequence[float]) -> np.ndarray | None:
-        """uint8 [T, H, W, C] frames at ``timestamps`` of ``video_path`` (filled on a miss), or None."""
+        """uint8 [T, C, H, W] frames at ``timestamps`` of ``video_path`` (filled on a miss), or None."""
         found = self.indices(video_path, timestamps)
         if found is None:
             return None
-        return self.frames.get(*found)
+        return self.frames.get(*found, channels_first=True)
 
     def put(self, video_path: str, timestamps: Sequence[float], frames: np.ndarray) -> None:
-        """Offer decoded frames; runs of consecutive frames covering whole shards are stored."""
+        """Offer decoded frames (uint8 [T, C, H, W]); runs of consecutive frames covering
+        whole shards are stored."""
         found = self.indices(video_path, timestamps)
         if found is None:
             return
         key, idx = found
         breaks = np.flatnonzero(np.diff(idx) != 1) + 1
         for run in np.split(np.arange(len(idx)), breaks):
-            self.frames.put(key, int(idx[run[0]]), frames[run])
+            self.frames.put(key, int(idx[run[0]]), frames[run], channels_first=True)
 

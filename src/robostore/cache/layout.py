@@ -3,8 +3,10 @@
 Per dataset fingerprint and video key, one Zarr v3 array ``uint8 [total_frames, H, W,
 C]`` indexed by the global frame ``index``. The array is cut into shards of
 ``shard_frames`` frames (one object each, ``<fp>/<key>/c/<shard>/0/0/0``); inside a
-shard every frame is one inner chunk, compressed with blosc (lz4, no shuffle) and
-followed by its crc32c. The shard index (offset and length of each chunk, with its own
+shard every frame is one inner chunk, stored channels first (Zarr's ``transpose``
+codec, order [0, 3, 1, 2]: the [3, H, W] layout torch readers want, so a cached frame
+is decompressed straight into a sample's tensor), compressed with blosc (lz4, no
+shuffle) and followed by its crc32c. The shard index (offset and length of each chunk, with its own
 crc32c) sits at the start of the shard, so a frame, or a run of neighbouring frames, is
 two ranged reads: the index (once per shard and process) and the chunk bytes.
 
@@ -18,6 +20,7 @@ decode, and lets a shard be written whole, atomically, through the robostore Sto
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +31,7 @@ import numpy as np
 from robostore.errors import CorruptDataset
 
 #: Version of this layout, part of every fingerprint and of the root group's attributes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Raw (uncompressed) bytes a shard aims at when ``shard_frames`` is not given.
 TARGET_SHARD_BYTES = 32 << 20
@@ -37,17 +40,31 @@ MAX_SHARD_FRAMES = 256
 
 _EMPTY = np.uint64(2**64 - 1)  # index entry of a chunk that is not stored
 # Measured on decoded AV1 frames (docs/frame_cache.md): decoded video compresses little
-# losslessly (1.05-1.3x for every candidate), so decode speed decides. blosc-lz4 without
-# shuffle decodes a 240x320 frame in ~50 us, 3-6x faster than zstd or bit-shuffled lz4,
-# and encodes fast enough to keep filling close to the cost of decoding video.
-# Single-threaded blosc: DataLoader workers already use the cores.
+# losslessly (1.05-1.3x for every candidate), so read speed decides. Uncompressed chunks
+# are read straight into the caller's frame (one copy out of the page cache); the
+# fastest compressor, blosc-lz4 without shuffle, saves 7% of the bytes for a second
+# copy that costs ~40% of a warm read. "lz4" stays available (a cache in a bucket
+# pays per byte moved); single-threaded blosc: DataLoader workers already use the cores.
+COMPRESSIONS = ("none", "lz4")
+DEFAULT_COMPRESSION = "none"
 _CNAME, _CLEVEL, _SHUFFLE = "lz4", 5, numcodecs.blosc.NOSHUFFLE
 _BLOSC_CONFIG = {"typesize": 1, "cname": _CNAME, "clevel": _CLEVEL, "shuffle": "noshuffle", "blocksize": 0}
-INNER_CODECS: list[dict[str, Any]] = [
-    {"name": "bytes"},
-    {"name": "blosc", "configuration": _BLOSC_CONFIG},
-    {"name": "crc32c"},
-]
+#: Chunk bytes are [1, C, H, W]: the array's [1, H, W, C] chunk transposed.
+STORED_ORDER = [0, 3, 1, 2]
+#: A chunk is its bytes followed by their crc32c.
+CHECKSUM_BYTES = 4
+
+
+def inner_codecs(compression: str) -> list[dict[str, Any]]:
+    """The codecs of one frame chunk for ``compression`` (one of :data:`COMPRESSIONS`)."""
+    compressor = [{"name": "blosc", "configuration": _BLOSC_CONFIG}] if compression == "lz4" else []
+    return [
+        {"name": "transpose", "configuration": {"order": STORED_ORDER}},
+        {"name": "bytes"},
+        *compressor,
+        {"name": "crc32c"},
+    ]
+
 INDEX_CODECS: list[dict[str, Any]] = [
     {"name": "bytes", "configuration": {"endian": "little"}},
     {"name": "crc32c"},
@@ -70,10 +87,17 @@ class ArrayLayout:
     width: int
     channels: int
     shard_frames: int
+    compression: str = DEFAULT_COMPRESSION
 
     @property
     def frame_shape(self) -> tuple[int, int, int]:
+        """A frame as the array presents it: (H, W, C)."""
         return (self.height, self.width, self.channels)
+
+    @property
+    def stored_shape(self) -> tuple[int, int, int]:
+        """A frame as its chunk holds it: (C, H, W)."""
+        return (self.channels, self.height, self.width)
 
     @property
     def frame_bytes(self) -> int:
@@ -108,7 +132,7 @@ class ArrayLayout:
                     "name": "sharding_indexed",
                     "configuration": {
                         "chunk_shape": [1, *self.frame_shape],
-                        "codecs": INNER_CODECS,
+                        "codecs": inner_codecs(self.compression),
                         "index_codecs": INDEX_CODECS,
                         "index_location": "start",
                     },
@@ -125,8 +149,10 @@ class ArrayLayout:
         try:
             n, h, w, c = (int(x) for x in meta["shape"])
             shard = meta["chunk_grid"]["configuration"]["chunk_shape"]
-            layout = cls(n, h, w, c, int(shard[0]))
-        except (KeyError, TypeError, ValueError) as exc:
+            codecs = meta["codecs"][0]["configuration"]["codecs"]
+            compression = "lz4" if any(codec.get("name") == "blosc" for codec in codecs) else "none"
+            layout = cls(n, h, w, c, int(shard[0]), compression)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise CorruptDataset(f"{where}: not a frame cache array ({exc!r}); clear the cache") from exc
         if layout.metadata(meta.get("attributes")) != meta:
             raise CorruptDataset(
@@ -151,48 +177,66 @@ def _crc(data: bytes | np.ndarray) -> bytes:
 
 
 def encode_shard(layout: ArrayLayout, frames: np.ndarray) -> list[bytes]:
-    """The bytes of a shard holding ``frames`` (uint8 [n, H, W, C], n <= shard_frames).
+    """The bytes of a shard holding ``frames`` (uint8 [n, C, H, W], n <= shard_frames).
 
     Returned as parts (index, then one chunk per frame) to be written back to back.
     Chunks are laid out in frame order right after the index, so neighbouring frames
     are neighbouring bytes. Positions past ``n`` (the end of the array) stay empty.
     """
-    if frames.dtype != np.uint8 or frames.shape[1:] != layout.frame_shape or len(frames) > layout.shard_frames:
+    if frames.dtype != np.uint8 or frames.shape[1:] != layout.stored_shape or len(frames) > layout.shard_frames:
         raise ValueError(f"frames {frames.dtype} {frames.shape} do not fit a shard of {layout}")
     index = np.full((layout.shard_frames, 2), _EMPTY, dtype="<u8")
     parts: list[bytes] = [b""]
     offset = layout.index_nbytes
     for i, frame in enumerate(frames):
-        packed = numcodecs.blosc.compress(np.ascontiguousarray(frame), _CNAME.encode(), _CLEVEL, _SHUFFLE, 0, 1)
+        frame = np.ascontiguousarray(frame)
+        if layout.compression == "lz4":
+            packed = numcodecs.blosc.compress(frame, _CNAME.encode(), _CLEVEL, _SHUFFLE, 0, 1)
+        else:
+            packed = frame.tobytes()
         parts.append(packed)
         parts.append(_crc(packed))
-        index[i] = (offset, len(packed) + 4)
-        offset += len(packed) + 4
+        index[i] = (offset, len(packed) + CHECKSUM_BYTES)
+        offset += len(packed) + CHECKSUM_BYTES
     raw_index = index.tobytes()
     parts[0] = raw_index + _crc(raw_index)
     return parts
 
 
-def parse_index(layout: ArrayLayout, raw: bytes, where: str) -> np.ndarray:
-    """The ``[shard_frames, 2]`` (offset, length) table of a shard; checks its crc32c."""
+#: A shard index as readers use it: per chunk ``(offset, length)`` in the shard, or None
+#: where the chunk is not stored.
+ShardIndex = list[tuple[int, int] | None]
+
+
+def parse_index(layout: ArrayLayout, raw: bytes, where: str) -> ShardIndex:
+    """The (offset, length) table of a shard, one entry per chunk; checks its crc32c."""
     if len(raw) != layout.index_nbytes or _crc(np.frombuffer(raw, np.uint8)[:-4]) != raw[-4:]:
         raise CorruptDataset(f"{where}: shard index is damaged (crc32c mismatch or short read)")
-    return np.frombuffer(raw, dtype="<u8", count=layout.shard_frames * 2).reshape(-1, 2)
+    pairs = np.frombuffer(raw, dtype="<u8", count=layout.shard_frames * 2).reshape(-1, 2).tolist()
+    empty = int(_EMPTY)
+    return [None if offset == empty else (offset, length) for offset, length in pairs]
 
 
-def chunk_present(entry: np.ndarray) -> bool:
-    return bool(entry[0] != _EMPTY)
+def decode_chunk(layout: ArrayLayout, raw: np.ndarray, out: np.ndarray, where: Callable[[], str]) -> None:
+    """Check one chunk's crc32c and decode it into ``out`` (a C-contiguous [C, H, W] frame).
 
-
-def decode_chunk(raw: np.ndarray, out: np.ndarray, where: str) -> None:
-    """Check one chunk's crc32c and decompress it into ``out`` (a C-contiguous frame).
-
-    ``raw`` is the chunk as a 1-d uint8 array (a view into the bytes read).
+    ``raw`` is the chunk as a 1-d uint8 array (a view into the bytes read); ``where()``
+    names it in errors (built only then: this runs once per cached frame served).
     """
-    body, stored = raw[:-4], raw[-4:]
-    if len(raw) < 5 or _crc(body) != stored.tobytes():
-        raise CorruptDataset(f"{where}: chunk is damaged (crc32c mismatch)")
+    body = raw[:-CHECKSUM_BYTES]
+    check_chunk(body, raw[-CHECKSUM_BYTES:], where)
+    if layout.compression == "none":
+        if len(body) != out.nbytes:
+            raise CorruptDataset(f"{where()}: chunk holds {len(body)} bytes, a frame is {out.nbytes}")
+        out.reshape(-1)[:] = body
+        return
     try:
         numcodecs.blosc.decompress(body, out)
     except (RuntimeError, ValueError) as exc:
-        raise CorruptDataset(f"{where}: chunk does not decompress ({exc})") from exc
+        raise CorruptDataset(f"{where()}: chunk does not decompress ({exc})") from exc
+
+
+def check_chunk(body: np.ndarray, checksum: np.ndarray, where: Callable[[], str]) -> None:
+    """Raise CorruptDataset unless ``checksum`` (4 bytes) is the crc32c of ``body``."""
+    if len(checksum) != CHECKSUM_BYTES or google_crc32c.value(body) != int.from_bytes(checksum.tobytes(), "little"):
+        raise CorruptDataset(f"{where()}: chunk is damaged (crc32c mismatch)")

@@ -43,14 +43,14 @@ class FrameSource:
         self._pool: ReaderPool[VideoReader] = ReaderPool(max_open)
 
     def decode(self, video_key: str, start: int, stop: int) -> np.ndarray:
-        """uint8 ``[stop - start, H, W, C]``: the frames of global indices ``[start, stop)``.
+        """uint8 ``[stop - start, C, H, W]``: the frames of global indices ``[start, stop)``.
 
         Raises:
             VideoError: a frame is missing or off in time, or the video is unreadable.
             CorruptDataset: an index lies in no episode.
         """
         h, w, c = (int(x) for x in self.meta.features[video_key].shape)
-        out = np.empty((stop - start, h, w, c), dtype=np.uint8)
+        out = np.empty((stop - start, c, h, w), dtype=np.uint8)
         index = start
         while index < stop:
             pos = int(np.searchsorted(self._sorted_from, index, side="right")) - 1
@@ -71,12 +71,13 @@ class FrameSource:
         reader = self._reader(span.path)
         best = np.full(len(out), np.inf)  # |decoded - wanted| of the frame kept in each row
         try:
-            for t, frame in reader.iter_frames(float(wanted[0]), float(wanted[-1]) + 0.5 / self.meta.fps):
+            end = float(wanted[-1]) + 0.5 / self.meta.fps
+            for t, frame in reader.iter_frames(float(wanted[0]), end, channels_first=True):
                 row = int(np.argmin(np.abs(wanted - t)))
                 off = abs(wanted[row] - t)
                 if off < best[row]:
                     if frame.shape != out.shape[1:]:
-                        raise VideoError(f"{name}: decoded frames are {frame.shape}, info.json says {out.shape[1:]}")
+                        raise VideoError(f"{name}: decoded frames are {frame.shape} (C, H, W), info.json says {out.shape[1:]}")
                     out[row] = frame
                     best[row] = off
         except BaseException:

@@ -52,13 +52,17 @@ def episode_videos(meta: DatasetMeta, rows: np.ndarray) -> dict[str, EpisodeVide
 
 
 class FrameCache(Protocol):
-    """What :class:`VideoFrames` asks of a frame cache (decoded frames kept across epochs)."""
+    """What :class:`VideoFrames` asks of a frame cache (decoded frames kept across epochs).
+
+    Frames are channels first, as torch wants them: uint8 [T, 3, H, W].
+    """
 
     def get(self, video_path: str, timestamps: Sequence[float]) -> np.ndarray | None:
-        """uint8 [T, H, W, 3] frames of ``video_path`` at file ``timestamps``, or None."""
+        """uint8 [T, 3, H, W] frames of ``video_path`` at file ``timestamps`` (a fresh
+        array the caller may keep), or None."""
 
     def put(self, video_path: str, timestamps: Sequence[float], frames: np.ndarray) -> None:
-        """Remember decoded ``frames`` (uint8 [T, H, W, 3])."""
+        """Remember decoded ``frames`` (uint8 [T, 3, H, W])."""
 
 
 def bind_frame_cache(frame_cache: Any, meta: DatasetMeta, tolerance_s: float) -> FrameCache | None:
@@ -72,7 +76,9 @@ def bind_frame_cache(frame_cache: Any, meta: DatasetMeta, tolerance_s: float) ->
 
 
 class _Reader(Protocol):
-    def frames_at(self, timestamps: Sequence[float], tolerance_s: float = ..., *, episode: int | None = ...) -> np.ndarray: ...
+    def frames_at(
+        self, timestamps: Sequence[float], tolerance_s: float = ..., *, episode: int | None = ..., channels_first: bool = ...
+    ) -> np.ndarray: ...
 
     def close(self) -> None: ...
 
@@ -145,7 +151,7 @@ class VideoFrames:
     def frames(
         self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int, key: str | None = None
     ) -> np.ndarray:
-        """uint8 [T, H, W, 3] frames of ``path`` at ``timestamps`` (seconds in the file), one seek.
+        """uint8 [T, 3, H, W] frames of ``path`` at ``timestamps`` (seconds in the file), one seek.
 
         ``key`` is the video feature ``path`` belongs to (checked against ``features``).
         """
@@ -155,7 +161,7 @@ class VideoFrames:
                 return cached
         reader = self._pool.get(path, lambda: self._open(path, episode, key))
         try:
-            frames = reader.frames_at(timestamps, tolerance_s, episode=episode)
+            frames = reader.frames_at(timestamps, tolerance_s, episode=episode, channels_first=True)
         except BaseException:
             self._evict(path)  # its decoder state is unknown after a failure
             raise
@@ -231,7 +237,9 @@ class _TorchcodecReader:
         self._fps = float(metadata.average_fps)
         self.height, self.width, self.codec = metadata.height, metadata.width, metadata.codec or ""
 
-    def frames_at(self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None) -> np.ndarray:
+    def frames_at(
+        self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None, channels_first: bool = False
+    ) -> np.ndarray:
         indices = [round(t * self._fps) for t in timestamps]
         try:
             batch = self._decoder.get_frames_at(indices=indices)
@@ -245,7 +253,8 @@ class _TorchcodecReader:
                 f"{self.name}: wanted frame at t={timestamps[i]:.6f}s (episode {episode}) but the closest "
                 f"decoded frame is at t={got[i]:.6f}s (>= tolerance_s={tolerance_s})"
             )
-        return batch.data.permute(0, 2, 3, 1).numpy()
+        data = batch.data if channels_first else batch.data.permute(0, 2, 3, 1)
+        return data.contiguous().numpy()
 
     def close(self) -> None:
         if not isinstance(self._source, str):

@@ -87,7 +87,8 @@ class SampleAssembler:
         for key in self._image_keys:
             key_rows = np.atleast_1d(rows.get(key, position))
             pictures = np.stack([self._image(key, int(r)) for r in key_rows])
-            item[key] = self._camera(pictures if key in rows else pictures[0])
+            chw = np.ascontiguousarray(np.moveaxis(pictures, -1, -3))
+            item[key] = self._camera(chw if key in rows else chw[0])
         for key in self._tabular_keys:
             item[key] = _tensor(self.tabular.columns[key][rows.get(key, position)])
         item["task"] = self.meta.task(int(self._task_index[position]))
@@ -99,12 +100,9 @@ class SampleAssembler:
         return decode_image(data, f"{self.meta.url}/{path} ({key}, row {int(self.tabular.file_row[row])})")
 
     def _camera(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 [..., H, W, 3] -> [..., 3, H, W], float32 in [0, 1] unless return_uint8."""
-        chw = np.moveaxis(frames, -1, -3)
-        tensor = torch.from_numpy(np.ascontiguousarray(chw)) if self.return_uint8 else _to_float(chw)
-        if self.image_transforms is not None:
-            tensor = self.image_transforms(tensor)
-        return tensor
+        """uint8 [..., 3, H, W] (C-contiguous, owned by the sample) -> float32 in [0, 1]
+        unless return_uint8."""
+        return finish_camera(torch.from_numpy(frames), self.return_uint8, self.image_transforms)
 
 
 def finish_camera(tensor: torch.Tensor, return_uint8: bool, image_transforms: Transform | None) -> torch.Tensor:
@@ -115,15 +113,11 @@ def finish_camera(tensor: torch.Tensor, return_uint8: bool, image_transforms: Tr
     with ``return_uint8=True`` and no transforms, and finish them with this on output.
     """
     if not return_uint8:
-        tensor = _to_float(tensor.numpy())
+        # x / 255 in float32, as lerobot computes it (one pass, no intermediate copy).
+        tensor = torch.from_numpy(np.divide(tensor.numpy(), np.float32(255), dtype=np.float32))
     if image_transforms is not None:
         tensor = image_transforms(tensor)
     return tensor
-
-
-def _to_float(chw: np.ndarray) -> torch.Tensor:
-    # One pass from (HWC-strided) uint8 to contiguous CHW float32, x / 255 as lerobot computes it.
-    return torch.from_numpy(np.divide(chw, np.float32(255), dtype=np.float32, order="C"))
 
 
 def _tensor(value: Any) -> Any:

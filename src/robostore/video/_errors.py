@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import av
 
@@ -24,10 +24,11 @@ _WRAPPED: tuple[type[BaseException], ...] = (
 
 
 @contextlib.contextmanager
-def wrap_av_errors(name: str, what: str, hint: str = "") -> Iterator[None]:
+def wrap_av_errors(name: str, what: str | Callable[[], str], hint: str = "") -> Iterator[None]:
     """Re-raise PyAV/IO failures inside the block as VideoError naming ``name``.
 
-    ``what`` says what was being done ("opening", "decoding t=1.2s of episode 3");
+    ``what`` says what was being done ("opening", "decoding t=1.2s of episode 3"), or
+    is a function that says it (for hot paths: formatted only on failure);
     ``hint`` tells the user what to do.
     """
     try:
@@ -35,7 +36,7 @@ def wrap_av_errors(name: str, what: str, hint: str = "") -> Iterator[None]:
     except RobostoreError:
         raise
     except _WRAPPED as exc:
-        msg = f"{name}: error while {what}: {type(exc).__name__}: {exc}"
+        msg = f"{name}: error while {what if isinstance(what, str) else what()}: {type(exc).__name__}: {exc}"
         if hint:
             msg += f". {hint}"
         raise VideoError(msg) from exc

@@ -12,9 +12,12 @@ kept open and reused (the map-style Dataset keeps a few per worker in an LRU):
   access then decodes every frame exactly once.
 * :meth:`VideoReader.iter_frames` decodes a time range once, in order (streaming).
 
-Pixels are converted with ``frame.to_ndarray(format="rgb24")``, which is what
-lerobot's pyav backend (torchvision's VideoReader, ``frame.to_rgb()``) does, so
-``frames / 255`` equals lerobot's float frames.
+Pixels are converted as ``frame.to_ndarray(format="rgb24")`` converts them, which is
+what lerobot's pyav backend (torchvision's VideoReader, ``frame.to_rgb()``) does, so
+``frames / 255`` equals lerobot's float frames. Readers that want channels first
+(``channels_first=True``: torch's [3, H, W]) get the same values converted to planar RGB
+(``gbrp``), copied plane by plane, where swscale's planar output is exact (see
+:data:`PLANAR_FORMATS`); otherwise the RGB frame is transposed.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ log = logging.getLogger(__name__)
 ThreadMode = Literal["AUTO", "FRAME", "SLICE", "NONE"]
 
 _SMALL_FRAME_PIXELS = 320 * 240
+
+#: Decoded pixel formats whose planar RGB (``gbrp``) conversion equals the ``rgb24`` one,
+#: value for value (checked by the tests for each). swscale's planar output also needs a
+#: width that is a multiple of 16: below that it leaves the last columns unwritten
+#: (measured with FFmpeg 7 from PyAV 14+), so other widths go through ``rgb24``.
+PLANAR_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuv422p"})
+_PLANAR_WIDTH_MULTIPLE = 16
 
 _HINT = "The file may be truncated or corrupt: re-download it (robostore mirror) or re-record the episode"
 
@@ -194,11 +204,13 @@ class VideoReader:
         tolerance_s: float = 1e-4,
         *,
         episode: int | None = None,
+        channels_first: bool = False,
     ) -> np.ndarray:
         """Decode the frames closest to ``timestamps`` (seconds inside this file).
 
         Returns:
-            uint8 array [T, H, W, 3] (RGB), one frame per timestamp, in query order.
+            uint8 array [T, H, W, 3] (RGB), one frame per timestamp, in query order;
+            [T, 3, H, W] with ``channels_first``.
 
         Raises:
             VideoError: a timestamp has no frame within ``tolerance_s`` (beyond the
@@ -206,13 +218,12 @@ class VideoReader:
                 file cannot be decoded.
         """
         if len(timestamps) == 0:
-            return np.empty((0, self.height, self.width, 3), dtype=np.uint8)
+            return np.empty((0, *self._frame_shape(channels_first)), dtype=np.uint8)
         ts = [float(t) for t in timestamps]
         if any(math.isnan(t) for t in ts):
             raise VideoError(f"{self.name}: NaN timestamp requested{self._ep(episode)}")
         t_min, t_max = min(ts), max(ts)
-        where = f"decoding t={t_min:.4f}..{t_max:.4f}s{self._ep(episode)}"
-        with wrap_av_errors(self.name, where, _HINT):
+        with wrap_av_errors(self.name, lambda: f"decoding t={t_min:.4f}..{t_max:.4f}s{self._ep(episode)}", _HINT):
             candidates = self._decode_range(t_min, t_max, tolerance_s)
         if not candidates:
             raise VideoError(
@@ -221,8 +232,8 @@ class VideoReader:
                 "episodes table does not match this video file"
             )
         times = np.fromiter((c[0] for c in candidates), dtype=np.float64, count=len(candidates))
-        out = np.empty((len(ts), self.height, self.width, 3), dtype=np.uint8)
-        converted: dict[int, np.ndarray] = {}
+        out = np.empty((len(ts), *self._frame_shape(channels_first)), dtype=np.uint8)
+        converted: dict[int, int] = {}  # candidate -> row of out that holds it
         for i, t in enumerate(ts):
             j = int(np.argmin(np.abs(times - t)))
             if abs(times[j] - t) >= tolerance_s:
@@ -234,14 +245,19 @@ class VideoReader:
                     "timestamps do not match the video: check from_timestamp/fps or "
                     "re-encode the episode"
                 )
-            if j not in converted:
-                with wrap_av_errors(self.name, f"converting frame t={times[j]:.6f}s", _HINT):
-                    converted[j] = self._to_rgb(candidates[j][1])
-            out[i] = converted[j]
+            if j in converted:
+                out[i] = out[converted[j]]
+                continue
+            with wrap_av_errors(self.name, lambda: f"converting frame t={times[j]:.6f}s", _HINT):
+                self._convert(candidates[j][1], out[i], channels_first)
+            converted[j] = i
         return out
 
-    def iter_frames(self, start_s: float, end_s: float, *, eps: float = 1e-4) -> Iterator[tuple[float, np.ndarray]]:
-        """Yield ``(timestamp_s, uint8 [H, W, 3])`` for each frame in ``[start_s, end_s)``.
+    def iter_frames(
+        self, start_s: float, end_s: float, *, eps: float = 1e-4, channels_first: bool = False
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """Yield ``(timestamp_s, uint8 [H, W, 3])`` for each frame in ``[start_s, end_s)``
+        (``[3, H, W]`` with ``channels_first``).
 
         Decodes sequentially after one seek. Both ends are compared with a slack of
         ``eps``: a frame at ``start_s - eps/2`` is yielded, one at ``end_s - eps/2`` is
@@ -261,8 +277,9 @@ class VideoReader:
                 continue
             if t >= end_s - eps:
                 return
+            arr = np.empty(self._frame_shape(channels_first), dtype=np.uint8)
             with wrap_av_errors(self.name, f"converting frame t={t:.6f}s", _HINT):
-                arr = self._to_rgb(frame)
+                self._convert(frame, arr, channels_first)
             yield t, arr
 
     # -- internals ------------------------------------------------------------------
@@ -280,12 +297,28 @@ class VideoReader:
     def _fmt(v: float | None) -> str:
         return "unknown" if v is None else f"{v:.4f}"
 
-    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        # Same conversion as frame.to_ndarray(format="rgb24"), through one reformatter
-        # kept for the reader, single-threaded: to_ndarray builds a scaler per frame
-        # with its own slice threads, created and joined every time (~100x slower
-        # for one frame, far worse on a loaded machine).
-        return self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+    def _frame_shape(self, channels_first: bool) -> tuple[int, int, int]:
+        return (3, self.height, self.width) if channels_first else (self.height, self.width, 3)
+
+    def _convert(self, frame: av.VideoFrame, out: np.ndarray, channels_first: bool) -> None:
+        """Write ``frame`` as RGB into ``out`` ([H, W, 3], or [3, H, W] if ``channels_first``)."""
+        # One reformatter kept for the reader, single-threaded: to_ndarray builds a
+        # scaler per frame with its own slice threads, created and joined every time
+        # (~100x slower for one frame, far worse on a loaded machine).
+        if out.shape != self._frame_shape(channels_first) or (frame.height, frame.width) != (self.height, self.width):
+            raise VideoError(
+                f"{self.name}: a frame of {frame.width}x{frame.height} in a stream of "
+                f"{self.width}x{self.height}; the video changes size mid-stream. {_HINT}"
+            )
+        if channels_first and frame.format.name in PLANAR_FORMATS and frame.width % _PLANAR_WIDTH_MULTIPLE == 0:
+            planar = self._reformatter.reformat(frame, format="gbrp", threads=1)
+            h, w = planar.height, planar.width
+            for channel, plane in zip((1, 2, 0), planar.planes):  # gbrp: G, B, R planes
+                rows = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
+                out[channel] = rows[:, :w]
+            return
+        rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        out[...] = rgb.transpose(2, 0, 1) if channels_first else rgb
 
     def _seek(self, t: float) -> None:
         container = self._require_open()
