@@ -12,9 +12,13 @@ measures, each mode on the same dataset in this process:
   (num_workers=0), float32 frames as lerobot returns them; no cache, then a fresh
   cache (cold: every miss decodes and writes its whole shard), then the filled
   cache (warm);
-* streaming: episodes in a shuffled order, each decoded sequentially
+* streaming, frame level: episodes in a shuffled order, each decoded sequentially
   (``VideoReader.iter_frames``) without a cache, vs ``DatasetFrameCache.get`` of the
-  episode's frame range, cold and warm (there is no StreamingDataset yet);
+  episode's frame range, cold and warm;
+* streaming, dataset level: one epoch of ``robostore.StreamingDataset`` (num_workers=0,
+  uint8 frames, default shuffling), no cache / cold / warm;
+
+Frames are channels first ([3, H, W]) everywhere, as the torch readers ask for them.
 * ``cache warm`` with all cores, and the cache's size next to the mp4s.
 
 With ``--codecs``: compression ratio and speed of the candidate codecs on decoded
@@ -205,14 +209,14 @@ def frame_layer_epoch(meta: DatasetMeta, order: list[int], cache: FrameCache | N
                 reader = readers.get(span.path)
                 if reader is None:
                     reader = readers[span.path] = VideoReader(meta.store.full_path(span.path), thread_type="NONE")
-                reader.frames_at([span.from_timestamp + (i - int(starts[row])) / meta.fps])
+                reader.frames_at([span.from_timestamp + (i - int(starts[row])) / meta.fps], channels_first=True)
         for reader in readers.values():
             reader.close()
         return clock
     frames = cache.for_dataset(meta)
     with Clock() as clock:
         for i in order:
-            frames.get(key, [i])
+            frames.get(key, [i], channels_first=True)
     frames.close()
     return clock
 
@@ -228,7 +232,7 @@ def streaming_epoch(meta: DatasetMeta, episodes: list[int], cache: FrameCache | 
                     reader = readers.get(span.path)
                     if reader is None:
                         reader = readers[span.path] = VideoReader(meta.store.full_path(span.path), thread_type="NONE")
-                    frames = np.stack([f for _, f in reader.iter_frames(span.from_timestamp, span.to_timestamp)])
+                    frames = np.stack([f for _, f in reader.iter_frames(span.from_timestamp, span.to_timestamp, channels_first=True)])
                     assert len(frames) == meta.frame_range(episode)[1] - meta.frame_range(episode)[0]
             for reader in readers.values():
                 reader.close()
@@ -237,8 +241,17 @@ def streaming_epoch(meta: DatasetMeta, episodes: list[int], cache: FrameCache | 
             for episode in episodes:
                 start, stop = meta.frame_range(episode)
                 for key in meta.video_keys:
-                    assert frames_cache.get(key, np.arange(start, stop)) is not None
+                    assert frames_cache.get(key, np.arange(start, stop), channels_first=True) is not None
             frames_cache.close()
+    return clock
+
+
+def streaming_dataset_epoch(url: str, cache: FrameCache | None) -> Clock:
+    """One epoch of ``robostore.StreamingDataset`` in this process (uint8 frames)."""
+    sds = robostore.StreamingDataset(url, frame_cache=cache, return_uint8=True)
+    with Clock() as clock:
+        count = sum(1 for _ in sds)
+    assert count == sds.num_frames
     return clock
 
 
@@ -276,6 +289,7 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
             "map_uint8": lambda c: map_style_epoch(url, order, c, uint8=True),
             "frame_layer": lambda c: frame_layer_epoch(meta, order, c),
             "streaming": lambda c: streaming_epoch(meta, episodes, c),
+            "streaming_dataset": lambda c: streaming_dataset_epoch(url, c),
         }
         for name, run in cases.items():
             out[name] = best([three_modes(work, name, run) for _ in range(args.repeats)])
@@ -302,7 +316,8 @@ def report(r: dict) -> None:
         "map_float32": "Dataset[i], random order, float32 frames",
         "map_uint8": "Dataset[i], random order, return_uint8",
         "frame_layer": "one frame, random order: VideoReader.frames_at vs cache.get",
-        "streaming": "streaming: episode by episode (all cameras)",
+        "streaming": "streaming, frame level: episode by episode (all cameras)",
+        "streaming_dataset": "streaming: StreamingDataset epoch, return_uint8",
     }
     for name, label in labels.items():
         t = r[name]

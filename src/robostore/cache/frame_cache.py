@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 ROOT_ATTR = "robostore_frame_cache"
 CLAIMS_DIR = "claims"
 _INDEX_CACHE_SIZE = 2048
+_FILLED_BYTES = 128 << 20  # shards this process filled, kept decoded (LRU)
 _MAX_RUN = 256
 
 
@@ -368,6 +369,7 @@ class DatasetFrameCache:
         self._index_cache: collections.OrderedDict[str, ShardIndex] = collections.OrderedDict()
         self._touched: dict[str, float] = {}
         self._full_paths: dict[str, str] = {}  # shard key -> local path
+        self._filled: collections.OrderedDict[tuple[str, int], np.ndarray] = collections.OrderedDict()
         self._scratch = threading.local()  # per-thread read buffer of a local cache
         self._arrays_written: set[str] = set()
         self._writable = True
@@ -448,14 +450,21 @@ class DatasetFrameCache:
         served = 0
         for shard, positions in by_shard.items():
             inner = [idx[p] - shard * layout.shard_frames for p in positions]
-            if self._read(video_key, layout, shard, inner, out, positions):
+            frames = self._recently_filled(video_key, shard)
+            if frames is not None:
                 served += len(positions)
-                continue
-            frames = self._fill(video_key, layout, shard) if fill else None
-            if frames is None:
-                self.cache.stats.add(hits=served, misses=len(idx) - served)
-                return None
-            out[positions] = frames[inner]
+            else:
+                if self._read(video_key, layout, shard, inner, out, positions):
+                    served += len(positions)
+                    continue
+                frames = self._fill(video_key, layout, shard) if fill else None
+                if frames is None:
+                    self.cache.stats.add(hits=served, misses=len(idx) - served)
+                    return None
+            if positions == list(range(positions[0], positions[-1] + 1)) and inner == list(range(inner[0], inner[-1] + 1)):
+                out[positions[0] : positions[-1] + 1] = frames[inner[0] : inner[-1] + 1]  # a run: one copy
+            else:
+                out[positions] = frames[inner]
         self.cache.stats.add(hits=served, misses=len(idx) - served)
         return out if channels_first else np.ascontiguousarray(out.transpose(0, 2, 3, 1))
 
@@ -687,9 +696,25 @@ class DatasetFrameCache:
                 )
                 return None
             self._write_shard(video_key, layout, shard, frames)
+            self._remember_fill(video_key, shard, frames)
             return frames
         finally:
             release()
+
+    def _remember_fill(self, video_key: str, shard: int, frames: np.ndarray) -> None:
+        # A stream reads on through the shard it just filled: serving the rest of it from
+        # memory saves reading back (and checking) every frame just written.
+        with self._lock:
+            self._filled[(video_key, shard)] = frames
+            while sum(f.nbytes for f in self._filled.values()) > _FILLED_BYTES:
+                self._filled.popitem(last=False)
+
+    def _recently_filled(self, video_key: str, shard: int) -> np.ndarray | None:
+        with self._lock:
+            frames = self._filled.get((video_key, shard))
+            if frames is not None:
+                self._filled.move_to_end((video_key, shard))
+            return frames
 
     def _write_shard(self, video_key: str, layout: ArrayLayout, shard: int, frames: np.ndarray) -> bool:
         if not self._writable:
@@ -750,7 +775,7 @@ def _runs(chunks: list[tuple[int, tuple[int, int]]]) -> list[list[tuple[int, tup
     return runs
 
 
-def _write_local(full: str, parts: list[bytes]) -> None:
+def _write_local(full: str, parts: list[bytes | memoryview]) -> None:
     """Write a local shard atomically (a temporary file renamed over the destination).
 
     Unlike ``LocalStore.write`` there is no fsync: after a power loss a shard may be

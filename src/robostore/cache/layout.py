@@ -176,26 +176,27 @@ def _crc(data: bytes | np.ndarray) -> bytes:
     return np.uint32(google_crc32c.value(data)).tobytes()
 
 
-def encode_shard(layout: ArrayLayout, frames: np.ndarray) -> list[bytes]:
+def encode_shard(layout: ArrayLayout, frames: np.ndarray) -> list[bytes | memoryview]:
     """The bytes of a shard holding ``frames`` (uint8 [n, C, H, W], n <= shard_frames).
 
-    Returned as parts (index, then one chunk per frame) to be written back to back.
+    Returned as parts (index, then per frame its bytes and their checksum) to be written
+    back to back; uncompressed parts are views of ``frames``.
     Chunks are laid out in frame order right after the index, so neighbouring frames
     are neighbouring bytes. Positions past ``n`` (the end of the array) stay empty.
     """
     if frames.dtype != np.uint8 or frames.shape[1:] != layout.stored_shape or len(frames) > layout.shard_frames:
         raise ValueError(f"frames {frames.dtype} {frames.shape} do not fit a shard of {layout}")
     index = np.full((layout.shard_frames, 2), _EMPTY, dtype="<u8")
-    parts: list[bytes] = [b""]
+    parts: list[bytes | memoryview] = [b""]
     offset = layout.index_nbytes
     for i, frame in enumerate(frames):
         frame = np.ascontiguousarray(frame)
         if layout.compression == "lz4":
-            packed = numcodecs.blosc.compress(frame, _CNAME.encode(), _CLEVEL, _SHUFFLE, 0, 1)
+            packed: bytes | memoryview = numcodecs.blosc.compress(frame, _CNAME.encode(), _CLEVEL, _SHUFFLE, 0, 1)
         else:
-            packed = frame.tobytes()
+            packed = memoryview(frame.reshape(-1))  # the frame's own bytes: no copy before the write
         parts.append(packed)
-        parts.append(_crc(packed))
+        parts.append(_crc(frame if layout.compression == "none" else packed))
         index[i] = (offset, len(packed) + CHECKSUM_BYTES)
         offset += len(packed) + CHECKSUM_BYTES
     raw_index = index.tobytes()

@@ -2,8 +2,9 @@
 
 The frames of global indices ``[start, stop)`` of one video key may span several
 episodes and mp4 files; each episode's part is decoded with one seek and forward
-decoding (:meth:`VideoReader.iter_frames`), and each wanted timestamp is matched to the
-decoded frame closest to it within ``tolerance_s``, as the readers match them.
+decoding (:meth:`VideoReader.frames_at` with all its timestamps), each wanted timestamp
+matched to the decoded frame closest to it within ``tolerance_s``, as the readers match
+them, and written straight into the caller's array.
 """
 
 from __future__ import annotations
@@ -64,31 +65,21 @@ class FrameSource:
         return out
 
     def _decode_episode(self, video_key: str, episode: int, first: int, out: np.ndarray) -> None:
-        """Decode frames ``first ...`` of an episode into ``out`` (one per row)."""
+        """Decode frames ``first ...`` of an episode into ``out`` (one per row), in one
+        forward pass, matched to their timestamps as the readers match them."""
         span = self.meta.video_span(episode, video_key)
-        name = self.meta.store.describe(span.path)
         wanted = span.from_timestamp + (first + np.arange(len(out))) / self.meta.fps
         reader = self._reader(span.path)
-        best = np.full(len(out), np.inf)  # |decoded - wanted| of the frame kept in each row
+        if (3, reader.height, reader.width) != out.shape[1:]:
+            raise VideoError(
+                f"{self.meta.store.describe(span.path)}: frames are {reader.width}x{reader.height}, "
+                f"info.json says {out.shape[3]}x{out.shape[2]}"
+            )
         try:
-            end = float(wanted[-1]) + 0.5 / self.meta.fps
-            for t, frame in reader.iter_frames(float(wanted[0]), end, channels_first=True):
-                row = int(np.argmin(np.abs(wanted - t)))
-                off = abs(wanted[row] - t)
-                if off < best[row]:
-                    if frame.shape != out.shape[1:]:
-                        raise VideoError(f"{name}: decoded frames are {frame.shape} (C, H, W), info.json says {out.shape[1:]}")
-                    out[row] = frame
-                    best[row] = off
+            reader.frames_at(wanted.tolist(), self.tolerance_s, episode=episode, channels_first=True, out=out)
         except BaseException:
             self._drop(span.path)
             raise
-        if (best >= self.tolerance_s).any():
-            row = int(np.argmax(best))
-            raise VideoError(
-                f"{name}: no decoded frame within tolerance_s={self.tolerance_s} of t={wanted[row]:.6f}s "
-                f"(episode {episode}, frame {first + row})"
-            )
 
     def _reader(self, path: str) -> VideoReader:
         return self._pool.get(path, lambda: self._open(path))

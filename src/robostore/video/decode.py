@@ -205,12 +205,14 @@ class VideoReader:
         *,
         episode: int | None = None,
         channels_first: bool = False,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """Decode the frames closest to ``timestamps`` (seconds inside this file).
 
         Returns:
             uint8 array [T, H, W, 3] (RGB), one frame per timestamp, in query order;
-            [T, 3, H, W] with ``channels_first``.
+            [T, 3, H, W] with ``channels_first``. With ``out`` (a C-contiguous array of
+            that shape) the frames are written there and ``out`` is returned.
 
         Raises:
             VideoError: a timestamp has no frame within ``tolerance_s`` (beyond the
@@ -232,7 +234,11 @@ class VideoReader:
                 "episodes table does not match this video file"
             )
         times = np.fromiter((c[0] for c in candidates), dtype=np.float64, count=len(candidates))
-        out = np.empty((len(ts), *self._frame_shape(channels_first)), dtype=np.uint8)
+        shape = (len(ts), *self._frame_shape(channels_first))
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        elif out.shape != shape or out.dtype != np.uint8:
+            raise VideoError(f"{self.name}: frames are uint8 {list(shape)}, the output buffer is {out.dtype} {list(out.shape)}")
         converted: dict[int, int] = {}  # candidate -> row of out that holds it
         for i, t in enumerate(ts):
             j = int(np.argmin(np.abs(times - t)))
