@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 import robostore
 from robostore.cache import FrameCache
+from robostore.cache.layout import COMPRESSIONS
 from robostore.meta import DatasetMeta, tasks_table
 from robostore.video.decode import VideoReader
 
@@ -356,6 +357,7 @@ def codecs(args: argparse.Namespace) -> None:
 
     blosc.use_threads = False
     candidates = {
+        "none (a copy)": (lambda f: f.tobytes(), lambda b: np.frombuffer(b, np.uint8).copy()),
         "zstd 1": (lambda f: Zstd(1).encode(f), lambda b: Zstd(1).decode(b)),
         "zstd 3": (lambda f: Zstd(3).encode(f), lambda b: Zstd(3).decode(b)),
     }
@@ -401,23 +403,26 @@ def codecs(args: argparse.Namespace) -> None:
 
 
 def zarr_read(root: Path) -> None:
-    """One-frame reads: zarr-python's Array vs robostore's direct ranged read + decode."""
-    cache = FrameCache(str(root.parent / "cache"))
-    frames = cache.for_dataset(str(root))
-    key = frames.video_keys[0]
-    frames.fill(key, range(frames.layout(key).num_shards))
+    """One-frame reads of a warm local cache: zarr-python's Array vs robostore's own read,
+    for each compression robostore offers (random order, channels first as readers ask)."""
+    readers: dict[str, Callable[[int], object]] = {}
+    for compression in COMPRESSIONS:
+        frames = FrameCache(str(root.parent / f"cache-{compression}"), compression=compression).for_dataset(str(root))
+        key = frames.video_keys[0]
+        frames.fill(key, range(frames.layout(key).num_shards))
+        readers[f"robostore DatasetFrameCache.get, {compression}"] = (
+            lambda i, f=frames, k=key: f.get(k, [i], channels_first=True)
+        )
     array = frames.zarr_array(key)
+    readers["zarr-python Array[i]"] = lambda i: array[i]
     idx = np.random.default_rng(0).integers(0, frames.layout(key).num_frames, 300).tolist()
-    timings = {}
-    for name, read in (("zarr-python Array[i]", lambda i: array[i]), ("robostore DatasetFrameCache.get", lambda i: frames.get(key, [i]))):
+    print("\none-frame reads from a warm local cache:")
+    for name, read in readers.items():
         read(idx[0])
         began = time.perf_counter()
         for i in idx:
             read(i)
-        timings[name] = (time.perf_counter() - began) / len(idx)
-    print("\none-frame reads from a warm local cache:")
-    for name, t in timings.items():
-        print(f"  {name}: {t * 1e3:.3f} ms/frame")
+        print(f"  {name}: {(time.perf_counter() - began) / len(idx) * 1e3:.3f} ms/frame")
 
 
 def main() -> None:

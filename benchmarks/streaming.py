@@ -12,12 +12,23 @@ loopback) and delta_timestamps off/on (action: 10 future steps, state and each c
 * the map-style ``Dataset`` behind ``DataLoader(shuffle=True, batch_size=32,
   num_workers=2)`` for ``--map-samples`` samples (its rate is flat over an epoch),
 
-(the streaming run twice: float32 cameras, and with ``return_uint8=True``, which leaves
-out the float conversion and moves 4x fewer bytes between processes)
-and reports samples/s, samples/s after the first batch and the time to the first batch
-(median of ``--repeat`` runs). The ceiling is PyAV's own sequential decode of the same
-files on one thread (decode every frame of both cameras in order and convert it to RGB,
-as any reader must): streaming with 2 workers is compared with twice that.
+(each twice: float32 cameras, and with ``return_uint8=True``, which leaves out the
+float conversion and moves 4x fewer bytes between processes) and reports samples/s,
+samples/s after the first batch and the time to the first batch (median of
+``--repeat`` runs). All local runs come first, then the S3 server is started (a server
+busy right after an upload would slow the local runs down).
+
+Two ceilings frame the figures:
+
+* decoding: PyAV's own sequential decode of the same files on one thread (every frame
+  of both cameras in order, converted to RGB, as any reader must); streaming with 2
+  workers is compared with twice that;
+* transport: the same DataLoader (2 workers, batches of 32) fed by a dataset that only
+  copies ready-made samples of the same keys, shapes and dtypes: what moving samples
+  from workers to the training process costs on its own. On a machine with as many
+  cores as workers, decoding and transport share the cores, so the best any reader can
+  reach is ``workers / (1 / decode + workers / transport)`` samples/s (printed as
+  "both").
 
     PYTHONPATH=src python benchmarks/streaming.py [--s3] [--repeat 3]
 """
@@ -36,7 +47,7 @@ from typing import Any
 import av
 import torch
 from av.video.reformatter import VideoReformatter
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -98,14 +109,37 @@ def streaming(
     return run(make, None)
 
 
-def map_style(url: str, options: dict[str, Any] | None, delta: bool, workers: int, samples: int, seed: int) -> dict[str, float]:
+def map_style(
+    url: str, options: dict[str, Any] | None, delta: bool, workers: int, samples: int, seed: int, uint8: bool
+) -> dict[str, float]:
     def make() -> DataLoader:
-        ds = Dataset(url, delta_timestamps=default_delta() if delta else None, storage_options=options)
+        ds = Dataset(url, delta_timestamps=default_delta() if delta else None, storage_options=options, return_uint8=uint8)
         g = torch.Generator()
         g.manual_seed(seed)
         return DataLoader(ds, batch_size=32, shuffle=True, num_workers=workers, generator=g)
 
     return run(make, samples)
+
+
+class _ReadyMade(IterableDataset):
+    """Yields copies of ready-made samples: a reader whose samples cost nothing to make."""
+
+    def __init__(self, samples: list[dict[str, Any]], total: int) -> None:
+        self.samples, self.total = samples, total
+
+    def __iter__(self) -> Any:
+        info = get_worker_info()
+        share = self.total // (info.num_workers if info else 1)
+        for i in range(share):
+            sample = self.samples[i % len(self.samples)]
+            yield {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
+
+
+def transport(url: str, delta: bool, workers: int, uint8: bool, total: int) -> dict[str, float]:
+    """DataLoader throughput for samples like the streaming dataset's, made in no time."""
+    sds = StreamingDataset(url, delta_timestamps=default_delta() if delta else None, return_uint8=uint8)
+    samples = [item for _, item in zip(range(64), sds)]
+    return run(lambda: DataLoader(_ReadyMade(samples, total), batch_size=32, num_workers=workers), None)
 
 
 def median(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -134,38 +168,42 @@ def main() -> None:
     meta = DatasetMeta.open(str(args.root))
     total = meta.total_frames
     subset = meta.episode_indices[: args.epoch_episodes].tolist()
-    sources: dict[str, tuple[str, dict[str, Any] | None]] = {"local": (str(args.root), None)}
-    server = None
-    if args.s3:
-        from backends.pytest_plugin import upload_folder
-        from backends.s3 import S3Server
-
-        server = S3Server().__enter__()
-        url, options = f"s3://{server.new_bucket()}/dataset", server.storage_options()
-        upload_folder(args.root, url, options)
-        sources["s3"] = (url, options)
-
+    epoch_frames = sum(stop - start for start, stop in map(meta.frame_range, subset))
     until_s = max(meta.video_span(e, CAMERAS[0]).to_timestamp for e in subset) - 0.5 / FPS
     ceiling = statistics.median(sequential_ceiling(args.root, until_s) for _ in range(args.repeat))
     print(f"PyAV sequential decode, 1 thread: {ceiling:.1f} samples/s", file=sys.stderr, flush=True)
+    kinds = (("", False), (" uint8", True))
     rows: dict[tuple[str, str, bool], dict[str, float]] = {}
+    server = None
     try:
-        for delta in (False, True):
-            for source, (url, options) in sources.items():
-                for kind, uint8 in (("streaming", False), ("streaming uint8", True)):
-                    rows[(source, kind, delta)] = median(
+        for source in ("local", "s3") if args.s3 else ("local",):
+            url, options = str(args.root), None
+            if source == "s3":
+                from backends.pytest_plugin import upload_folder
+                from backends.s3 import S3Server
+
+                server = S3Server().__enter__()
+                url, options = f"s3://{server.new_bucket()}/dataset", server.storage_options()
+                upload_folder(args.root, url, options)
+            for delta in (False, True):
+                for suffix, uint8 in kinds:
+                    rows[(source, "streaming" + suffix, delta)] = median(
                         [streaming(url, options, delta, args.workers, subset, rep, uint8) for rep in range(args.repeat)]
                     )
-                rows[(source, "map", delta)] = median(
-                    [map_style(url, options, delta, args.workers, args.map_samples, rep) for rep in range(args.repeat)]
-                )
-                for kind in ("streaming", "streaming uint8", "map"):
-                    r = rows[(source, kind, delta)]
-                    print(f"{source} {kind} delta={delta}: {r}", file=sys.stderr, flush=True)
+                    rows[(source, "map" + suffix, delta)] = median(
+                        [map_style(url, options, delta, args.workers, args.map_samples, rep, uint8) for rep in range(args.repeat)]
+                    )
+                    if source == "local":
+                        rows[("-", "transport" + suffix, delta)] = median(
+                            [transport(url, delta, args.workers, uint8, epoch_frames) for _ in range(args.repeat)]
+                        )
+                    for kind in ("streaming" + suffix, "map" + suffix):
+                        print(f"{source} {kind} delta={delta}: {rows[(source, kind, delta)]}", file=sys.stderr, flush=True)
     finally:
         if server is not None:
             server.__exit__(None, None, None)
 
+    decode = args.workers * ceiling
     print(
         f"\ndataset: {meta.total_episodes} episodes, {total} frames, 2 cameras, AV1 GOP 2; streaming epoch: "
         f"{len(subset)} episodes; {os.cpu_count()} CPUs; {args.workers} DataLoader workers; median of {args.repeat}\n"
@@ -177,15 +215,18 @@ def main() -> None:
             f"| {source} | {kind} | {'on' if delta else 'off'} | {r['samples_per_s']:.0f} | "
             f"{r['after_first_batch']:.0f} | {r['first_batch_s']:.2f} |"
         )
-    print(f"\nPyAV sequential decode, one thread: {ceiling:.0f} samples/s (ceiling of {args.workers} cores: {args.workers * ceiling:.0f})\n")
+    print(f"\nPyAV sequential decode, one thread: {ceiling:.0f} samples/s (ceiling of {args.workers} cores: {decode:.0f})\n")
     for (source, kind, delta), r in rows.items():
-        if kind == "map":
+        if not kind.startswith("streaming"):
             continue
+        suffix = kind.removeprefix("streaming")
+        moving = rows[("-", "transport" + suffix, delta)]["samples_per_s"]
+        both = args.workers / (1 / ceiling + args.workers / moving)
         sps, steady = r["samples_per_s"], r["after_first_batch"]
         parts = [
-            f"{sps / (args.workers * ceiling):.2f}x the ceiling of {args.workers} cores "
-            f"({steady / (args.workers * ceiling):.2f}x after the first batch)",
-            f"{sps / rows[(source, 'map', delta)]['samples_per_s']:.1f}x the map-style Dataset",
+            f"{sps / decode:.2f}x the decode ceiling of {args.workers} cores ({steady / decode:.2f}x after the first batch)",
+            f"{sps / both:.2f}x decode+transport ({both:.0f}/s; transport alone {moving:.0f}/s)",
+            f"{sps / rows[(source, 'map' + suffix, delta)]['samples_per_s']:.1f}x the map-style Dataset",
         ]
         if source != "local":
             parts.append(f"{sps / rows[('local', kind, delta)]['samples_per_s']:.2f}x from local disk")
