@@ -39,7 +39,13 @@ from robostore.cache.layout import (
 )
 from robostore.cache.source import FrameSource
 from robostore.cache.stats import StatsRecorder, read_stats
-from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, StoreError
+from robostore.errors import (
+    CorruptDataset,
+    NotFound,
+    RobostoreError,
+    SchemaError,
+    StoreError,
+)
 from robostore.meta import DatasetMeta
 from robostore.store import Store
 

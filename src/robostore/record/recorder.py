@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -165,26 +165,23 @@ class Recorder:
                 "Recorder.resume(url) or choose another URL"
             )
         lease = Lease.acquire(store, ttl_s=None if _is_transactional(store) else 120.0, force=force)
-        try:
+
+        def prepare() -> tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]:
             meta = DatasetMeta.create(
                 store, fps, feats, robot_type, use_videos, chunks_size, data_files_size_in_mb, video_files_size_in_mb
             )
             starts = {"data": FileIndex(), "episodes": FileIndex(), **{f"videos/{k}": FileIndex() for k in meta.video_keys}}
-            return cls(
-                store,
-                meta,
-                lease,
-                video=video,
-                starts=starts,
-                staging_dir=staging_dir,
-                publish_every=publish_every,
-                publish_interval_s=publish_interval_s,
-                image_writer_threads=image_writer_threads,
-            )
-        except BaseException:
-            lease.release()
-            store.commit("robostore: release the writer lease")
-            raise
+            return meta, video, starts
+
+        return cls._start(
+            store,
+            lease,
+            prepare,
+            staging_dir=staging_dir,
+            publish_every=publish_every,
+            publish_interval_s=publish_interval_s,
+            image_writer_threads=image_writer_threads,
+        )
 
     @classmethod
     def resume(
@@ -220,23 +217,39 @@ class Recorder:
         store = open_store(url, storage_options)
         validate(store).raise_for_problems()
         lease = Lease.acquire(store, ttl_s=None if _is_transactional(store) else 120.0, force=force)
-        try:
+
+        def prepare() -> tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]:
             meta = repair(store)
-            if video is None:
+            chosen = video
+            if chosen is None:
                 codecs = {(meta.features[k].info or {}).get("video.codec") for k in meta.video_keys}
                 codec = _CODECS.get(next(iter(codecs)), "libsvtav1") if len(codecs) == 1 else "libsvtav1"
-                video = VideoOptions.h264() if codec == "libx264" else VideoOptions()
-            return cls(
-                store,
-                meta,
-                lease,
-                video=video,
-                starts=_next_files(meta),
-                staging_dir=staging_dir,
-                publish_every=publish_every,
-                publish_interval_s=publish_interval_s,
-                image_writer_threads=image_writer_threads,
-            )
+                chosen = VideoOptions.h264() if codec == "libx264" else VideoOptions()
+            return meta, chosen, _next_files(meta)
+
+        return cls._start(
+            store,
+            lease,
+            prepare,
+            staging_dir=staging_dir,
+            publish_every=publish_every,
+            publish_interval_s=publish_interval_s,
+            image_writer_threads=image_writer_threads,
+        )
+
+    @classmethod
+    def _start(
+        cls,
+        store: Store,
+        lease: Lease,
+        prepare: Callable[[], tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]],
+        **options: Any,
+    ) -> Recorder:
+        """A recorder on what ``prepare()`` returns (metadata, encoder settings, next files);
+        if anything fails the lease is given back, so the dataset is not left locked."""
+        try:
+            meta, video, starts = prepare()
+            return cls(store, meta, lease, video=video, starts=starts, **options)
         except BaseException:
             lease.release()
             store.commit("robostore: release the writer lease")

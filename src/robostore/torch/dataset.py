@@ -11,13 +11,18 @@ from typing import TYPE_CHECKING, Any
 import torch.utils.data
 
 from robostore.meta import DatasetMeta
-from robostore.schema import Feature
 from robostore.store import Store
 from robostore.torch.deltas import delta_indices
-from robostore.torch.frames import FrameCache, VideoFrames, bind_frame_cache, check_backend
+from robostore.torch.frames import (
+    FrameCache,
+    VideoFrames,
+    bind_frame_cache,
+    check_backend,
+)
 from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
+from robostore.torch.views import SelectedEpisodes
 
 if TYPE_CHECKING:
     import robostore.cache
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Dataset(torch.utils.data.Dataset):
+class Dataset(SelectedEpisodes, torch.utils.data.Dataset):
     """Random access to the frames of a LeRobot v3.0 dataset on any backend.
 
     ``ds[i]`` is a dict like lerobot's ``LeRobotDataset[i]``: every non-video feature
@@ -97,26 +102,6 @@ class Dataset(torch.utils.data.Dataset):
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ views
-    @property
-    def fps(self) -> int:
-        """Frames per second of the dataset."""
-        return self.meta.fps
-
-    @property
-    def features(self) -> dict[str, Feature]:
-        """The features of info.json."""
-        return self.meta.features
-
-    @property
-    def num_episodes(self) -> int:
-        """Number of selected episodes."""
-        return len(self._index.episodes)
-
-    @property
-    def num_frames(self) -> int:
-        """Number of frames in the selected episodes (``len(ds)``)."""
-        return len(self._index)
-
     @property
     def delta_indices(self) -> dict[str, list[int]] | None:
         """``delta_timestamps`` as integer frame offsets (lerobot's ``delta_indices``)."""

@@ -19,11 +19,11 @@ from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import NotFound, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
+from robostore.reader_pool import ReaderPool
 from robostore.schema import Feature
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
-from robostore.reader_pool import ReaderPool
 
 #: Video backends: PyAV (default) and torchcodec (when installed).
 BACKENDS = ("pyav", "torchcodec")

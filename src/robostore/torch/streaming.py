@@ -32,16 +32,26 @@ from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import RobostoreError, SchemaError
 from robostore.meta import DatasetMeta
-from robostore.schema import Feature
 from robostore.store import Store
 from robostore.torch.deltas import delta_indices
-from robostore.torch.frames import FrameCache, VideoFrames, bind_frame_cache, check_backend
+from robostore.torch.frames import (
+    FrameCache,
+    VideoFrames,
+    bind_frame_cache,
+    check_backend,
+)
 from robostore.torch.prefetch import Prefetcher
 from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform, finish_camera
-from robostore.torch.sharding import ShardId, current_shard, permutation, split_by_frames
+from robostore.torch.sharding import (
+    ShardId,
+    current_shard,
+    permutation,
+    split_by_frames,
+)
 from robostore.torch.shuffle import ShardPlan
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
+from robostore.torch.views import SelectedEpisodes
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +68,7 @@ class _Progress:
     yielded: int
 
 
-class StreamingDataset(torch.utils.data.IterableDataset):
+class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
     """Streams the frames of a LeRobot v3.0 dataset, decoding each episode once, in order.
 
     Samples are the map-style :class:`~robostore.torch.Dataset`'s: the sample whose
@@ -149,28 +159,13 @@ class StreamingDataset(torch.utils.data.IterableDataset):
 
     # ------------------------------------------------------------------ views
     @property
-    def fps(self) -> int:
-        """Frames per second of the dataset."""
-        return self.meta.fps
-
-    @property
-    def features(self) -> dict[str, Feature]:
-        """The features of info.json."""
-        return self.meta.features
-
-    @property
     def episodes(self) -> list[int]:
         """The selected episode indices, ascending."""
         return self._index.episodes.tolist()
 
-    @property
-    def num_frames(self) -> int:
-        """Frames of the selected episodes: samples per epoch over all ranks and workers."""
-        return len(self._index)
-
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.meta.url!r}, episodes={len(self._index.episodes)}, "
+            f"{type(self).__name__}({self.meta.url!r}, episodes={self.num_episodes}, "
             f"frames={self.num_frames}, shuffle={self.shuffle}, seed={self.seed}, epoch={self.epoch})"
         )
 

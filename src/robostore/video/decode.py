@@ -31,8 +31,8 @@ from fractions import Fraction
 from typing import IO, Literal
 
 import av
-from av.video.reformatter import VideoReformatter
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image, UnidentifiedImageError
 
 from robostore.errors import CorruptDataset, VideoError
@@ -254,7 +254,7 @@ class VideoReader:
             if j in converted:
                 out[i] = out[converted[j]]
                 continue
-            with wrap_av_errors(self.name, lambda: f"converting frame t={times[j]:.6f}s", _HINT):
+            with wrap_av_errors(self.name, lambda j=j: f"converting frame t={times[j]:.6f}s", _HINT):
                 self._convert(candidates[j][1], out[i], channels_first)
             converted[j] = i
         return out
