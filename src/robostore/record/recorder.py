@@ -173,15 +173,7 @@ class Recorder:
             starts = {"data": FileIndex(), "episodes": FileIndex(), **{f"videos/{k}": FileIndex() for k in meta.video_keys}}
             return meta, video, starts
 
-        return cls._start(
-            store,
-            lease,
-            prepare,
-            staging_dir=staging_dir,
-            publish_every=publish_every,
-            publish_interval_s=publish_interval_s,
-            image_writer_threads=image_writer_threads,
-        )
+        return cls._start(store, lease, prepare, staging_dir, publish_every, publish_interval_s, image_writer_threads)
 
     @classmethod
     def resume(
@@ -227,15 +219,7 @@ class Recorder:
                 chosen = VideoOptions.h264() if codec == "libx264" else VideoOptions()
             return meta, chosen, _next_files(meta)
 
-        return cls._start(
-            store,
-            lease,
-            prepare,
-            staging_dir=staging_dir,
-            publish_every=publish_every,
-            publish_interval_s=publish_interval_s,
-            image_writer_threads=image_writer_threads,
-        )
+        return cls._start(store, lease, prepare, staging_dir, publish_every, publish_interval_s, image_writer_threads)
 
     @classmethod
     def _start(
@@ -243,13 +227,26 @@ class Recorder:
         store: Store,
         lease: Lease,
         prepare: Callable[[], tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]],
-        **options: Any,
+        staging_dir: str | os.PathLike[str] | None,
+        publish_every: int | None,
+        publish_interval_s: float | None,
+        image_writer_threads: int,
     ) -> Recorder:
         """A recorder on what ``prepare()`` returns (metadata, encoder settings, next files);
         if anything fails the lease is given back, so the dataset is not left locked."""
         try:
             meta, video, starts = prepare()
-            return cls(store, meta, lease, video=video, starts=starts, **options)
+            return cls(
+                store,
+                meta,
+                lease,
+                video=video,
+                starts=starts,
+                staging_dir=staging_dir,
+                publish_every=publish_every,
+                publish_interval_s=publish_interval_s,
+                image_writer_threads=image_writer_threads,
+            )
         except BaseException:
             lease.release()
             store.commit("robostore: release the writer lease")
