@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -116,7 +117,7 @@ def rates(store: Store, mb: float, jobs: list[Callable[[], Any]]) -> dict[int, f
 
 
 def puts(dst: Store, blobs: dict[str, bytes]) -> list[Callable[[], Any]]:
-    return [lambda rel=rel, data=data: dst.fs._pipe_file(dst.full_path(rel), data) for rel, data in blobs.items()]
+    return [functools.partial(dst.fs._pipe_file, dst.full_path(rel), data) for rel, data in blobs.items()]
 
 
 def _get(src: Store, rel: str, size: int) -> Any:
@@ -125,14 +126,14 @@ def _get(src: Store, rel: str, size: int) -> Any:
 
 
 def gets(src: Store, blobs: dict[str, bytes]) -> list[Callable[[], Any]]:
-    return [lambda rel=rel, size=len(data): _get(src, rel, size) for rel, data in blobs.items()]
+    return [functools.partial(_get, src, rel, len(data)) for rel, data in blobs.items()]
 
 
 def gets_then_puts(src: Store, dst: Store, blobs: dict[str, bytes]) -> list[Callable[[], Any]]:
     async def copy(rel: str, size: int) -> None:
         await dst.fs._pipe_file(dst.full_path(rel), await _get(src, rel, size))
 
-    return [lambda rel=rel, size=len(data): copy(rel, size) for rel, data in blobs.items()]
+    return [functools.partial(copy, rel, len(data)) for rel, data in blobs.items()]
 
 
 def ceilings(s3_src: Store, s3_dst: Store, gcs_dst: Store, blobs: dict[str, bytes]) -> dict[str, dict[int, float]]:
