@@ -221,6 +221,11 @@ class Pair:
         return "| " + " | ".join(cells) + " |"
 
 
+def load() -> str:
+    """The host's load averages: other work on the machine moves these numbers a lot."""
+    return "load average {:.2f} {:.2f} {:.2f} (1, 5, 15 min)".format(*os.getloadavg())
+
+
 def say(*lines: str) -> None:
     print(*lines, sep="\n", flush=True)
 
@@ -242,7 +247,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     size = args.mb * 10**6 // args.files
-    say(f"machine: {os.cpu_count()} CPUs shared by the client, the servers and the link proxies")
+    say(f"machine: {os.cpu_count()} CPUs shared by the client, the servers and the link proxies; {load()}")
     with tempfile.TemporaryDirectory() as tmp, S3Server() as s3, GCSServer() as gcs:
         root = Path(tmp) / "src"
         mb = make_dataset(root, args.files, size) / 1e6
@@ -302,6 +307,7 @@ def main() -> None:
             t_noop, report = timed_mirror(str(noop_root), {}, dst, opts)
             assert not report.copied
             say(f"| {len(report.skipped)} files, {name} | {t_first:.1f} s | **{t_noop:.2f} s** |")
+    say("", f"at the end: {load()}")
 
 
 if __name__ == "__main__":
