@@ -63,7 +63,8 @@ def mirror(
             videos cut by stream copy and tasks and stats recomputed.
         workers: transfers in flight.
         whole_file_max: files up to this many bytes move in one read and one write
-            request (one GET, one PUT); larger ones in 8 MiB parts (multipart uploads).
+            request (one GET, one PUT); larger ones in parts (multipart or resumable
+            uploads).
         memory_limit: bytes of file content the whole-file transfers in flight may hold
             together (streamed ones hold two 8 MiB parts each on top).
         verify: after writing, read every written file back and compare its sha256
