@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from robostore.backends.memory import MemoryStore
 from robostore.errors import NotFound, SchemaError
 from robostore.meta import DatasetMeta
 from robostore.mirror import MANIFEST_PATH
+from robostore.mirror.copy import ByteBudget
+from robostore.mirror.manifest import Entry, Manifest, ManifestModel
 from robostore.mirror.report import MirrorReport
 from robostore.store import Store
 
@@ -269,3 +274,80 @@ def test_cli_mirror_json_and_dry_run(tmp_path: Path) -> None:
     assert data["ok"] and data["subset"] == [0, 1] and "meta/info.json" in data["copied"]
     bad = runner.invoke(app, ["mirror", str(tmp_path), str(tmp_path / "x")])
     assert bad.exit_code == 2 and "meta/info.json" in bad.output
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose writes of ``extras/`` files take a while, counting how many overlap."""
+
+    active = 0
+    most = 0
+    lock = threading.Lock()
+
+    def write(self, path, data):
+        slow = path.startswith("extras/")
+        if slow:
+            with self.lock:
+                SlowStore.active += 1
+                SlowStore.most = max(SlowStore.most, SlowStore.active)
+            time.sleep(0.1)
+        try:
+            super().write(path, data)
+        finally:
+            if slow:
+                with self.lock:
+                    SlowStore.active -= 1
+
+
+@pytest.mark.parametrize(("memory_limit", "most"), [(int(2.5 * 2**20), 2), (256 * 2**20, 8)])
+def test_memory_limit_bounds_whole_file_transfers(memory_limit: int, most: int, local_copy, memory_url) -> None:
+    src = local_copy("video_basic")
+    (src / "extras").mkdir()
+    for i in range(8):
+        (src / "extras" / f"blob-{i}.bin").write_bytes(os.urandom(2**20))
+    SlowStore.active = SlowStore.most = 0
+    dst = SlowStore.from_url(memory_url())
+    report = robostore.mirror(str(src), dst, workers=8, memory_limit=memory_limit, progress=False)
+    assert report.ok
+    # Each 1 MiB file holds its size from the budget from its read to the end of its write.
+    assert SlowStore.most == most
+    assert tree_hashes(dst) == tree_hashes(open_store(str(src)))
+
+
+def test_budget_larger_than_itself_is_clipped_not_deadlocked() -> None:
+    budget = ByteBudget(10)
+    got = threading.Event()
+
+    def small() -> None:
+        with budget.hold(1):
+            got.set()
+
+    with budget.hold(100):  # a file over the whole budget waits for all of it, then moves alone
+        waiting = threading.Thread(target=small)
+        waiting.start()
+        assert not got.wait(0.2)
+    assert got.wait(5)
+    waiting.join(5)
+
+
+def test_manifest_maybe_flush_does_not_wait_for_a_flush_in_progress(memory_url) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class BlockingStore(MemoryStore):
+        def write(self, path, data):
+            entered.set()
+            release.wait(5)
+            super().write(path, data)
+
+    manifest = Manifest(BlockingStore.from_url(memory_url()), ManifestModel(), interval=0)
+    manifest.record("a", Entry(size=1, source_token="t", sha256="s"))
+    flushing = threading.Thread(target=manifest.flush)
+    flushing.start()
+    assert entered.wait(5)
+    manifest.record("b", Entry(size=1, source_token="t", sha256="s"))
+    start = time.monotonic()
+    manifest.maybe_flush()  # a transfer thread: must not queue behind the write in progress
+    assert time.monotonic() - start < 1
+    release.set()
+    flushing.join(5)
+    manifest.flush()  # the final flush does wait, and writes what the skipped one did not
+    assert set(ManifestModel.model_validate_json(manifest.store.read(MANIFEST_PATH)).files) == {"a", "b"}

@@ -19,11 +19,13 @@ from backends.pytest_plugin import upload_folder
 from robostore.backends import open_store
 from robostore.meta import DatasetMeta
 from robostore.mirror import MANIFEST_PATH
+from robostore.mirror.copy import WHOLE_FILE_MAX
 from robostore.validate import validate
 from faultproxy import FaultProxy
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
+PART = 8 * 2**20
 pytestmark = pytest.mark.remote
 
 PAIRS = [("local", "s3"), ("s3", "local"), ("s3", "gcs"), ("local", "hf"), ("hf", "s3"), ("gcs", "hf"), ("memory", "gcs")]
@@ -87,7 +89,7 @@ def write_blobs(root: Path, count: int, size: int) -> None:
 def test_resets_every_few_megabytes(tmp_path: Path, backend_url, s3_server) -> None:
     local = tmp_path / "src"
     write_blobs(local, 3, 24 * 2**20)
-    # From memory, uploads stream through S3 multipart (8 MiB parts); reads are 8 MiB ranges.
+    # Files over whole_file_max stream: S3 multipart uploads of 8 MiB parts, reads in 8 MiB ranges.
     src, _ = backend_url("memory")
     upload_folder(local, src)
     dst, opts = backend_url("s3")
@@ -95,7 +97,9 @@ def test_resets_every_few_megabytes(tmp_path: Path, backend_url, s3_server) -> N
     tuned = {**opts, "config_kwargs": {"retries": {"max_attempts": 5, "mode": "standard"}}}
     with FaultProxy.for_url(opts["endpoint_url"]) as proxy:
         proxy.reset_every = 32 * 2**20
-        report = robostore.mirror(src, dst, dst_options={**tuned, "endpoint_url": proxy.url}, workers=4, progress=False)
+        report = robostore.mirror(
+            src, dst, dst_options={**tuned, "endpoint_url": proxy.url}, workers=4, whole_file_max=PART, progress=False
+        )
         assert proxy.resets >= 2
     assert report.ok, report.failed
     assert hashes(dst, opts) == hashes(str(local), {})
@@ -104,9 +108,8 @@ def test_resets_every_few_megabytes(tmp_path: Path, backend_url, s3_server) -> N
     back = tmp_path / "back"
     with FaultProxy.for_url(opts["endpoint_url"]) as proxy:
         proxy.reset_every = 32 * 2**20
-        report = robostore.mirror(
-            dst, str(back), src_options={**tuned, "endpoint_url": proxy.url}, workers=4, progress=False
-        )
+        back_opts = {**tuned, "endpoint_url": proxy.url}
+        report = robostore.mirror(dst, str(back), src_options=back_opts, workers=4, whole_file_max=PART, progress=False)
         assert proxy.resets >= 2
     assert report.ok and hashes(str(back), {}) == hashes(str(local), {})
 
@@ -142,21 +145,45 @@ def test_resume_after_kill_9(tmp_path: Path, backend_url, s3_server) -> None:
     assert validate(dst, opts).ok
 
 
-@pytest.mark.parametrize(("src_kind", "dst_kind"), [("local", "s3"), ("memory", "s3"), ("memory", "gcs")])
+CHECKSUM_CASES = [
+    ("local", "s3", False),
+    ("memory", "s3", False),
+    ("memory", "s3", True),
+    ("memory", "gcs", False),
+    ("memory", "gcs", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("src_kind", "dst_kind", "streamed"),
+    CHECKSUM_CASES,
+    ids=[f"{a}-{b}-{'parts' if p else 'whole'}" for a, b, p in CHECKSUM_CASES],
+)
 def test_object_store_checksums_verify_without_reading_back(
-    src_kind: str, dst_kind: str, tmp_path: Path, backend_url, monkeypatch: pytest.MonkeyPatch
+    src_kind: str, dst_kind: str, streamed: bool, tmp_path: Path, backend_url, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """S3 ETags (single and multipart) and GCS md5Hash confirm the bytes: no read-back."""
+    """S3 ETags (single PUT and multipart) and GCS md5Hash confirm the bytes: no read-back.
+
+    20 MiB files move whole (one PUT) under the default ``whole_file_max``; with it at
+    8 MiB (``streamed``) they go in 8 MiB parts: three S3 parts (ETag ``…-3``), or a GCS
+    resumable upload.
+    """
     from robostore.mirror import core
 
     local = tmp_path / "src"
-    write_blobs(local, 2, 20 * 2**20)  # multipart-sized
+    write_blobs(local, 2, 20 * 2**20)
     src, src_opts = backend_url(src_kind)
     upload_folder(local, src, src_opts)
     dst, dst_opts = backend_url(dst_kind)
     read_back: list[str] = []
     real = core.sha256_of
     monkeypatch.setattr(core, "sha256_of", lambda store, path, **kw: read_back.append(path) or real(store, path, **kw))
-    report = robostore.mirror(src, dst, src_options=src_opts, dst_options=dst_opts, progress=False)
+    whole_max = PART if streamed else WHOLE_FILE_MAX
+    report = robostore.mirror(
+        src, dst, src_options=src_opts, dst_options=dst_opts, whole_file_max=whole_max, progress=False
+    )
     assert report.ok and read_back == []
     assert hashes(dst, dst_opts) == hashes(str(local), {})
+    if dst_kind == "s3":
+        etags = {f.token for f in open_store(dst, dst_opts).list_info("extras")}
+        assert all(t and t.endswith("-3") == streamed for t in etags), etags

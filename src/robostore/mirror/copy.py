@@ -1,9 +1,12 @@
 """Moving bytes: copy one file between stores in bounded memory, hashing on the way.
 
-A file no larger than one part is read whole and written with one
-:meth:`Store.write`; a larger local file is uploaded by the destination store from
-disk. A larger remote one is read in parts of ``part_size`` bytes (ranged
-reads) and written through a *sink* that keeps the destination atomic:
+A file of known size up to ``whole_max`` bytes (:class:`Limits`) moves whole: one read
+request and one :meth:`Store.write` (one GET and one PUT on object stores: no
+multipart bookkeeping for the servers, no extra round trips), holding its size from a
+:class:`ByteBudget` shared by all transfers so that memory stays bounded. A larger
+local file is uploaded by the destination store from disk. A larger remote one is read
+in parts of ``part_size`` bytes (ranged reads) and written through a *sink* that keeps
+the destination atomic:
 
 - local disk: a temporary file beside the target, renamed over it when complete;
 - S3 / GCS: the filesystem's streaming writer (multipart upload on S3, resumable
@@ -12,7 +15,8 @@ reads) and written through a *sink* that keeps the destination atomic:
 - anything else (the Hub, memory, third-party backends): a local spool file handed to
   :meth:`Store.write`, which is atomic on every backend.
 
-At most two parts per transfer are in memory.
+Streamed transfers hold at most two parts each in memory; whole-file transfers
+together hold at most the budget.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -34,14 +39,58 @@ from robostore.store import Store
 
 #: Bytes per ranged read and per uploaded part (S3 parts must be at least 5 MiB).
 PART_SIZE = 8 * 2**20
+#: Files up to this size move whole: one read, one write request. Below s3fs's 100 MiB
+#: multipart threshold, so that write is a single PUT whose ETag is the md5.
+WHOLE_FILE_MAX = 64 * 2**20
+#: Bytes that whole-file transfers together may hold in memory.
+MEMORY_LIMIT = 256 * 2**20
 #: Filesystems whose streaming writers are atomic (object appears on close) and abortable.
 STREAMING_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs"})
 
+#: Told the bytes moved, step by step (and 0 before a transfer starts); raising from it
+#: cancels the transfer.
 ProgressFn = Callable[[int], None]
 
 
-#: s3fs's ``put_file`` part size: its multipart ETags are computed for local uploads.
+#: s3fs's ``put_file`` part size (multipart from two parts up): its multipart ETags are
+#: computed for local uploads.
 PUT_FILE_PART_SIZE = 50 * 2**20
+
+
+class ByteBudget:
+    """A semaphore counted in bytes: bounds the file content held in memory at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._used = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        """Wait until ``nbytes`` (at most the whole budget) are free, and hold them."""
+        nbytes = min(nbytes, self.limit)
+        with self._cond:
+            self._cond.wait_for(lambda: self._used + nbytes <= self.limit)
+            self._used += nbytes
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._used -= nbytes
+                self._cond.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How files move: ranged reads and uploaded parts of ``part_size`` bytes; files up
+    to ``whole_max`` bytes whole, holding their size from ``budget`` while they do."""
+
+    part_size: int = PART_SIZE
+    whole_max: int = WHOLE_FILE_MAX
+    budget: ByteBudget | None = None
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +107,9 @@ class Hasher:
     """sha256 of a byte stream plus, where the destination reports one, its checksum.
 
     ``md5=True`` (S3, GCS): the md5 as S3 (hex ETag of a single PUT) and GCS (base64
-    md5Hash) report it; ``etag_part_size``: also the S3 multipart ETag
-    ``md5(part md5s)-N`` for parts of that size. Each checksum costs a pass of CPU over
-    the bytes, so only the ones the destination can confirm are computed.
+    md5Hash) report it; ``etag_part_size``: the S3 multipart ETag ``md5(part md5s)-N``
+    for parts of that size. Each checksum costs a pass of CPU over the bytes, so only
+    the one the destination can confirm is computed.
     """
 
     def __init__(self, md5: bool = False, etag_part_size: int | None = None) -> None:
@@ -74,10 +123,11 @@ class Hasher:
 
     @classmethod
     def for_store(cls, store: Store, part_size: int | None = None) -> Hasher:
-        """The hasher whose checksums ``store`` can confirm (``part_size``: its multipart part size)."""
+        """The hasher whose checksum ``store`` can confirm for an upload in one request,
+        or (``part_size``) in a multipart upload of parts of that size."""
         protocols = _protocols(store)
         if protocols & {"s3", "s3a"}:
-            return cls(md5=True, etag_part_size=part_size)
+            return cls(md5=part_size is None, etag_part_size=part_size)
         return cls(md5=bool(protocols & {"gs", "gcs"}))
 
     def update(self, chunk: bytes) -> None:
@@ -224,17 +274,18 @@ def write_chunks(
     dst: Store, path: str, chunks: Any, *, part_size: int = PART_SIZE, on_bytes: ProgressFn | None = None
 ) -> Written:
     """Write an iterable of byte chunks to ``dst`` atomically; returns size and sha256."""
-    hasher = Hasher.for_store(dst, part_size)
     iterator = iter(chunks)
     first = next(iterator, b"")
     second = next(iterator, None)
     if second is None:
         # One part: a single write (one PUT on object stores).
+        hasher = Hasher.for_store(dst)
         hasher.update(first)
         dst.write(path, first)
         if on_bytes:
             on_bytes(len(first))
         return hasher.result()
+    hasher = Hasher.for_store(dst, part_size)
     try:
         sink = _sink(dst, path, part_size)
     except RobostoreError:
@@ -268,28 +319,36 @@ def copy_file(
     dst: Store,
     dst_path: str,
     *,
-    part_size: int = PART_SIZE,
     size: int | None = None,
     on_bytes: ProgressFn | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Written:
     """Copy ``src_path`` of ``src`` (``size`` bytes, from the listing) to ``dst_path`` of ``dst``.
 
-    Returns what was written. A large file on local disk is handed to the destination's
-    own upload (``Store.write(path, local_file)``: s3fs/gcsfs upload it in concurrent
-    parts), which measured faster than pushing parts through a streaming writer.
+    Returns what was written. A file up to ``limits.whole_max`` moves whole (see the
+    module docs). A larger file on local disk is handed to the destination's own upload
+    (``Store.write(path, local_file)``: s3fs/gcsfs upload it in concurrent parts), which
+    measured faster than pushing parts through a streaming writer.
     """
-    if isinstance(src.fs, LocalFileSystem) and (size is None or size > part_size):
+    if size is not None and size <= limits.whole_max:
+        with limits.budget.hold(size) if limits.budget else contextlib.nullcontext():
+            if on_bytes:
+                on_bytes(0)  # a transfer waiting for the budget may have been cancelled meanwhile
+            whole = _read_parts(src, src_path, max(size, 1), size)
+            return write_chunks(dst, dst_path, whole, part_size=limits.part_size, on_bytes=on_bytes)
+    if isinstance(src.fs, LocalFileSystem):
         local = src.full_path(src_path)
-        hasher = Hasher.for_store(dst, PUT_FILE_PART_SIZE)
+        multipart = os.path.getsize(local) >= 2 * PUT_FILE_PART_SIZE
+        hasher = Hasher.for_store(dst, PUT_FILE_PART_SIZE if multipart else None)
         with open(local, "rb") as fh:
-            while chunk := fh.read(part_size):
+            while chunk := fh.read(limits.part_size):
                 hasher.update(chunk)
         dst.write(dst_path, local)
         if on_bytes:
             on_bytes(hasher.size)
         return hasher.result()
-    parts = _read_parts(src, src_path, part_size, size)
-    return write_chunks(dst, dst_path, parts, part_size=part_size, on_bytes=on_bytes)
+    parts = _read_parts(src, src_path, limits.part_size, size)
+    return write_chunks(dst, dst_path, parts, part_size=limits.part_size, on_bytes=on_bytes)
 
 
 def write_local_file(

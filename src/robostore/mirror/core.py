@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from robostore.backends import open_store
 from robostore.errors import RobostoreError, StoreError
-from robostore.mirror.copy import Written, sha256_of
+from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX, ByteBudget, Limits, Written, sha256_of
 from robostore.mirror.manifest import Entry, Manifest
 from robostore.mirror.plan import INFO, META, PAYLOAD, Item, Plan, make_plan, phase_of
 from robostore.mirror.report import MirrorReport
@@ -37,6 +37,8 @@ def mirror(
     *,
     episodes: Iterable[int] | str | None = None,
     workers: int = 16,
+    whole_file_max: int = WHOLE_FILE_MAX,
+    memory_limit: int = MEMORY_LIMIT,
     verify: bool = True,
     check: bool = True,
     delete: bool = False,
@@ -60,6 +62,11 @@ def mirror(
             the destination becomes a valid smaller dataset, renumbered from 0, with
             videos cut by stream copy and tasks and stats recomputed.
         workers: transfers in flight.
+        whole_file_max: files up to this many bytes move in one read and one write
+            request (one GET, one PUT); larger ones in parts (multipart or resumable
+            uploads).
+        memory_limit: bytes of file content the whole-file transfers in flight may hold
+            together (streamed ones hold two 8 MiB parts each on top).
         verify: after writing, read every written file back and compare its sha256
             (sizes are always compared); mismatches are written again once.
         check: before writing anything, validate the source (as ``robostore
@@ -89,13 +96,14 @@ def mirror(
         raise RobostoreError(f"{src.url}: the source and the destination are the same dataset")
     source: Source
     subset: list[int] | None = None
+    limits = Limits(whole_max=whole_file_max, budget=ByteBudget(memory_limit))
     if episodes is not None:
         from robostore.mirror.subset import SubsetSource, parse_episodes
 
         subset = parse_episodes(episodes)
-        source = SubsetSource(src, subset, check=check)
+        source = SubsetSource(src, subset, limits, check=check)
     else:
-        source = CopySource(src, check=check)
+        source = CopySource(src, limits, check=check)
     report = MirrorReport(source=src.url, destination=dst.url, dry_run=dry_run, subset=subset)
 
     src_listing = src.list_info()

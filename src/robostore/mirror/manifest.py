@@ -133,16 +133,24 @@ class Manifest:
                     self._dirty = True
 
     def maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= self.interval:
-            self.flush()
+        """Flush if ``interval`` has passed, unless another thread is flushing already
+        (transfers must not queue behind the manifest write)."""
+        if time.monotonic() - self._last_flush >= self.interval and self._write_lock.acquire(blocking=False):
+            try:
+                self._flush_locked()
+            finally:
+                self._write_lock.release()
 
     def flush(self) -> None:
         # Serialise whole flushes so an older snapshot never overwrites a newer one.
         with self._write_lock:
-            with self._lock:
-                if not self._dirty:
-                    return
-                payload = self.model.model_dump_json().encode()
-                self._dirty = False
-                self._last_flush = time.monotonic()
-            self.store.write(MANIFEST_PATH, payload)
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        with self._lock:
+            if not self._dirty:
+                return
+            payload = self.model.model_dump_json().encode()
+            self._dirty = False
+            self._last_flush = time.monotonic()
+        self.store.write(MANIFEST_PATH, payload)

@@ -6,7 +6,7 @@ import importlib.util
 from typing import Protocol
 
 from robostore.errors import NotFound
-from robostore.mirror.copy import PART_SIZE, ProgressFn, Written, copy_file, sha256_of
+from robostore.mirror.copy import DEFAULT_LIMITS, Limits, ProgressFn, Written, copy_file, sha256_of
 from robostore.mirror.plan import INFO_PATH, Target, targets_from_listing
 from robostore.schema import DatasetInfo
 from robostore.store import FileInfo, Store
@@ -60,9 +60,9 @@ class CopySource:
     source never overwrites a good destination; without it only info.json is parsed.
     """
 
-    def __init__(self, store: Store, part_size: int = PART_SIZE, *, check: bool = True) -> None:
+    def __init__(self, store: Store, limits: Limits = DEFAULT_LIMITS, *, check: bool = True) -> None:
         self.store = store
-        self.part_size = part_size
+        self.limits = limits
         self.check_source = check
 
     def targets(self, listing: list[FileInfo]) -> list[Target]:
@@ -79,9 +79,9 @@ class CopySource:
     def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
         assert target.source is not None
         return copy_file(
-            self.store, target.source, dst, target.path, part_size=self.part_size, size=target.size, on_bytes=on_bytes
+            self.store, target.source, dst, target.path, size=target.size, on_bytes=on_bytes, limits=self.limits
         )
 
     def hash(self, target: Target) -> Written:
         assert target.source is not None
-        return sha256_of(self.store, target.source, size=target.size, part_size=self.part_size)
+        return sha256_of(self.store, target.source, size=target.size, part_size=self.limits.part_size)

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from robostore.errors import CorruptDataset, NotFound, SchemaError
 from robostore.meta import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, DatasetMeta, episodes_file, tasks_table
-from robostore.mirror.copy import PART_SIZE, ProgressFn, Written, copy_file, sha256_of, write_chunks, write_local_file
+from robostore.mirror.copy import DEFAULT_LIMITS, Limits, ProgressFn, Written, copy_file, sha256_of, write_chunks, write_local_file
 from robostore.mirror.plan import Target
 from robostore.mirror.remux import Span, cut
 from robostore.mirror.source import require_dataset, require_valid
@@ -83,10 +83,10 @@ class _Output:
 class SubsetSource:
     """The chosen episodes of the dataset on ``store``, as a new dataset."""
 
-    def __init__(self, store: Store, episodes: list[int], part_size: int = PART_SIZE, *, check: bool = True) -> None:
+    def __init__(self, store: Store, episodes: list[int], limits: Limits = DEFAULT_LIMITS, *, check: bool = True) -> None:
         self.store = store
         self.selection = episodes
-        self.part_size = part_size
+        self.limits = limits
         self.check_source = check
 
     # ------------------------------------------------------------------ layout
@@ -185,7 +185,7 @@ class SubsetSource:
         path = target.path
         if target.source is not None:
             return copy_file(
-                self.store, target.source, dst, path, part_size=self.part_size, size=target.size, on_bytes=on_bytes
+                self.store, target.source, dst, path, size=target.size, on_bytes=on_bytes, limits=self.limits
             )
         if path in self.data_out:
             return self._put(dst, path, to_parquet_bytes(self._data_table(self.data_out[path])), on_bytes)
@@ -204,10 +204,10 @@ class SubsetSource:
 
     def hash(self, target: Target) -> Written:
         assert target.source is not None, "only plain copies are compared by checksum"
-        return sha256_of(self.store, target.source, size=target.size, part_size=self.part_size)
+        return sha256_of(self.store, target.source, size=target.size, part_size=self.limits.part_size)
 
     def _put(self, dst: Store, path: str, data: bytes, on_bytes: ProgressFn | None) -> Written:
-        return write_chunks(dst, path, [data], part_size=self.part_size, on_bytes=on_bytes)
+        return write_chunks(dst, path, [data], part_size=self.limits.part_size, on_bytes=on_bytes)
 
     def _data_table(self, out: _Output) -> pa.Table:
         table = read_parquet(self.store, out.source)
@@ -247,7 +247,7 @@ class SubsetSource:
         os.close(fd)
         try:
             cut(self.store, out.source, spans, local)
-            return write_local_file(dst, out.path, local, part_size=self.part_size, on_bytes=on_bytes)
+            return write_local_file(dst, out.path, local, part_size=self.limits.part_size, on_bytes=on_bytes)
         finally:
             os.unlink(local)
 
