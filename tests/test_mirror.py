@@ -268,7 +268,10 @@ def test_cli_mirror_json_and_dry_run(tmp_path: Path) -> None:
     dry = runner.invoke(app, ["mirror", str(DATA / "video_basic"), dst, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "would copy  meta/info.json" in dry.output and not (tmp_path / "dst").exists()
-    result = runner.invoke(app, ["mirror", str(DATA / "video_basic"), dst, "--episodes", "0-1", "--json", "--workers", "4"])
+    result = runner.invoke(
+        app,
+        ["mirror", str(DATA / "video_basic"), dst, "--episodes", "0-1", "--json", "--workers", "4", "--memory-limit-mb", "8", "--whole-file-max-mb", "1"],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["ok"] and data["subset"] == [0, 1] and "meta/info.json" in data["copied"]

@@ -14,6 +14,7 @@ from robostore.backends import open_store
 from robostore.cache.cli import cache_app
 from robostore.errors import RobostoreError
 from robostore.meta import DatasetMeta
+from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX
 from robostore.validate import ValidationReport, validate
 
 app = typer.Typer(
@@ -239,6 +240,12 @@ def mirror_command(
         str | None, typer.Option("--episodes", help="Copy only these episodes as a smaller dataset, e.g. 0-99,200.")
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Transfers in flight.")] = 16,
+    memory_limit_mb: Annotated[
+        int, typer.Option("--memory-limit-mb", min=1, help="MiB of file content held at once by whole-file transfers.")
+    ] = MEMORY_LIMIT >> 20,
+    whole_file_max_mb: Annotated[
+        int, typer.Option("--whole-file-max-mb", min=0, help="Files up to this many MiB move in one GET and one PUT.")
+    ] = WHOLE_FILE_MAX >> 20,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: print what would be copied.")] = False,
     delete: Annotated[bool, typer.Option("--delete", help="Remove destination files the source lacks.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip reading written files back.")] = False,
@@ -262,6 +269,8 @@ def mirror_command(
             dst,
             episodes=episodes,
             workers=workers,
+            whole_file_max=whole_file_max_mb << 20,
+            memory_limit=memory_limit_mb << 20,
             verify=not no_verify,
             check=not no_check,
             delete=delete,
