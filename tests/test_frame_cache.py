@@ -198,6 +198,24 @@ def test_corrupted_chunk_is_detected_redecoded_and_not_served(tmp_path: Path, co
     assert np.array_equal(again.get(key, [17]), want[[17]])
 
 
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_truncated_shard_is_detected_and_refilled(tmp_path: Path, compression: str, reference: dict) -> None:
+    cache_dir = tmp_path / "cache"
+    dataset = str(fixture_path("video_basic"))
+    frames = FrameCache(str(cache_dir), shard_frames=16, compression=compression).for_dataset(dataset)
+    key = frames.video_keys[0]
+    frames.fill(key, [0])
+    shard = cache_dir / shard_key(frames.fingerprint, key, 0)
+    shard.write_bytes(shard.read_bytes()[: -1000])  # a torn write: the last frames are cut
+
+    fresh = FrameCache(str(cache_dir)).for_dataset(dataset)
+    assert fresh.get(key, [15], fill=False) is None  # the last chunk is short: never served
+    assert fresh.get(key, [14, 15], fill=False) is None  # nor inside a run
+    want = reference["video_basic", key]
+    assert np.array_equal(fresh.get(key, range(16)), want[:16])  # decoded again, rewritten
+    assert np.array_equal(FrameCache(str(cache_dir)).for_dataset(dataset).get(key, range(16), fill=False), want[:16])
+
+
 def test_max_bytes_evicts_least_recently_used_shards(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     frames = FrameCache(str(cache_dir), shard_frames=8).for_dataset(str(fixture_path("video_basic")))
