@@ -47,7 +47,7 @@ _SMALL_FRAME_PIXELS = 320 * 240
 #: Decoded pixel formats whose planar RGB (``gbrp``) conversion equals the ``rgb24`` one,
 #: value for value (checked by the tests for each). swscale's planar output also needs a
 #: width that is a multiple of 16: below that it leaves the last columns unwritten
-#: (measured with FFmpeg 7 from PyAV 14+), so other widths go through ``rgb24``.
+#: (measured with FFmpeg 8.1 as PyAV 18 bundles it), so other widths go through ``rgb24``.
 PLANAR_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuv422p"})
 _PLANAR_WIDTH_MULTIPLE = 16
 
