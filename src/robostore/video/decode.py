@@ -274,7 +274,7 @@ class VideoReader:
         with wrap_av_errors(self.name, f"seeking to t={start_s:.4f}s", _HINT):
             self._seek(start_s - eps)
         while True:
-            with wrap_av_errors(self.name, f"decoding t={start_s:.4f}..{end_s:.4f}s", _HINT):
+            with wrap_av_errors(self.name, lambda: f"decoding t={start_s:.4f}..{end_s:.4f}s", _HINT):
                 item = self._next_frame()
             if item is None:
                 return
@@ -284,7 +284,7 @@ class VideoReader:
             if t >= end_s - eps:
                 return
             arr = np.empty(self._frame_shape(channels_first), dtype=np.uint8)
-            with wrap_av_errors(self.name, f"converting frame t={t:.6f}s", _HINT):
+            with wrap_av_errors(self.name, lambda t=t: f"converting frame t={t:.6f}s", _HINT):
                 self._convert(frame, arr, channels_first)
             yield t, arr
 
@@ -311,7 +311,8 @@ class VideoReader:
         # One reformatter kept for the reader, single-threaded: to_ndarray builds a
         # scaler per frame with its own slice threads, created and joined every time
         # (~100x slower for one frame, far worse on a loaded machine).
-        if out.shape != self._frame_shape(channels_first) or (frame.height, frame.width) != (self.height, self.width):
+        # (``out`` has the stream's shape: frames_at checks a caller's buffer, iter_frames makes its own.)
+        if (frame.height, frame.width) != (self.height, self.width):
             raise VideoError(
                 f"{self.name}: a frame of {frame.width}x{frame.height} in a stream of "
                 f"{self.width}x{self.height}; the video changes size mid-stream. {_HINT}"
