@@ -224,17 +224,24 @@ def test_mirror_fails_typed_and_bounded(side: str, s3_dataset: tuple[str, dict[s
         bounded(f"mirror with a silent {side}", call)
 
 
+def stalled_after_one_episode(url: str, options: dict, proxy: FaultProxy, tmp_path: Path, rec: Recording) -> Recorder:
+    """A recorder through ``proxy`` whose first episode is published and whose second is
+    recorded after the server went silent."""
+    recorder = Recorder.create(url, storage_options=silent(proxy, options), staging_dir=tmp_path, **rec.create_kwargs())
+    record_episode(recorder, rec.features, rec.episodes[0])
+    recorder.flush()
+    proxy.stall = True
+    record_episode(recorder, rec.features, rec.episodes[1])
+    return recorder
+
+
 def test_recorder_surfaces_a_stalled_upload_and_keeps_it(backend_url: Callable[..., Any], tmp_path: Path) -> None:
     """flush() raises a StoreError in bounded time; the episode is kept and published once
     the server answers again."""
     url, options = backend_url("s3")
     rec = Recording(FEATURES, [Episode(n, "pick", n) for n in (2, 3)])
     with FaultProxy.for_url(options["endpoint_url"]) as proxy:
-        recorder = Recorder.create(url, storage_options=silent(proxy, options), staging_dir=tmp_path, **rec.create_kwargs())
-        record_episode(recorder, rec.features, rec.episodes[0])
-        recorder.flush()
-        proxy.stall = True
-        record_episode(recorder, rec.features, rec.episodes[1])
+        recorder = stalled_after_one_episode(url, options, proxy, tmp_path, rec)
         bounded("Recorder.flush on a silent server", recorder.flush)
         assert DatasetMeta.open(url, options).total_episodes == 1
         proxy.stall = False
@@ -250,11 +257,7 @@ def test_recorder_close_on_a_silent_server_fails_typed_and_bounded(backend_url: 
     url, options = backend_url("s3")
     rec = Recording(FEATURES, [Episode(n, "pick", n) for n in (2, 3)])
     with FaultProxy.for_url(options["endpoint_url"]) as proxy:
-        recorder = Recorder.create(url, storage_options=silent(proxy, options), staging_dir=tmp_path, **rec.create_kwargs())
-        record_episode(recorder, rec.features, rec.episodes[0])
-        recorder.flush()
-        proxy.stall = True
-        record_episode(recorder, rec.features, rec.episodes[1])
+        recorder = stalled_after_one_episode(url, options, proxy, tmp_path, rec)
         start = time.monotonic()
         with pytest.raises(StoreError):
             recorder.close()

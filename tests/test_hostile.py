@@ -106,12 +106,10 @@ def test_dataset_raises_the_typed_error(broken, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("broken", WORKER_CASES, ids=lambda c: c.name, indirect=True)
-def test_dataloader_workers_pass_the_typed_error_on(broken):
-    """The error crosses from a worker process as its own type; no hang (DataLoader timeout), no dead worker."""
-    case, root = broken
-    ds = Dataset(str(root))
-    batches = iter(torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, timeout=30))
+def expect_from_workers(case, dataset):
+    """``case``'s error comes out of 2 DataLoader workers as its own type: no hang (the
+    loader's timeout), no dead worker."""
+    batches = iter(torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, timeout=30))
     try:
         expect(case, lambda: list(batches))
         assert all(w.is_alive() for w in batches._workers), "a worker died instead of reporting the error"
@@ -119,6 +117,13 @@ def test_dataloader_workers_pass_the_typed_error_on(broken):
         # The raised error's traceback holds the iterator in a reference cycle; left to
         # the garbage collector, torch's shutdown waits 5 s per worker.
         batches._shutdown_workers()
+
+
+@pytest.mark.parametrize("broken", WORKER_CASES, ids=lambda c: c.name, indirect=True)
+def test_dataloader_workers_pass_the_typed_error_on(broken):
+    """The error crosses from a worker process as its own type; no hang (DataLoader timeout), no dead worker."""
+    case, root = broken
+    expect_from_workers(case, Dataset(str(root)))
 
 
 @pytest.mark.parametrize("broken", CASES, ids=lambda c: c.name, indirect=True)
@@ -132,13 +137,7 @@ def test_streaming_raises_the_typed_error(broken, tmp_path):
 @pytest.mark.parametrize("broken", WORKER_CASES, ids=lambda c: c.name, indirect=True)
 def test_streaming_workers_pass_the_typed_error_on(broken):
     case, root = broken
-    ds = StreamingDataset(str(root), shuffle_buffer=16)
-    batches = iter(torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, timeout=30))
-    try:
-        expect(case, lambda: list(batches))
-        assert all(w.is_alive() for w in batches._workers), "a worker died instead of reporting the error"
-    finally:
-        batches._shutdown_workers()
+    expect_from_workers(case, StreamingDataset(str(root), shuffle_buffer=16))
 
 
 @pytest.mark.parametrize("broken", CHECKED_CASES, ids=lambda c: c.name, indirect=True)

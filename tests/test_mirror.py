@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -277,6 +278,24 @@ def test_cli_mirror_json_and_dry_run(tmp_path: Path) -> None:
     assert data["ok"] and data["subset"] == [0, 1] and "meta/info.json" in data["copied"]
     bad = runner.invoke(app, ["mirror", str(tmp_path), str(tmp_path / "x")])
     assert bad.exit_code == 2 and "meta/info.json" in bad.output
+
+
+def test_cli_mirror_passes_its_transfer_limits_in_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from robostore.cli import app
+    from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX
+
+    package = importlib.import_module("robostore.mirror")  # robostore.mirror is also the function
+    seen: list[dict] = []
+    real = package.mirror
+    monkeypatch.setattr(package, "mirror", lambda *a, **kw: (seen.append(kw), real(*a, **kw))[1])
+    runner = CliRunner()
+    src = str(DATA / "video_basic")
+    assert runner.invoke(app, ["mirror", src, str(tmp_path / "a"), "--json"]).exit_code == 0
+    result = runner.invoke(app, ["mirror", src, str(tmp_path / "b"), "--json", "--memory-limit-mb", "8", "--whole-file-max-mb", "1"])
+    assert result.exit_code == 0, result.output
+    assert [(kw["memory_limit"], kw["whole_file_max"]) for kw in seen] == [(MEMORY_LIMIT, WHOLE_FILE_MAX), (8 << 20, 1 << 20)]
 
 
 class SlowStore(MemoryStore):
