@@ -408,6 +408,90 @@ def test_plan_replay_rereads_buffered_frames() -> None:
             assert tail[0].out in read
 
 
+# ---------------------------------------------------------------------- batches
+
+
+def batches_of(sds: StreamingDataset, workers: int, loader: type[DataLoader] = DataLoader, **kwargs: Any) -> list[dict[str, Any]]:
+    extra: dict[str, Any] = {"multiprocessing_context": FORK, "timeout": 60} if workers else {}
+    return list(loader(sds, num_workers=workers, **extra, **kwargs))
+
+
+def assert_same_batches(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert type(g) is dict and list(g) == list(w)  # a plain dict, keys in the samples' order
+        assert_same_item(g, w)
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+@pytest.mark.parametrize("delta", [False, True], ids=["plain", "delta"])
+@pytest.mark.parametrize("uint8", [False, True], ids=["float", "uint8"])
+@pytest.mark.parametrize("drop_last", [False, True], ids=["all", "drop_last"])
+def test_batches_equal_dataloader_collation(uneven_video: str, workers: int, delta: bool, uint8: bool, drop_last: bool) -> None:
+    dt = {"observation.state": [-2 / 30, 0], "observation.images.top": [-1 / 30, 0]} if delta else None
+
+    def make(**kwargs: Any) -> StreamingDataset:
+        return StreamingDataset(uneven_video, delta_timestamps=dt, return_uint8=uint8, shuffle_buffer=9, seed=4, **kwargs)
+
+    want = batches_of(make(), workers, batch_size=5, drop_last=drop_last)
+    got = batches_of(make(batch_size=5, drop_last=drop_last), workers, batch_size=None)
+    assert_same_batches(got, want)
+    streamed = sorted(int(i) for b in got for i in b["index"])
+    if drop_last:
+        assert all(len(b["index"]) == 5 for b in got)
+    else:
+        assert streamed == all_indices(uneven_video)
+
+
+def test_batches_with_transforms(uneven_video: str) -> None:
+    flip = {"image_transforms": lambda t: t.flip(-1), "shuffle_buffer": 7}
+    want = batches_of(StreamingDataset(uneven_video, **flip), 2, batch_size=4)
+    got = batches_of(StreamingDataset(uneven_video, batch_size=4, **flip), 2, batch_size=None)
+    assert_same_batches(got, want)
+
+
+def test_kept_batches_are_not_overwritten(uneven_video: str) -> None:
+    """Workers reuse a batch's shared memory only after the training process let go of it."""
+    sds = StreamingDataset(uneven_video, batch_size=3, shuffle_buffer=5)
+    kept = batches_of(sds, 1, batch_size=None, prefetch_factor=4)  # every batch alive at once
+    copies = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in b.items()} for b in batches_of(sds, 1, batch_size=None)]
+    assert_same_batches(kept, copies)
+    for batch in kept:  # writable, like collated tensors
+        batch["observation.state"] += 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_resume_under_stateful_dataloader(uneven_video: str, workers: int) -> None:
+    def loader() -> StatefulDataLoader:
+        sds = StreamingDataset(uneven_video, shuffle_buffer=6, seed=1, batch_size=4)
+        kwargs: dict[str, Any] = {"multiprocessing_context": FORK, "timeout": 60} if workers else {}
+        return StatefulDataLoader(sds, batch_size=None, num_workers=workers, **kwargs)
+
+    def flat(batches: list[dict[str, Any]]) -> list[int]:
+        return [int(i) for b in batches for i in b["index"]]
+
+    full = flat(list(loader()))
+    first = loader()
+    it = iter(first)
+    head = [next(it) for _ in range(5)]
+    state = first.state_dict()
+    del it
+    second = loader()
+    second.load_state_dict(state)
+    assert flat(head) + flat(list(second)) == full
+    assert sorted(full) == all_indices(uneven_video)
+
+
+def test_batches_need_one_layout(uneven_video: str) -> None:
+    sizes = iter(range(10**6))
+
+    def crop(t: torch.Tensor) -> torch.Tensor:  # another size every sample
+        return t[..., : 64 - next(sizes) % 3, :]
+
+    with pytest.raises(SchemaError, match="observation.images.top.*batch_size=None"):
+        list(StreamingDataset(uneven_video, batch_size=4, image_transforms=crop))
+
+
 # ---------------------------------------------------------------------- backends
 
 
@@ -432,7 +516,7 @@ def test_every_backend(backend: str, backend_url: Callable[..., tuple[str, dict]
 
 
 def test_bad_arguments(uneven: str) -> None:
-    for kwargs in ({"shuffle_buffer": 0}, {"interleave": 0}, {"prefetch": -1}, {"equal_length": "trim"}):
+    for kwargs in ({"shuffle_buffer": 0}, {"interleave": 0}, {"prefetch": -1}, {"equal_length": "trim"}, {"batch_size": 0}):
         with pytest.raises(SchemaError):
             StreamingDataset(uneven, **kwargs)
     with pytest.raises(SchemaError, match="not a feature"):

@@ -33,6 +33,7 @@ from fsspec.implementations.local import LocalFileSystem
 from robostore.errors import RobostoreError, SchemaError
 from robostore.meta import DatasetMeta
 from robostore.store import Store
+from robostore.torch.batches import BatchCollator
 from robostore.torch.deltas import delta_indices
 from robostore.torch.frames import (
     FrameCache,
@@ -98,6 +99,13 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
         image_transforms: applied to each camera tensor, on output.
         tolerance_s: allowed |decoded - wanted| frame time, also for deltas.
         video_backend: ``"pyav"`` (default) or ``"torchcodec"``.
+        batch_size: yield batches of this many samples instead of single samples, as
+            DataLoader's default collation would make them; wrap the dataset in
+            ``DataLoader(sds, batch_size=None, num_workers=...)``. Each sample is then
+            written once, straight into its batch, and DataLoader workers hand batches
+            over through reused shared memory: several times less work per sample
+            than DataLoader's own batching (see docs/streaming.md).
+        drop_last: with ``batch_size``, leave out each worker's last, short batch.
 
     Raises:
         SchemaError: bad arguments (deltas, episodes, sizes).
@@ -123,8 +131,13 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
         image_transforms: Transform | None = None,
         tolerance_s: float = 1e-4,
         video_backend: str | None = None,
+        batch_size: int | None = None,
+        drop_last: bool = False,
     ) -> None:
-        for name, value, least in (("shuffle_buffer", shuffle_buffer, 1), ("interleave", interleave, 1), ("prefetch", prefetch, 0)):
+        sizes = [("shuffle_buffer", shuffle_buffer, 1), ("interleave", interleave, 1), ("prefetch", prefetch, 0)]
+        if batch_size is not None:
+            sizes.append(("batch_size", batch_size, 1))
+        for name, value, least in sizes:
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise SchemaError(f"StreamingDataset: {name} must be an integer >= {least}, got {value!r}")
         if equal_length not in (None, "pad", "drop"):
@@ -149,6 +162,8 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
         self.image_transforms = image_transforms
         self.tolerance_s = tolerance_s
         self.video_backend = check_backend(video_backend)
+        self.batch_size = batch_size
+        self.drop_last = bool(drop_last)
         self.epoch = 0
         self._store = PerProcessStore(self.meta.store)
         self._lengths = np.diff(self._index.starts)
@@ -217,6 +232,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        """This process's samples of the epoch (or batches of them, with ``batch_size``)."""
         shard = current_shard()
         restore, self._restore = self._restore, None
         done = 0
@@ -232,7 +248,13 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
         plan = self.plan(shard, self.epoch)
         progress = _Progress(shard, self.epoch, min(done, len(plan)))
         self._progress = progress
-        return self._stream(plan, progress)
+        samples = self._stream(plan, progress)
+        if self.batch_size is None:
+            return map(self._finish, samples)
+        collator = BatchCollator(
+            self.batch_size, self.drop_last, self.meta.camera_keys, self.return_uint8, self.image_transforms, self.meta.url
+        )
+        return collator.batches(samples)  # type: ignore[return-value]  # SharedBatch unpickles as a dict
 
     def plan(self, shard: ShardId, epoch: int) -> ShardPlan:
         """The reads and yields of ``shard`` in ``epoch`` (no I/O)."""
@@ -261,6 +283,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
         )
 
     def _stream(self, plan: ShardPlan, progress: _Progress) -> Iterator[dict[str, Any]]:
+        """The plan's samples, cameras still uint8 and untransformed (see :meth:`_finish`)."""
         store = self._store.get()
         prefetcher = None
         if self.meta.video_keys and not isinstance(store.fs, LocalFileSystem):
@@ -300,7 +323,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
                         frames.finish(int(episodes[slot]))
                 item = held.pop(out)
                 progress.yielded += 1
-                yield self._finish(item)
+                yield item
         finally:
             frames.close()
             if prefetcher is not None:

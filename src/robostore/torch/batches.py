@@ -1,0 +1,151 @@
+"""Collating samples into batches inside a dataset: ``StreamingDataset(batch_size=...)``.
+
+The batches equal what DataLoader's default collation makes of the same samples
+(tensors stacked along a new first dimension, strings gathered in lists), but each
+sample is written once, straight into its row: camera frames are converted from uint8
+into the batch's float32 rows, and in a DataLoader worker the batch lives in a reused
+shared-memory buffer (:mod:`.shared_batches`) rather than in fresh memory that torch
+copies into fresh shared memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from robostore.errors import SchemaError
+from robostore.torch.sample import Transform, finish_camera
+from robostore.torch.shared_batches import Field, SharedBatch, shared_batches_available, worker_pool
+
+_ALIGN = 64
+
+
+class BatchCollator:
+    """Turns a stream of samples into batches of ``batch_size`` rows.
+
+    Args:
+        batch_size: rows per batch.
+        drop_last: leave out the last batch when it is short.
+        camera_keys: keys whose values are uint8 ``[..., 3, H, W]`` frames still to be
+            finished (converted to float32 unless ``return_uint8``, then transformed).
+        return_uint8: keep camera frames uint8.
+        image_transforms: applied to each sample's camera tensor before it is written.
+        name: how errors name the dataset.
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        drop_last: bool,
+        camera_keys: Sequence[str],
+        return_uint8: bool,
+        image_transforms: Transform | None,
+        name: str,
+    ) -> None:
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.camera_keys = frozenset(camera_keys)
+        self.return_uint8 = return_uint8
+        self.image_transforms = image_transforms
+        self.name = name
+
+    def batches(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any] | SharedBatch]:
+        """Batches of the samples, in order. In a DataLoader worker (on Linux) they are
+        :class:`SharedBatch` objects, which reach the training process as dicts."""
+        pool = worker_pool() if torch.utils.data.get_worker_info() is not None and shared_batches_available() else None
+        size = self.batch_size
+        layout: tuple[list[Field], list[str], list[str], int] | None = None
+        views: dict[str, np.ndarray] = {}
+        others: dict[str, list[Any]] = {}
+        buffer: Any = None
+        row = 0
+        for sample in samples:
+            sample = self._finished(sample)
+            if layout is None:
+                converted = self.camera_keys if self.image_transforms is None and not self.return_uint8 else frozenset()
+                layout = _layout(sample, size, converted)
+            fields, other_keys, order, nbytes = layout
+            if row == 0:
+                if pool is not None:
+                    buffer = pool.take(nbytes)
+                    data = buffer.data
+                else:
+                    data = np.empty(nbytes, np.uint8)
+                views = {f.key: f.view(data, size) for f in fields}
+                others = {key: [] for key in other_keys}
+            self._write(sample, row, views, others, fields, other_keys)
+            row += 1
+            if row == size:
+                batch = SharedBatch(buffer, fields, row, others, order) if pool is not None else _plain(views, others, order, row)
+                views, buffer, row = {}, None, 0
+                yield batch
+        if row and not self.drop_last and layout is not None:
+            fields, _, order, _ = layout
+            yield SharedBatch(buffer, fields, row, others, order) if pool is not None else _plain(views, others, order, row)
+
+    def _finished(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """Cameras finished here only when a transform must see them; otherwise they are
+        converted while written."""
+        if self.image_transforms is not None:
+            for key in self.camera_keys:
+                sample[key] = finish_camera(sample[key], self.return_uint8, self.image_transforms)
+        return sample
+
+    def _write(
+        self,
+        sample: dict[str, Any],
+        row: int,
+        views: dict[str, np.ndarray],
+        others: dict[str, list[Any]],
+        fields: list[Field],
+        other_keys: list[str],
+    ) -> None:
+        if len(sample) != len(fields) + len(other_keys):
+            raise self._mismatch(sample, "keys", sorted(sample), sorted([f.key for f in fields] + other_keys))
+        convert = self.image_transforms is None and not self.return_uint8
+        for field in fields:
+            value = sample.get(field.key)
+            if not isinstance(value, torch.Tensor):
+                raise self._mismatch(sample, field.key, type(value).__name__, "a tensor")
+            if tuple(value.shape) != field.shape:
+                raise self._mismatch(sample, field.key, tuple(value.shape), field.shape)
+            if convert and field.key in self.camera_keys:
+                np.divide(value.numpy(), np.float32(255), out=views[field.key][row], dtype=np.float32)
+            else:
+                views[field.key][row] = value.numpy()
+        for key in other_keys:
+            if key not in sample:
+                raise self._mismatch(sample, "keys", sorted(sample), sorted([f.key for f in fields] + other_keys))
+            others[key].append(sample[key])
+
+    def _mismatch(self, sample: dict[str, Any], what: str, got: Any, want: Any) -> SchemaError:
+        return SchemaError(
+            f"{self.name}: batch_size={self.batch_size} needs samples of one layout, but the sample with "
+            f"index {sample.get('index')!r} has {what} {got}, the batch has {want}; image_transforms "
+            "that change sizes need batch_size=None (batch with the DataLoader)"
+        )
+
+
+def _layout(sample: dict[str, Any], rows: int, to_float: frozenset[str]) -> tuple[list[Field], list[str], list[str], int]:
+    """Fields of the tensors (64-byte aligned; ``to_float`` keys as float32), the other
+    keys, the key order, the data's bytes."""
+    fields: list[Field] = []
+    other_keys: list[str] = []
+    offset = 0
+    for key, value in sample.items():
+        if not isinstance(value, torch.Tensor):
+            other_keys.append(key)
+            continue
+        dtype = np.dtype(np.float32) if key in to_float else value.numpy().dtype
+        fields.append(Field(key, tuple(value.shape), dtype.str, offset))
+        nbytes = rows * value.numel() * dtype.itemsize
+        offset += -(-nbytes // _ALIGN) * _ALIGN
+    return fields, other_keys, list(sample), max(offset, 1)
+
+
+def _plain(views: dict[str, np.ndarray], others: dict[str, list[Any]], order: list[str], rows: int) -> dict[str, Any]:
+    return {key: torch.from_numpy(views[key][:rows]) if key in views else others[key] for key in order}
