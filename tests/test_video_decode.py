@@ -115,6 +115,26 @@ def test_random_access_matches_sequential() -> None:
             np.testing.assert_array_equal(r.frames_at([i / 30], 1e-4)[0], seq[i])
 
 
+def test_decoded_frames_outlive_their_reader() -> None:
+    """The streaming shuffle buffer holds frames still decoded after the episode's reader
+    closed: their buffers must stay valid (FFmpeg reference counts them)."""
+    with VideoReader(str(_cam0()), "cam0.mp4") as r:
+        want = r.frames_at([i / 30 for i in range(90)], 1e-4, channels_first=True)
+    reader = VideoReader(str(_cam0()), "cam0.mp4")
+    held = [reader.decoded_at([i / 30, i / 30], 1e-4) for i in range(90)]
+    reader.close()
+    del reader
+    junk = [np.full(64 * 48 * 3, 255, np.uint8) for _ in range(2000)]  # noqa: F841  (reuses freed memory)
+    for i, frames in enumerate(held):
+        assert frames.shape == (2, 3, 48, 64)
+        got = frames.to_array()
+        np.testing.assert_array_equal(got[0], want[i])
+        np.testing.assert_array_equal(got[1], want[i])
+        single = frames.first()
+        assert single.shape == (3, 48, 64)
+        np.testing.assert_array_equal(single.to_array(), want[i])
+
+
 def test_iter_frames_episode_bounds() -> None:
     eps = _episodes(DATA / "video_basic")
     key = "observation.images.cam0"
@@ -148,6 +168,7 @@ def test_off_grid_timestamp_raises() -> None:
 def test_empty_query() -> None:
     with VideoReader(str(_cam0()), "cam0.mp4") as r:
         assert r.frames_at([], 1e-4).shape == (0, 48, 64, 3)
+        assert r.decoded_at([], 1e-4).to_array().shape == (0, 3, 48, 64)
 
 
 def _write_video(path: Path, codec: str, pix_fmt: str, width: int, height: int, frames: int = 6) -> None:

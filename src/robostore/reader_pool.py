@@ -10,10 +10,11 @@ referenced for good.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
+
+from robostore.forks import current_pid
 
 
 class Closeable(Protocol):
@@ -31,7 +32,7 @@ class ReaderPool(Generic[R]):
     def __init__(self, max_open: int) -> None:
         self.max_open = max(1, max_open)
         self._readers: collections.OrderedDict[str, R] = collections.OrderedDict()
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._lock = threading.Lock()
 
     def get(self, path: str, opener: Callable[[], R]) -> R:
@@ -66,7 +67,7 @@ class ReaderPool(Generic[R]):
             reader.close()
 
     def _forget_if_forked(self) -> None:
-        if self._pid != os.getpid():
+        if self._pid != current_pid():
             _INHERITED.extend(self._readers.values())
             self._readers = collections.OrderedDict()
-            self._pid = os.getpid()
+            self._pid = current_pid()

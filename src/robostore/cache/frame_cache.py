@@ -46,6 +46,7 @@ from robostore.errors import (
     SchemaError,
     StoreError,
 )
+from robostore.forks import current_pid
 from robostore.meta import DatasetMeta
 from robostore.store import Store
 
@@ -368,7 +369,7 @@ class DatasetFrameCache:
         self._init_process_state()
 
     def _init_process_state(self) -> None:
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one FrameSource (open decoders) per process
         self._source: FrameSource | None = None
@@ -545,7 +546,7 @@ class DatasetFrameCache:
 
     # ------------------------------------------------------------------ internals
     def _check_process(self) -> None:
-        if self._pid != os.getpid():  # forked: readers, claims and caches are the parent's
+        if self._pid != current_pid():  # forked: readers, claims and caches are the parent's
             self._init_process_state()
 
     def _index(self, path: str, layout: ArrayLayout) -> ShardIndex | None:

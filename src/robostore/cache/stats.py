@@ -13,7 +13,6 @@ import atexit
 import json
 import logging
 import multiprocessing.util
-import os
 import secrets
 import socket
 import threading
@@ -22,6 +21,7 @@ import weakref
 from collections import Counter
 
 from robostore.errors import RobostoreError
+from robostore.forks import current_pid
 from robostore.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class StatsRecorder:
         atexit.register(_flush_ref, ref)
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._counts: Counter[str] = Counter()
         self._dirty = False
         self._last_flush = time.monotonic()
@@ -55,7 +55,7 @@ class StatsRecorder:
     def add(self, **counts: int) -> None:
         """Add to the counters (names from :data:`FIELDS`)."""
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != current_pid():
                 self._reset()
             self._counts.update(counts)
             self._dirty = True
@@ -72,7 +72,7 @@ class StatsRecorder:
     def flush(self) -> None:
         """Write this process's counters now (if they changed)."""
         with self._lock:
-            if not self._dirty or self._pid != os.getpid():
+            if not self._dirty or self._pid != current_pid():
                 return
             payload = json.dumps({f: int(self._counts[f]) for f in FIELDS}).encode()
             self._dirty = False

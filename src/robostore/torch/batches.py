@@ -10,6 +10,7 @@ copies into fresh shared memory.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch.utils.data
 from robostore.errors import SchemaError
 from robostore.torch.sample import Transform, finish_camera
 from robostore.torch.shared_batches import Field, SharedBatch, shared_batches_available, worker_pool
+from robostore.video.decode import DecodedFrames
 
 _ALIGN = 64
 
@@ -52,6 +54,7 @@ class BatchCollator:
         self.return_uint8 = return_uint8
         self.image_transforms = image_transforms
         self.name = name
+        self._scratches: dict[str, np.ndarray] = {}
 
     def batches(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any] | SharedBatch]:
         """Batches of the samples, in order. In a DataLoader worker (on Linux) they are
@@ -109,18 +112,32 @@ class BatchCollator:
         convert = self.image_transforms is None and not self.return_uint8
         for field in fields:
             value = sample.get(field.key)
-            if not isinstance(value, torch.Tensor):
+            if not isinstance(value, (torch.Tensor, DecodedFrames)):
                 raise self._mismatch(sample, field.key, type(value).__name__, "a tensor")
             if tuple(value.shape) != field.shape:
                 raise self._mismatch(sample, field.key, tuple(value.shape), field.shape)
-            if convert and field.key in self.camera_keys:
-                np.divide(value.numpy(), np.float32(255), out=views[field.key][row], dtype=np.float32)
+            rows = views[field.key]
+            if isinstance(value, DecodedFrames):
+                if convert:
+                    np.divide(value.write(self._scratch(field)), np.float32(255), out=rows[row], dtype=np.float32)
+                else:
+                    value.write(rows[row])
+            elif convert and field.key in self.camera_keys:
+                np.divide(value.numpy(), np.float32(255), out=rows[row], dtype=np.float32)
             else:
-                views[field.key][row] = value.numpy()
+                rows[row] = value.numpy()
         for key in other_keys:
             if key not in sample:
                 raise self._mismatch(sample, "keys", sorted(sample), sorted([f.key for f in fields] + other_keys))
             others[key].append(sample[key])
+
+    def _scratch(self, field: Field) -> np.ndarray:
+        """A uint8 row for converting frames before the float32 division (reused: it
+        stays in cache)."""
+        scratch = self._scratches.get(field.key)
+        if scratch is None or scratch.shape != field.shape:
+            scratch = self._scratches[field.key] = np.empty(field.shape, np.uint8)
+        return scratch
 
     def _mismatch(self, sample: dict[str, Any], what: str, got: Any, want: Any) -> SchemaError:
         return SchemaError(
@@ -137,12 +154,16 @@ def _layout(sample: dict[str, Any], rows: int, to_float: frozenset[str]) -> tupl
     other_keys: list[str] = []
     offset = 0
     for key, value in sample.items():
-        if not isinstance(value, torch.Tensor):
+        if isinstance(value, DecodedFrames):
+            dtype = np.dtype(np.float32 if key in to_float else np.uint8)
+        elif isinstance(value, torch.Tensor):
+            dtype = np.dtype(np.float32) if key in to_float else value.numpy().dtype
+        else:
             other_keys.append(key)
             continue
-        dtype = np.dtype(np.float32) if key in to_float else value.numpy().dtype
-        fields.append(Field(key, tuple(value.shape), dtype.str, offset))
-        nbytes = rows * value.numel() * dtype.itemsize
+        shape = tuple(value.shape)
+        fields.append(Field(key, shape, dtype.str, offset))
+        nbytes = rows * math.prod(shape) * dtype.itemsize
         offset += -(-nbytes // _ALIGN) * _ALIGN
     return fields, other_keys, list(sample), max(offset, 1)
 

@@ -24,6 +24,7 @@ from robostore.schema import Feature
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
+from robostore.video.decode import DecodedFrames, VideoReader
 
 #: Video backends: PyAV (default) and torchcodec (when installed).
 BACKENDS = ("pyav", "torchcodec")
@@ -149,11 +150,21 @@ class VideoFrames:
         self.__init__(**state)  # type: ignore[misc]
 
     def frames(
-        self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int, key: str | None = None
-    ) -> np.ndarray:
+        self,
+        path: str,
+        timestamps: Sequence[float],
+        tolerance_s: float,
+        episode: int,
+        key: str | None = None,
+        *,
+        decoded: bool = False,
+    ) -> np.ndarray | DecodedFrames:
         """uint8 [T, 3, H, W] frames of ``path`` at ``timestamps`` (seconds in the file), one seek.
 
         ``key`` is the video feature ``path`` belongs to (checked against ``features``).
+        With ``decoded``, frames that come from the PyAV decoder (no frame cache) are
+        returned still decoded (:class:`~robostore.video.decode.DecodedFrames`), for
+        callers that convert them later, straight into their output.
         """
         if self.frame_cache is not None:
             cached = self.frame_cache.get(path, timestamps)
@@ -161,6 +172,8 @@ class VideoFrames:
                 return cached
         reader = self._pool.get(path, lambda: self._open(path, episode, key))
         try:
+            if decoded and self.frame_cache is None and isinstance(reader, VideoReader):
+                return reader.decoded_at(timestamps, tolerance_s, episode=episode)
             frames = reader.frames_at(timestamps, tolerance_s, episode=episode, channels_first=True)
         except BaseException:
             self._evict(path)  # its decoder state is unknown after a failure
@@ -198,8 +211,6 @@ class VideoFrames:
             if self.backend == "torchcodec":
                 reader = _TorchcodecReader(source, name)
             else:
-                from robostore.video.decode import VideoReader
-
                 # Decoder threads cost more than they give for one frame per seek, and
                 # DataLoader workers already use the cores.
                 reader = VideoReader(source, name, thread_type="NONE", keep_recent=self.keep_recent, close_file=close_file)

@@ -208,7 +208,9 @@ class Prefetcher:
         self.store = store
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="robostore-prefetch")
         self._layouts: dict[str, Future[VideoLayout]] = {}
-        self._episodes: dict[int, Future[dict[str, bytes | None]]] = {}
+        # Per episode, one fetch per camera: a stream's first samples need every camera
+        # of several episodes at once, and remote latency, not bandwidth, is the cost.
+        self._episodes: dict[int, dict[str, Future[bytes | None]]] = {}
         self._lock = threading.Lock()
 
     def schedule(self, episodes: Iterable[int]) -> None:
@@ -216,23 +218,25 @@ class Prefetcher:
         with self._lock:
             for episode in episodes:
                 if episode not in self._episodes:
-                    self._episodes[episode] = self._pool.submit(self._fetch_episode, episode)
+                    self._episodes[episode] = {
+                        self.meta.video_span(episode, key).path: self._pool.submit(self._fetch, episode, key)
+                        for key in self.meta.video_keys
+                    }
 
     def release(self, episode: int) -> None:
         """Drop an episode's bytes (its readers are done with them)."""
         with self._lock:
-            future = self._episodes.pop(episode, None)
-        if future is not None:
+            futures = self._episodes.pop(episode, {})
+        for future in futures.values():
             future.cancel()
 
     def source(self, path: str, episode: int) -> SpanFile:
         """A file object for ``path`` serving ``episode``'s prefetched stretch (waits for it)."""
         self.schedule([episode])
         with self._lock:
-            future = self._episodes[episode]
-        stretches = future.result()
+            future = self._episodes[episode].get(path)
+        data = None if future is None else future.result()
         layout = self._layout(path).result()
-        data = stretches.get(path)
         chunks = list(layout.header)
         if data is not None:
             span = self._stretch(path, episode, layout)
@@ -245,7 +249,7 @@ class Prefetcher:
     def close(self) -> None:
         """Stop fetching and drop everything held."""
         with self._lock:
-            futures = list(self._episodes.values())
+            futures = [f for per_path in self._episodes.values() for f in per_path.values()]
             self._episodes.clear()
         for future in futures:
             future.cancel()
@@ -275,17 +279,14 @@ class Prefetcher:
                 return layout.stretch(span.from_timestamp, span.to_timestamp)
         return None
 
-    def _fetch_episode(self, episode: int) -> dict[str, bytes | None]:
-        out: dict[str, bytes | None] = {}
-        for key in self.meta.video_keys:
-            span = self.meta.video_span(episode, key)
-            try:
-                layout = self._layout(span.path).result()
-            except NotFound as exc:
-                raise NotFound(
-                    f"{self.store.describe(span.path)}: video file not found (needed for episode {episode}); "
-                    "re-copy the dataset"
-                ) from exc
-            stretch = layout.stretch(span.from_timestamp, span.to_timestamp)
-            out[span.path] = None if stretch is None else self.store.read_range(span.path, *stretch)
-        return out
+    def _fetch(self, episode: int, key: str) -> bytes | None:
+        span = self.meta.video_span(episode, key)
+        try:
+            layout = self._layout(span.path).result()
+        except NotFound as exc:
+            raise NotFound(
+                f"{self.store.describe(span.path)}: video file not found (needed for episode {episode}); "
+                "re-copy the dataset"
+            ) from exc
+        stretch = layout.stretch(span.from_timestamp, span.to_timestamp)
+        return None if stretch is None else self.store.read_range(span.path, *stretch)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
+from robostore.forks import current_pid
 from robostore.store import Store
 
 
@@ -19,7 +19,7 @@ class PerProcessStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -34,9 +34,9 @@ class PerProcessStore:
 
     def get(self) -> Store:
         """The store for the calling process."""
-        if self._pid != os.getpid():
+        if self._pid != current_pid():
             with self._lock:
-                if self._pid != os.getpid():
+                if self._pid != current_pid():
                     self._store = type(self._store).from_url(self._store.url, self._store.storage_options)
-                    self._pid = os.getpid()
+                    self._pid = current_pid()
         return self._store

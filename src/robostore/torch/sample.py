@@ -17,7 +17,7 @@ from robostore.meta import DatasetMeta
 from robostore.torch.deltas import PAD_SUFFIX, neighbours
 from robostore.torch.frames import VideoFrames, episode_videos
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
-from robostore.video.decode import decode_image
+from robostore.video.decode import DecodedFrames, decode_image
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -83,7 +83,10 @@ class SampleAssembler:
             times = np.atleast_1d(self._timestamps[rows.get(key, position)]).astype(np.float64)
             wanted = (span.from_timestamp[slot] + times).tolist()
             frames = self.videos.frames(span.paths[slot], wanted, self.tolerance_s, episode, key)
-            item[key] = self._camera(frames if key in rows else frames[0])
+            if isinstance(frames, DecodedFrames):  # the streaming dataset converts them on output
+                item[key] = frames if key in rows else frames.first()
+            else:
+                item[key] = self._camera(frames if key in rows else frames[0])
         for key in self._image_keys:
             key_rows = np.atleast_1d(rows.get(key, position))
             pictures = np.stack([self._image(key, int(r)) for r in key_rows])
@@ -105,13 +108,17 @@ class SampleAssembler:
         return finish_camera(torch.from_numpy(frames), self.return_uint8, self.image_transforms)
 
 
-def finish_camera(tensor: torch.Tensor, return_uint8: bool, image_transforms: Transform | None) -> torch.Tensor:
-    """A uint8 [..., 3, H, W] camera tensor as samples hold it: float32 in [0, 1] unless
-    ``return_uint8``, then ``image_transforms``.
+def finish_camera(
+    tensor: torch.Tensor | DecodedFrames, return_uint8: bool, image_transforms: Transform | None
+) -> torch.Tensor:
+    """A uint8 [..., 3, H, W] camera tensor (or still decoded frames) as samples hold it:
+    float32 in [0, 1] unless ``return_uint8``, then ``image_transforms``.
 
     Datasets that hold samples for a while (the streaming shuffle buffer) assemble them
     with ``return_uint8=True`` and no transforms, and finish them with this on output.
     """
+    if isinstance(tensor, DecodedFrames):
+        tensor = torch.from_numpy(tensor.to_array())
     if not return_uint8:
         # x / 255 in float32, as lerobot computes it (one pass, no intermediate copy).
         tensor = torch.from_numpy(np.divide(tensor.numpy(), np.float32(255), dtype=np.float32))

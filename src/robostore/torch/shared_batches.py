@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from robostore.errors import RobostoreError
+from robostore.forks import current_pid
 
 #: Bytes before the batch data: the worker's lend count, then the consumer's return count.
 HEADER = 64
@@ -129,8 +130,8 @@ def worker_pool() -> SharedBatchPool:
     """This process's pool. It outlives the iterators that use it: batches still
     queued for the training process must stay readable after an epoch's generator ends."""
     global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), SharedBatchPool())
+    if _pool is None or _pool[0] != current_pid():
+        _pool = (current_pid(), SharedBatchPool())
     return _pool[1]
 
 

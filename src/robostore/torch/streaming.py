@@ -53,6 +53,7 @@ from robostore.torch.sharding import (
 from robostore.torch.shuffle import ShardPlan
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
 from robostore.torch.views import SelectedEpisodes
+from robostore.video.decode import DecodedFrames
 
 log = logging.getLogger(__name__)
 
@@ -283,33 +284,35 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
         )
 
     def _stream(self, plan: ShardPlan, progress: _Progress) -> Iterator[dict[str, Any]]:
-        """The plan's samples, cameras still uint8 and untransformed (see :meth:`_finish`)."""
+        """The plan's samples, cameras not yet converted (still decoded frames, or uint8
+        from a frame cache) nor transformed: see :meth:`_finish`."""
         store = self._store.get()
-        prefetcher = None
-        if self.meta.video_keys and not isinstance(store.fs, LocalFileSystem):
-            prefetcher = Prefetcher(self.meta, store, threads=min(4, max(1, self.prefetch)))
-        frames = _EpisodeFrames(self, prefetcher)
-        assembler = SampleAssembler(
-            self.meta,
-            self._index,
-            self._load_tabular(),
-            self._offsets,
-            frames,  # type: ignore[arg-type]  # duck-types VideoFrames.frames, per episode
-            ImageBytes(self._store),
-            self.tolerance_s,
-            None,
-            True,
-        )
         episodes = self._index.episodes
         starts = self._index.starts
         lengths = self._lengths
         order = plan.episodes
         place = {slot: i for i, slot in enumerate(order)}
-        if prefetcher is not None:
+        prefetcher = None
+        if self.meta.video_keys and not isinstance(store.fs, LocalFileSystem):
+            prefetcher = Prefetcher(self.meta, store, threads=min(8, 2 * len(self.meta.video_keys)))
+            # Before the tabular data loads: the first videos' index and bytes are the
+            # longest wait of a remote stream's first batch.
             prefetcher.schedule(int(episodes[s]) for s in order[: self.interleave + self.prefetch])
+        frames = _EpisodeFrames(self, prefetcher)
         held: dict[tuple[int, int], dict[str, Any]] = {}
         started: set[int] = set()
         try:
+            assembler = SampleAssembler(
+                self.meta,
+                self._index,
+                self._load_tabular(),
+                self._offsets,
+                frames,  # type: ignore[arg-type]  # duck-types VideoFrames.frames, per episode
+                ImageBytes(self._store),
+                self.tolerance_s,
+                None,
+                True,
+            )
             for reads, out in plan.steps(progress.yielded):
                 for slot, frame in reads:
                     if prefetcher is not None and slot not in started:
@@ -383,7 +386,7 @@ class _EpisodeFrames:
 
     def frames(
         self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int, key: str | None = None
-    ) -> np.ndarray:
+    ) -> np.ndarray | DecodedFrames:
         videos = self._open.get(episode)
         if videos is None:
             ds = self._dataset
@@ -401,7 +404,7 @@ class _EpisodeFrames:
                 self._close(next(iter(self._open)))
         else:
             self._open.move_to_end(episode)
-        return videos.frames(path, timestamps, tolerance_s, episode, key)
+        return videos.frames(path, timestamps, tolerance_s, episode, key, decoded=True)
 
     def finish(self, episode: int) -> None:
         """The episode's last frame was read: close its readers, drop its bytes."""

@@ -100,8 +100,8 @@ class VideoReader:
                 )
                 raise VideoError(f"{self.name}: no video stream in this file ({why}). {_HINT}")
             self._container = container
-            self._reformatter = VideoReformatter()
             self._stream = container.streams.video[0]
+            self._rgb = _RgbConverter(self.name, self.height, self.width)
             cc = self._stream.codec_context
             if thread_type is None:
                 small = (cc.width or 0) * (cc.height or 0) < _SMALL_FRAME_PIXELS
@@ -112,6 +112,7 @@ class VideoReader:
                 self._stream.thread_type = thread_type
             self.thread_type: ThreadMode = thread_type
             self._time_base: Fraction = self._stream.time_base or Fraction(1, 1)
+            self._seconds_per_tick = float(self._time_base)  # per frame, Fraction arithmetic costs more than decoding's bookkeeping
             rate = self._stream.average_rate or self._stream.guessed_rate
             self._fps: float | None = float(rate) if rate else None
         except BaseException:
@@ -219,8 +220,27 @@ class VideoReader:
                 end of the file, or metadata that does not match the video), or the
                 file cannot be decoded.
         """
+        frames = self.decoded_at(timestamps, tolerance_s, episode=episode)
+        shape = frames.shape_for(channels_first)
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        elif out.shape != shape or out.dtype != np.uint8:
+            raise VideoError(f"{self.name}: frames are uint8 {list(shape)}, the output buffer is {out.dtype} {list(out.shape)}")
+        frames.write(out, channels_first)
+        return out
+
+    def decoded_at(self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None) -> DecodedFrames:
+        """The frames :meth:`frames_at` would return, not yet converted to RGB.
+
+        They stay in the decoder's pixel format (half the bytes of RGB for 4:2:0) and
+        buffers until :meth:`DecodedFrames.write` converts them, straight into the
+        caller's memory: the streaming dataset holds these in its shuffle buffer.
+
+        Raises:
+            VideoError: as :meth:`frames_at`.
+        """
         if len(timestamps) == 0:
-            return np.empty((0, *self._frame_shape(channels_first)), dtype=np.uint8)
+            return DecodedFrames([], [], self._rgb)
         ts = [float(t) for t in timestamps]
         if any(math.isnan(t) for t in ts):
             raise VideoError(f"{self.name}: NaN timestamp requested{self._ep(episode)}")
@@ -233,15 +253,10 @@ class VideoReader:
                 f"{self._ep(episode)} (video duration {self._fmt(self.duration)}s); the "
                 "episodes table does not match this video file"
             )
-        times = np.fromiter((c[0] for c in candidates), dtype=np.float64, count=len(candidates))
-        shape = (len(ts), *self._frame_shape(channels_first))
-        if out is None:
-            out = np.empty(shape, dtype=np.uint8)
-        elif out.shape != shape or out.dtype != np.uint8:
-            raise VideoError(f"{self.name}: frames are uint8 {list(shape)}, the output buffer is {out.dtype} {list(out.shape)}")
-        converted: dict[int, int] = {}  # candidate -> row of out that holds it
-        for i, t in enumerate(ts):
-            j = int(np.argmin(np.abs(times - t)))
+        times = [c[0] for c in candidates]
+        picked = []
+        for t in ts:
+            j = min(range(len(times)), key=lambda k: abs(times[k] - t))  # few candidates: cheaper than numpy calls
             if abs(times[j] - t) >= tolerance_s:
                 raise VideoError(
                     f"{self.name}: wanted frame at t={t:.6f}s{self._ep(episode)} but the "
@@ -251,13 +266,8 @@ class VideoReader:
                     "timestamps do not match the video: check from_timestamp/fps or "
                     "re-encode the episode"
                 )
-            if j in converted:
-                out[i] = out[converted[j]]
-                continue
-            with wrap_av_errors(self.name, lambda j=j: f"converting frame t={times[j]:.6f}s", _HINT):
-                self._convert(candidates[j][1], out[i], channels_first)
-            converted[j] = i
-        return out
+            picked.append(candidates[j])
+        return DecodedFrames([c[1] for c in picked], [c[0] for c in picked], self._rgb)
 
     def iter_frames(
         self, start_s: float, end_s: float, *, eps: float = 1e-4, channels_first: bool = False
@@ -283,9 +293,8 @@ class VideoReader:
                 continue
             if t >= end_s - eps:
                 return
-            arr = np.empty(self._frame_shape(channels_first), dtype=np.uint8)
-            with wrap_av_errors(self.name, lambda t=t: f"converting frame t={t:.6f}s", _HINT):
-                self._convert(frame, arr, channels_first)
+            arr = np.empty(self._rgb.shape(channels_first), dtype=np.uint8)
+            self._rgb.convert(frame, t, arr, channels_first)
             yield t, arr
 
     # -- internals ------------------------------------------------------------------
@@ -302,30 +311,6 @@ class VideoReader:
     @staticmethod
     def _fmt(v: float | None) -> str:
         return "unknown" if v is None else f"{v:.4f}"
-
-    def _frame_shape(self, channels_first: bool) -> tuple[int, int, int]:
-        return (3, self.height, self.width) if channels_first else (self.height, self.width, 3)
-
-    def _convert(self, frame: av.VideoFrame, out: np.ndarray, channels_first: bool) -> None:
-        """Write ``frame`` as RGB into ``out`` ([H, W, 3], or [3, H, W] if ``channels_first``)."""
-        # One reformatter kept for the reader, single-threaded: to_ndarray builds a
-        # scaler per frame with its own slice threads, created and joined every time
-        # (~100x slower for one frame, far worse on a loaded machine).
-        # (``out`` has the stream's shape: frames_at checks a caller's buffer, iter_frames makes its own.)
-        if (frame.height, frame.width) != (self.height, self.width):
-            raise VideoError(
-                f"{self.name}: a frame of {frame.width}x{frame.height} in a stream of "
-                f"{self.width}x{self.height}; the video changes size mid-stream. {_HINT}"
-            )
-        if channels_first and frame.format.name in PLANAR_FORMATS and frame.width % _PLANAR_WIDTH_MULTIPLE == 0:
-            planar = self._reformatter.reformat(frame, format="gbrp", threads=1)
-            h, w = planar.height, planar.width
-            for channel, plane in zip((1, 2, 0), planar.planes):  # gbrp: G, B, R planes
-                rows = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
-                out[channel] = rows[:, :w]
-            return
-        rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
-        out[...] = rgb.transpose(2, 0, 1) if channels_first else rgb
 
     def _seek(self, t: float) -> None:
         container = self._require_open()
@@ -352,7 +337,7 @@ class VideoReader:
             self._recent.clear()
             raise
         if frame is not None:
-            t = float(frame.pts * self._time_base)
+            t = frame.pts * self._seconds_per_tick
             self.decoded += 1
             if frame.key_frame:
                 if self._last_key_s is not None and t > self._last_key_s:
@@ -395,6 +380,87 @@ class VideoReader:
                 break
             candidates.append(item)
         return candidates
+
+
+class _RgbConverter:
+    """Converts one stream's decoded frames to RGB (as ``rgb24``, see the module doc)."""
+
+    def __init__(self, name: str, height: int, width: int) -> None:
+        self.name, self.height, self.width = name, height, width
+        # One reformatter, single-threaded: to_ndarray builds a scaler per frame with its
+        # own slice threads, created and joined every time (~100x slower for one frame,
+        # far worse on a loaded machine).
+        self._reformatter = VideoReformatter()
+
+    def shape(self, channels_first: bool) -> tuple[int, int, int]:
+        return (3, self.height, self.width) if channels_first else (self.height, self.width, 3)
+
+    def convert(self, frame: av.VideoFrame, t: float, out: np.ndarray, channels_first: bool) -> None:
+        """Write ``frame`` (at ``t`` s) as RGB into ``out`` ([H, W, 3], or [3, H, W] if
+        ``channels_first``; callers guarantee the shape)."""
+        if (frame.height, frame.width) != (self.height, self.width):
+            raise VideoError(
+                f"{self.name}: a frame of {frame.width}x{frame.height} in a stream of "
+                f"{self.width}x{self.height}; the video changes size mid-stream. {_HINT}"
+            )
+        with wrap_av_errors(self.name, lambda: f"converting frame t={t:.6f}s", _HINT):
+            if channels_first and frame.format.name in PLANAR_FORMATS and frame.width % _PLANAR_WIDTH_MULTIPLE == 0:
+                planar = self._reformatter.reformat(frame, format="gbrp", threads=1)
+                h, w = planar.height, planar.width
+                for channel, plane in zip((1, 2, 0), planar.planes):  # gbrp: G, B, R planes
+                    rows = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
+                    out[channel] = rows[:, :w]
+                return
+            rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        out[...] = rgb.transpose(2, 0, 1) if channels_first else rgb
+
+
+class DecodedFrames:
+    """Decoded video frames picked for a query, converted to RGB only when written out.
+
+    Returned by :meth:`VideoReader.decoded_at`; the frames keep their decoder buffers
+    alive (FFmpeg reference-counts them), also after the reader is closed.
+    """
+
+    __slots__ = ("_frames", "_rgb", "_single", "_times")
+
+    def __init__(self, frames: list[av.VideoFrame], times: list[float], rgb: _RgbConverter, single: bool = False) -> None:
+        self._frames, self._times, self._rgb, self._single = frames, times, rgb, single
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The channels-first shape :meth:`write` fills: [T, 3, H, W] ([3, H, W] for :meth:`first`)."""
+        return self.shape_for(True)
+
+    def shape_for(self, channels_first: bool) -> tuple[int, ...]:
+        frame = self._rgb.shape(channels_first)
+        return frame if self._single else (len(self._frames), *frame)
+
+    def first(self) -> DecodedFrames:
+        """The first frame alone, written as [3, H, W]."""
+        return DecodedFrames(self._frames[:1], self._times[:1], self._rgb, single=True)
+
+    def write(self, out: np.ndarray, channels_first: bool = True) -> np.ndarray:
+        """Convert the frames to RGB into ``out`` (uint8 of :meth:`shape_for`); returns it."""
+        if self._single:
+            self._rgb.convert(self._frames[0], self._times[0], out, channels_first)
+            return out
+        done: dict[int, int] = {}  # id(frame) -> row of out that holds it
+        for i, frame in enumerate(self._frames):
+            row = done.get(id(frame))
+            if row is not None:
+                out[i] = out[row]
+                continue
+            self._rgb.convert(frame, self._times[i], out[i], channels_first)
+            done[id(frame)] = i
+        return out
+
+    def to_array(self) -> np.ndarray:
+        """The frames as a new uint8 channels-first array."""
+        return self.write(np.empty(self.shape, dtype=np.uint8))
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
