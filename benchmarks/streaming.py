@@ -7,8 +7,11 @@ AV1 GOP 2 crf 30 like lerobot, one mp4 per camera, 50 episodes x 200 frames at
 loopback) and delta_timestamps off/on (action: 10 future steps, state and each camera
 [-1/fps, 0]) it runs one epoch of
 
-* ``StreamingDataset`` over ``--epoch-episodes`` episodes behind
-  ``DataLoader(batch_size=32, num_workers=2)``, and
+* ``StreamingDataset`` over ``--epoch-episodes`` episodes (default: all, a whole
+  epoch) behind ``DataLoader(batch_size=32, num_workers=2)``,
+* the same with the dataset collating its own batches ("batched":
+  ``StreamingDataset(batch_size=32)`` behind ``DataLoader(batch_size=None,
+  num_workers=2)``, batches handed over through reused shared memory), and
 * the map-style ``Dataset`` behind ``DataLoader(shuffle=True, batch_size=32,
   num_workers=2)`` for ``--map-samples`` samples (its rate is flat over an epoch),
 
@@ -25,7 +28,8 @@ Two ceilings frame the figures:
   workers is compared with twice that;
 * transport: the same DataLoader (2 workers, batches of 32) fed by a dataset that only
   copies ready-made samples of the same keys, shapes and dtypes: what moving samples
-  from workers to the training process costs on its own. On a machine with as many
+  from workers to the training process costs on its own (for "batched", through the
+  dataset's own collation and shared buffers). On a machine with as many
   cores as workers, decoding and transport share the cores, so the best any reader can
   reach is ``workers / (1 / decode + workers / transport)`` samples/s (printed as
   "both").
@@ -57,6 +61,9 @@ from map_dataset import CAMERAS, FPS, default_delta, generate  # noqa: E402
 
 from robostore import Dataset, StreamingDataset  # noqa: E402
 from robostore.meta import DatasetMeta  # noqa: E402
+from robostore.torch.batches import BatchCollator  # noqa: E402
+
+BATCH = 32
 
 
 def sequential_ceiling(root: Path, until_s: float) -> float:
@@ -98,13 +105,27 @@ def run(make_loader: Callable[[], DataLoader], limit: int | None) -> dict[str, f
 
 
 def streaming(
-    url: str, options: dict[str, Any] | None, delta: bool, workers: int, episodes: list[int], epoch: int, uint8: bool
+    url: str,
+    options: dict[str, Any] | None,
+    delta: bool,
+    workers: int,
+    episodes: list[int],
+    epoch: int,
+    uint8: bool,
+    batched: bool,
 ) -> dict[str, float]:
     def make() -> DataLoader:
         dt = default_delta() if delta else None
-        sds = StreamingDataset(url, episodes=episodes, delta_timestamps=dt, storage_options=options, return_uint8=uint8)
+        sds = StreamingDataset(
+            url,
+            episodes=episodes,
+            delta_timestamps=dt,
+            storage_options=options,
+            return_uint8=uint8,
+            batch_size=BATCH if batched else None,
+        )
         sds.set_epoch(epoch)
-        return DataLoader(sds, batch_size=32, num_workers=workers)
+        return DataLoader(sds, batch_size=None if batched else BATCH, num_workers=workers)
 
     return run(make, None)
 
@@ -122,24 +143,31 @@ def map_style(
 
 
 class _ReadyMade(IterableDataset):
-    """Yields copies of ready-made samples: a reader whose samples cost nothing to make."""
+    """Yields copies of ready-made samples: a reader whose samples cost nothing to make
+    (with ``collator``, collated into batches as StreamingDataset(batch_size=...) does)."""
 
-    def __init__(self, samples: list[dict[str, Any]], total: int) -> None:
-        self.samples, self.total = samples, total
+    def __init__(self, samples: list[dict[str, Any]], total: int, collator: BatchCollator | None) -> None:
+        self.samples, self.total, self.collator = samples, total, collator
 
     def __iter__(self) -> Any:
         info = get_worker_info()
         share = self.total // (info.num_workers if info else 1)
-        for i in range(share):
-            sample = self.samples[i % len(self.samples)]
-            yield {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in sample.items()}
+        copies = (
+            {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in self.samples[i % len(self.samples)].items()}
+            for i in range(share)
+        )
+        return copies if self.collator is None else self.collator.batches(copies)
 
 
-def transport(url: str, delta: bool, workers: int, uint8: bool, total: int) -> dict[str, float]:
+def transport(url: str, delta: bool, workers: int, uint8: bool, total: int, batched: bool) -> dict[str, float]:
     """DataLoader throughput for samples like the streaming dataset's, made in no time."""
     sds = StreamingDataset(url, delta_timestamps=default_delta() if delta else None, return_uint8=uint8)
     samples = [item for _, item in zip(range(64), sds)]
-    return run(lambda: DataLoader(_ReadyMade(samples, total), batch_size=32, num_workers=workers), None)
+    if not batched:
+        return run(lambda: DataLoader(_ReadyMade(samples, total, None), batch_size=BATCH, num_workers=workers), None)
+    # The samples are final (float32 or uint8 cameras): the collator only copies them.
+    collator = BatchCollator(BATCH, False, sds.meta.camera_keys, True, None, url)
+    return run(lambda: DataLoader(_ReadyMade(samples, total, collator), batch_size=None, num_workers=workers), None)
 
 
 def median(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -153,7 +181,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--width", type=int, default=320)
-    ap.add_argument("--epoch-episodes", type=int, default=20, help="episodes streamed per epoch (a subset)")
+    ap.add_argument("--epoch-episodes", type=int, default=None, help="episodes streamed per epoch (default: all)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--map-samples", type=int, default=960)
     ap.add_argument("--repeat", type=int, default=3)
@@ -167,14 +195,16 @@ def main() -> None:
         print(f"generated {args.root} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     meta = DatasetMeta.open(str(args.root))
     total = meta.total_frames
-    subset = meta.episode_indices[: args.epoch_episodes].tolist()
+    subset = meta.episode_indices[: args.epoch_episodes or meta.total_episodes].tolist()
     epoch_frames = sum(stop - start for start, stop in map(meta.frame_range, subset))
     until_s = max(meta.video_span(e, CAMERAS[0]).to_timestamp for e in subset) - 0.5 / FPS
     ceiling = statistics.median(sequential_ceiling(args.root, until_s) for _ in range(args.repeat))
     print(f"PyAV sequential decode, 1 thread: {ceiling:.1f} samples/s", file=sys.stderr, flush=True)
     kinds = (("", False), (" uint8", True))
+    modes = (("streaming", False), ("streaming batched", True))
     rows: dict[tuple[str, str, bool], dict[str, float]] = {}
     server = None
+    server_cpu: list[float] = []
     try:
         for source in ("local", "s3") if args.s3 else ("local",):
             url, options = str(args.root), None
@@ -187,17 +217,22 @@ def main() -> None:
                 upload_folder(args.root, url, options)
             for delta in (False, True):
                 for suffix, uint8 in kinds:
-                    rows[(source, "streaming" + suffix, delta)] = median(
-                        [streaming(url, options, delta, args.workers, subset, rep, uint8) for rep in range(args.repeat)]
-                    )
+                    for mode, batched in modes:
+                        runs = []
+                        for rep in range(args.repeat):
+                            cpu = _cpu_seconds(server)
+                            runs.append(streaming(url, options, delta, args.workers, subset, rep, uint8, batched))
+                            if server is not None:
+                                server_cpu.append((_cpu_seconds(server) - cpu) / (runs[-1]["n"] / runs[-1]["samples_per_s"]))
+                        rows[(source, mode + suffix, delta)] = median(runs)
+                        if source == "local":
+                            rows[("-", "transport" + mode.removeprefix("streaming") + suffix, delta)] = median(
+                                [transport(url, delta, args.workers, uint8, epoch_frames, batched) for _ in range(args.repeat)]
+                            )
                     rows[(source, "map" + suffix, delta)] = median(
                         [map_style(url, options, delta, args.workers, args.map_samples, rep, uint8) for rep in range(args.repeat)]
                     )
-                    if source == "local":
-                        rows[("-", "transport" + suffix, delta)] = median(
-                            [transport(url, delta, args.workers, uint8, epoch_frames) for _ in range(args.repeat)]
-                        )
-                    for kind in ("streaming" + suffix, "map" + suffix):
+                    for kind in ("streaming" + suffix, "streaming batched" + suffix, "map" + suffix):
                         print(f"{source} {kind} delta={delta}: {rows[(source, kind, delta)]}", file=sys.stderr, flush=True)
     finally:
         if server is not None:
@@ -219,8 +254,8 @@ def main() -> None:
     for (source, kind, delta), r in rows.items():
         if not kind.startswith("streaming"):
             continue
-        suffix = kind.removeprefix("streaming")
-        moving = rows[("-", "transport" + suffix, delta)]["samples_per_s"]
+        suffix = kind.removeprefix("streaming").removeprefix(" batched")
+        moving = rows[("-", "transport" + kind.removeprefix("streaming"), delta)]["samples_per_s"]
         both = args.workers / (1 / ceiling + args.workers / moving)
         sps, steady = r["samples_per_s"], r["after_first_batch"]
         parts = [
@@ -231,6 +266,21 @@ def main() -> None:
         if source != "local":
             parts.append(f"{sps / rows[('local', kind, delta)]['samples_per_s']:.2f}x from local disk")
         print(f"- {source}, {kind}, delta {'on' if delta else 'off'}: " + "; ".join(parts))
+    if server_cpu:
+        print(
+            f"\nThe S3 server's own CPU while streaming: median {statistics.median(server_cpu):.2f} cores "
+            f"of {os.cpu_count()} (it shares the machine with the DataLoader workers)"
+        )
+
+
+def _cpu_seconds(server: Any) -> float:
+    """CPU seconds used so far by a server process and its children (0 without one)."""
+    if server is None:
+        return 0.0
+    import psutil
+
+    proc = psutil.Process(server._proc.pid)
+    return sum(sum(p.cpu_times()[:2]) for p in (proc, *proc.children(recursive=True)))
 
 
 if __name__ == "__main__":
