@@ -62,3 +62,19 @@ def test_field_views_match_numpy_layout() -> None:
     data = np.arange(64 + 24, dtype=np.uint8)
     view = Field("a", (2, 3), "|u1", 64).view(data, 4)
     assert view.shape == (4, 2, 3) and view.ravel().tolist() == list(range(64, 88))
+
+
+def test_only_the_receiving_process_gives_a_buffer_back() -> None:
+    """A process forked from the training process drops copies of its batches; that must
+    not free buffers the training process still reads."""
+    import os
+
+    pool = SharedBatchPool()
+    buffer = pool.take(64)
+    buffer.lend()
+    fd = os.open(f"/proc/{os.getpid()}/fd/{buffer.fd}", os.O_RDWR)
+    shared_batches._give_back(fd, 1, pid=os.getpid() + 1)  # as if run in a forked child
+    assert not buffer.free
+    fd = os.open(f"/proc/{os.getpid()}/fd/{buffer.fd}", os.O_RDWR)
+    shared_batches._give_back(fd, 1, pid=os.getpid())
+    assert buffer.free

@@ -117,7 +117,7 @@ def test_random_access_matches_sequential() -> None:
 
 def test_decoded_frames_outlive_their_reader() -> None:
     """The streaming shuffle buffer holds frames still decoded after the episode's reader
-    closed: their buffers must stay valid (FFmpeg reference counts them)."""
+    closed (packed copies for 4:2:0, FFmpeg's reference-counted frames otherwise)."""
     with VideoReader(str(_cam0()), "cam0.mp4") as r:
         want = r.frames_at([i / 30 for i in range(90)], 1e-4, channels_first=True)
     reader = VideoReader(str(_cam0()), "cam0.mp4")
@@ -210,6 +210,9 @@ def test_channels_first_equals_transposed_rgb(tmp_path: Path, codec: str, pix_fm
     with VideoReader(str(path)) as reader:
         chw = reader.frames_at([ts[2], ts[0], ts[2]], channels_first=True)
         streamed = np.stack([f for _, f in reader.iter_frames(0, 1, channels_first=True)])
+    with VideoReader(str(path)) as reader:  # held decoded (4:2:0 as packed copies), converted later
+        held = [reader.decoded_at([t]) for t in ts]
     assert chw.shape == (3, 3, 64, width) and chw.flags.c_contiguous
     np.testing.assert_array_equal(chw, hwc[[2, 0, 2]].transpose(0, 3, 1, 2))
     np.testing.assert_array_equal(streamed, hwc.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(np.concatenate([h.to_array() for h in held]), hwc.transpose(0, 3, 1, 2))

@@ -87,11 +87,17 @@ class _Buffer:
         self._counts[0] += 1
         return int(self._counts[0])
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Unmap and close; False (and nothing done) while arrays of this process still
+        view the buffer."""
+        try:
+            self.data.release()
+        except BufferError:
+            return False
         del self._counts
-        self.data.release()
         self.map.close()
         os.close(self.fd)
+        return True
 
 
 class SharedBatchPool:
@@ -109,11 +115,10 @@ class SharedBatchPool:
                 continue
             if chosen is None and buffer.size >= size:
                 chosen = buffer
-            elif spare < KEEP_FREE:
+            elif spare < KEEP_FREE or not buffer.close():
                 spare += 1
             else:
                 self._buffers.remove(buffer)
-                buffer.close()
         if chosen is None:
             chosen = _Buffer(size)
             self._buffers.append(chosen)
@@ -170,15 +175,20 @@ def _open_shared_batch(
     except BaseException:
         os.close(own)
         raise
-    weakref.finalize(mapping, _give_back, own, lent)
+    weakref.finalize(mapping, _give_back, own, lent, current_pid())
     data = memoryview(mapping)[HEADER:]
     tensors = {f.key: torch.from_numpy(f.view(data, rows)) for f in fields}
     return {key: tensors[key] if key in tensors else others[key] for key in order}
 
 
-def _give_back(fd: int, lent: int) -> None:
-    """The batch's last tensor is gone: tell the worker its buffer is free."""
+def _give_back(fd: int, lent: int, pid: int) -> None:
+    """The batch's last tensor is gone: tell the worker its buffer is free.
+
+    Only from the process that received the batch: a process forked from it holds
+    copies of its tensors, and dropping those frees nothing the receiver still uses.
+    """
     try:
-        os.pwrite(fd, lent.to_bytes(8, sys.byteorder, signed=True), _RETURNED_AT)
+        if current_pid() == pid:
+            os.pwrite(fd, lent.to_bytes(8, sys.byteorder, signed=True), _RETURNED_AT)
     finally:
         os.close(fd)
