@@ -19,7 +19,7 @@ import torch
 import torch.utils.data
 
 from robostore.errors import SchemaError
-from robostore.torch.sample import Transform, finish_camera
+from robostore.torch.sample import Transform, finish_camera, unit_float
 from robostore.torch.shared_batches import Field, SharedBatch, shared_batches_available, worker_pool
 from robostore.video.decode import DecodedFrames
 
@@ -119,11 +119,11 @@ class BatchCollator:
             rows = views[field.key]
             if isinstance(value, DecodedFrames):
                 if convert:
-                    np.divide(value.write(self._scratch(field)), np.float32(255), out=rows[row], dtype=np.float32)
+                    unit_float(value.write(self._scratch(field)), out=rows[row])
                 else:
                     value.write(rows[row])
             elif convert and field.key in self.camera_keys:
-                np.divide(value.numpy(), np.float32(255), out=rows[row], dtype=np.float32)
+                unit_float(value.numpy(), out=rows[row])
             else:
                 rows[row] = value.numpy()
         for key in other_keys:

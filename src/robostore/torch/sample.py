@@ -120,11 +120,16 @@ def finish_camera(
     if isinstance(tensor, DecodedFrames):
         tensor = torch.from_numpy(tensor.to_array())
     if not return_uint8:
-        # x / 255 in float32, as lerobot computes it (one pass, no intermediate copy).
-        tensor = torch.from_numpy(np.divide(tensor.numpy(), np.float32(255), dtype=np.float32))
+        tensor = torch.from_numpy(unit_float(tensor.numpy()))
     if image_transforms is not None:
         tensor = image_transforms(tensor)
     return tensor
+
+
+def unit_float(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 frames as float32 ``x / 255``, as lerobot computes it (one pass, no
+    intermediate copy), into ``out`` when given."""
+    return np.divide(frames, np.float32(255), out=out, dtype=np.float32)
 
 
 def _tensor(value: Any) -> Any:

@@ -470,9 +470,12 @@ class DecodedFrames:
         single: bool = False,
         compact: bool = False,
     ) -> None:
-        if compact:
+        if compact:  # one copy per distinct frame (a delta window may repeat one)
             copies: dict[int, _Compact | av.VideoFrame] = {}
-            frames = [copies.setdefault(id(f), _Compact.of(f)) if id(f) not in copies else copies[id(f)] for f in frames]
+            for f in frames:
+                if id(f) not in copies:
+                    copies[id(f)] = _Compact.of(f)
+            frames = [copies[id(f)] for f in frames]  # type: ignore[misc]
         self._frames: list[_Compact | av.VideoFrame] = frames  # type: ignore[assignment]
         self._times, self._rgb, self._single = times, rgb, single
 
