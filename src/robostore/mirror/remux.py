@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import IO
 
 from robostore.errors import RobostoreError, VideoError
 from robostore.store import Store
@@ -28,22 +29,34 @@ class Span:
     dest: float
 
 
-def cut(store: Store, path: str, spans: Sequence[Span], out_path: str) -> None:
-    """Write the ``spans`` of ``path`` (on ``store``) back to back into the local mp4 ``out_path``."""
+def cut(
+    store: Store, path: str, spans: Sequence[Span], out: str | IO[bytes], *, block_size: int | None = None
+) -> None:
+    """Write the ``spans`` of ``path`` (on ``store``) back to back into the mp4 ``out``.
+
+    ``out`` is a local file path or a seekable binary file object. Only the part of the
+    input from the keyframe before the earliest span to the end of the latest one is
+    read (in ranged reads of ``block_size`` bytes on remote stores, see :meth:`Store.open`).
+    """
     import av
 
     where = store.describe(path)
     try:
-        with store.open(path) as fh, av.open(fh, "r") as src, av.open(out_path, "w", format="mp4") as out:
+        with store.open(path, block_size) as fh, av.open(fh, "r") as src, av.open(out, "w", format="mp4") as dst:
             if not src.streams.video:
                 raise VideoError(f"{where}: no video stream")
             istream = src.streams.video[0]
             tb: Fraction = istream.time_base
-            ostream = out.add_stream_from_template(istream, opaque=True)
+            ostream = dst.add_stream_from_template(istream, opaque=True)
             ostream.time_base = tb
             bounds = [(round(s.start / tb), round(s.end / tb), round(s.dest / tb)) for s in spans]
             seen_first = [False] * len(bounds)
+            if bounds:
+                src.seek(min(a for a, _, _ in bounds), stream=istream, backward=True, any_frame=False)
+            last_end = max((b for _, b, _ in bounds), default=0)
             for packet in src.demux(istream):
+                if packet.dts is not None and packet.dts >= last_end:
+                    break  # demux order is dts order and dts <= pts: no later packet is in a span
                 if packet.pts is None or not packet.size:
                     continue
                 slot = next((i for i, (a, b, _) in enumerate(bounds) if a <= packet.pts < b), None)
@@ -62,7 +75,7 @@ def cut(store: Store, path: str, spans: Sequence[Span], out_path: str) -> None:
                 if packet.dts is not None:
                     packet.dts += shift
                 packet.stream = ostream
-                out.mux(packet)
+                dst.mux(packet)
             missing = [spans[i] for i, seen in enumerate(seen_first) if not seen]
             if missing:
                 raise VideoError(f"{where}: no frames between {missing[0].start:.4f} s and {missing[0].end:.4f} s")
