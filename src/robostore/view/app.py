@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from importlib.resources import files
 from typing import Any
@@ -61,6 +62,7 @@ class Viewer:
         self._images = ImageBytes(store)
         self._episodes: collections.OrderedDict[int, TabularData] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="robostore-view-clips")
 
     @property
     def meta(self) -> DatasetMeta:
@@ -88,6 +90,12 @@ class Viewer:
         self.meta  # noqa: B018
         assert self.validation is not None
         return self.validation.status()
+
+    def prefetch_clips(self, episode_index: int) -> None:
+        """Start cutting an episode's clips while its tabular data loads (the page asks for
+        both at once); a failure is raised again when the clip itself is requested."""
+        for key in self.meta.video_keys:
+            self._background.submit(self.clips.get, episode_index, key)
 
     def episode_data(self, episode_index: int) -> TabularData:
         """The tabular data of one episode, kept for the last few episodes viewed."""
@@ -164,6 +172,8 @@ def create_app(url: str | Store, storage_options: Mapping[str, Any] | None = Non
     def api_episode(request: Request) -> Response:
         episode_index = request.path_params["episode"]
         meta = viewer.meta
+        meta.episode(episode_index)  # a typed error for an episode that does not exist
+        viewer.prefetch_clips(episode_index)
         return JSONResponse(episode_payload(meta, episode_index, viewer.episode_data(episode_index)))
 
     def api_problems(request: Request) -> Response:

@@ -3,7 +3,8 @@
 An mp4 of a LeRobot v3.0 dataset holds many episodes back to back. A browser playing
 it would buffer megabytes past the episode it shows; the clip holds that episode's
 packets only (re-timed to start at 0, nothing re-encoded), read from the dataset's
-mp4 in small ranged reads (see :func:`robostore.mirror.remux.cut`).
+mp4 in a few ranged reads: its header and index, then the episode's packets
+(see :func:`robostore.mirror.remux.cut`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 from robostore.meta import DatasetMeta
 from robostore.mirror.remux import Span, cut
 
-#: Ranged-read size for cutting clips: small, so the bytes read stay close to the
-#: episode's share of the file (the backend's default block is a few MB).
-CLIP_BLOCK_SIZE = 128 * 1024
+#: Ranged-read size for the header and index of the dataset's mp4 (the episode's packets
+#: come in one read of their own): small, so the bytes read stay close to the episode's
+#: share of the file (the backend's default block is a few MB).
+CLIP_BLOCK_SIZE = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
