@@ -155,13 +155,15 @@ def test_api_pages_filters_and_episode_data(dataset: tuple[str, dict], recorded:
         assert status == 422 and json.loads(body)["error"] == "SchemaError"
 
         episode = json.loads(get(f"{viewer.url}/api/episode/1")[2])
+        assert (episode["previous"], episode["next"]) == (0, 2)
+        assert [v["key"] for v in episode["videos"]] == list(CAMS)
+        plots = json.loads(get(f"{viewer.url}/api/episode/1/data")[2])
         rows = parquet_episode(recorded, 1)
         state = rows["observation.state"]
-        plot = next(p for p in episode["plots"] if p["key"] == "observation.state")
+        plot = next(p for p in plots["plots"] if p["key"] == "observation.state")
         assert plot["labels"] == [f"joint_{i}" for i in range(6)]
         assert np.array_equal(np.asarray(plot["series"], dtype=np.float32).T, state)
-        assert episode["time"] == pytest.approx((rows["timestamp"] - rows["timestamp"][0]).tolist())
-        assert (episode["previous"], episode["next"]) == (0, 2)
+        assert plots["time"] == pytest.approx((rows["timestamp"] - rows["timestamp"][0]).tolist())
 
 
 def test_clip_holds_the_episode_frames_only(dataset: tuple[str, dict], recorded: Path) -> None:

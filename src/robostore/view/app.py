@@ -3,8 +3,8 @@
 Routes (all read-only):
 
 - ``/`` and ``/episode/{n}``: the dataset and episode pages (static HTML + JS);
-- ``/api/dataset``, ``/api/episodes?offset=&limit=&task=``, ``/api/episode/{n}``,
-  ``/api/problems``: JSON;
+- ``/api/dataset``, ``/api/episodes?offset=&limit=&task=``, ``/api/episode/{n}`` (cameras,
+  tasks; starts cutting the clips), ``/api/episode/{n}/data`` (plots), ``/api/problems``: JSON;
 - ``/clip/{n}/{video_key}``: one camera of one episode as its own mp4 (Range requests);
 - ``/image/{n}/{image_key}/{frame}``: one frame of an ``image`` feature (PNG/JPEG bytes);
 - ``/files/{path}``: a file of the dataset by its dataset-relative path, Range requests
@@ -36,7 +36,14 @@ from robostore.meta import DatasetMeta
 from robostore.store import Store, normalize_path
 from robostore.torch.tabular import ImageBytes, TabularData
 from robostore.view.clips import ClipCache
-from robostore.view.payloads import PAGE_SIZE, dataset_payload, episode_payload, episodes_page, load_episode
+from robostore.view.payloads import (
+    PAGE_SIZE,
+    dataset_payload,
+    episode_payload,
+    episode_plots,
+    episodes_page,
+    load_episode,
+)
 from robostore.view.problems import BackgroundValidation
 from robostore.view.ranges import range_response
 
@@ -171,10 +178,13 @@ def create_app(url: str | Store, storage_options: Mapping[str, Any] | None = Non
 
     def api_episode(request: Request) -> Response:
         episode_index = request.path_params["episode"]
-        meta = viewer.meta
-        meta.episode(episode_index)  # a typed error for an episode that does not exist
+        payload = episode_payload(viewer.meta, episode_index)  # a typed error for an unknown episode
         viewer.prefetch_clips(episode_index)
-        return JSONResponse(episode_payload(meta, episode_index, viewer.episode_data(episode_index)))
+        return JSONResponse(payload)
+
+    def api_episode_data(request: Request) -> Response:
+        episode_index = request.path_params["episode"]
+        return JSONResponse(episode_plots(viewer.meta, viewer.episode_data(episode_index)))
 
     def api_problems(request: Request) -> Response:
         return JSONResponse(viewer.problems())
@@ -207,6 +217,7 @@ def create_app(url: str | Store, storage_options: Mapping[str, Any] | None = Non
         Route("/api/dataset", api_dataset),
         Route("/api/episodes", api_episodes),
         Route("/api/episode/{episode:int}", api_episode),
+        Route("/api/episode/{episode:int}/data", api_episode_data),
         Route("/api/problems", api_problems),
         Route("/clip/{episode:int}/{key}", clip),
         Route("/image/{episode:int}/{key}/{frame:int}", image),

@@ -87,9 +87,34 @@ def load_episode(meta: DatasetMeta, episode_index: int) -> TabularData:
     return TabularData.load(meta, meta.store, index, features, ranged=True)
 
 
-def episode_payload(meta: DatasetMeta, episode_index: int, data: TabularData) -> dict[str, Any]:
-    """Everything the episode page shows: videos, image cameras, plots, neighbours."""
+def episode_payload(meta: DatasetMeta, episode_index: int) -> dict[str, Any]:
+    """What the episode page shows first, from the episodes table alone: cameras, tasks, neighbours."""
     episode = meta.episode(episode_index)
+    indices = meta.episode_indices
+    pos = int(np.searchsorted(indices, episode_index))
+    return {
+        "episode_index": episode_index,
+        "length": episode.length,
+        "tasks": episode.tasks,
+        "fps": meta.fps,
+        "videos": [
+            {
+                "key": key,
+                "url": f"/clip/{episode_index}/{key}",
+                "path": span.path,
+                "from_timestamp": span.from_timestamp,
+                "to_timestamp": span.to_timestamp,
+            }
+            for key, span in episode.videos.items()
+        ],
+        "images": [{"key": key, "url": f"/image/{episode_index}/{key}/"} for key in meta.image_keys],
+        "previous": int(indices[pos - 1]) if pos > 0 else None,
+        "next": int(indices[pos + 1]) if pos + 1 < len(indices) else None,
+    }
+
+
+def episode_plots(meta: DatasetMeta, data: TabularData) -> dict[str, Any]:
+    """The episode's time axis (seconds from its first frame) and one plot per plotted feature."""
     timestamps = data.columns["timestamp"].astype(np.float64)
     relative = (timestamps - timestamps[0]) if len(timestamps) else timestamps
     plots = []
@@ -102,29 +127,7 @@ def episode_payload(meta: DatasetMeta, episode_index: int, data: TabularData) ->
                 "series": [[_finite(v) for v in values[:, i].tolist()] for i in range(values.shape[1])],
             }
         )
-    indices = meta.episode_indices
-    pos = int(np.searchsorted(indices, episode_index))
-    return {
-        "episode_index": episode_index,
-        "length": episode.length,
-        "tasks": episode.tasks,
-        "fps": meta.fps,
-        "time": relative.tolist(),
-        "videos": [
-            {
-                "key": key,
-                "url": f"/clip/{episode_index}/{key}",
-                "path": span.path,
-                "from_timestamp": span.from_timestamp,
-                "to_timestamp": span.to_timestamp,
-            }
-            for key, span in episode.videos.items()
-        ],
-        "images": [{"key": key, "url": f"/image/{episode_index}/{key}/"} for key in meta.image_keys],
-        "plots": plots,
-        "previous": int(indices[pos - 1]) if pos > 0 else None,
-        "next": int(indices[pos + 1]) if pos + 1 < len(indices) else None,
-    }
+    return {"time": relative.tolist(), "plots": plots}
 
 
 def _finite(value: Any) -> Any:

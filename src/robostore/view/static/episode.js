@@ -68,9 +68,11 @@ function update() {
   const t = viewer.clock.time;
   const k = frameAt(t);
   viewer.clock.sync(viewer.episode.fps);
-  const x = viewer.episode.time[k];
-  for (const u of Object.values(viewer.plots)) {
-    if (!u.mouseInside) u.setCursor({left: u.valToPos(x, "x"), top: 0});
+  if (viewer.episode.time) {
+    const x = viewer.episode.time[k];
+    for (const u of Object.values(viewer.plots)) {
+      if (!u.mouseInside) u.setCursor({left: u.valToPos(x, "x"), top: 0});
+    }
   }
   if (k !== viewer.frame) {
     viewer.frame = k;
@@ -191,6 +193,7 @@ async function main() {
   document.getElementById("title").textContent = "episode " + index;
   try {
     const ep = await api("/api/episode/" + index);
+    const data = api(`/api/episode/${index}/data`);  // the plots load while the videos start
     viewer.episode = ep;
     document.getElementById("title").textContent =
       `episode ${index} \u00b7 ${ep.length} frames \u00b7 ${(ep.length / ep.fps).toFixed(1)} s \u00b7 ${ep.tasks.join("; ")}`;
@@ -198,6 +201,7 @@ async function main() {
     addCameras(ep);
     viewer.clock = viewer.videos.length ? new VideoClock(viewer.videos) : new TimerClock(ep.length / ep.fps);
     addControls(ep);
+    Object.assign(ep, await data);
     addPlots(ep);
     tick();
     viewer.ready = true;
