@@ -192,6 +192,32 @@ def test_clip_holds_the_episode_frames_only(dataset: tuple[str, dict], recorded:
     assert len(clip) < 0.6 * (recorded / span.path).stat().st_size  # one episode of three
 
 
+def test_image_cameras_and_scalar_plots(store_url: tuple[str, dict]) -> None:
+    """A lerobot-written dataset with an ``image`` camera, a scalar reward and a bool flag, on every backend."""
+    import pyarrow.compute as pc
+
+    from conftest import DATA
+
+    url, options = store_url
+    upload_folder(DATA / "image_basic", url, options)
+    table = pq.read_table(DATA / "image_basic/data/chunk-000/file-000.parquet")
+    table = table.filter(pc.equal(table.column("episode_index"), 1)).sort_by("frame_index")
+    with BackgroundViewer(url, options) as viewer:
+        episode = json.loads(get(f"{viewer.url}/api/episode/1")[2])
+        assert episode["videos"] == [] and [i["key"] for i in episode["images"]] == ["observation.images.cam0"]
+        for frame in (0, table.num_rows - 1):
+            status, headers, body = get(f"{viewer.url}{episode['images'][0]['url']}{frame}")
+            assert status == 200 and headers["Content-Type"] == "image/png"
+            assert body == table.column("observation.images.cam0")[frame]["bytes"].as_py()
+        status, _, body = get(f"{viewer.url}{episode['images'][0]['url']}{table.num_rows}")
+        assert status == 404 and json.loads(body)["error"] == "NotFound"
+        plots = {p["key"]: p for p in json.loads(get(f"{viewer.url}/api/episode/1/data")[2])["plots"]}
+        assert plots["next.reward"]["labels"] == ["next.reward"]
+        assert plots["next.reward"]["series"][0] == table.column("next.reward").to_pylist()
+        done = plots["next.done"]["series"][0]
+        assert done == [int(v) for v in table.column("next.done").to_pylist()] and all(type(v) is int for v in done)
+
+
 def test_validate_problems_become_episode_badges(recorded: Path, tmp_path: Path) -> None:
     root = tmp_path / "broken"
     shutil.copytree(recorded, root)

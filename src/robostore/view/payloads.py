@@ -120,6 +120,8 @@ def episode_plots(meta: DatasetMeta, data: TabularData) -> dict[str, Any]:
     plots = []
     for key, feature in plotted_features(meta).items():
         values = data.columns[key].reshape(len(timestamps), -1)
+        if values.dtype == np.bool_:
+            values = values.astype(np.int8)  # plotted as 0/1
         plots.append(
             {
                 "key": key,

@@ -19,8 +19,9 @@ function renderSummary(d) {
     card("size", humanBytes(d.bytes) + " in " + d.files + " files"), card("version", d.codebase_version));
   const features = document.querySelector("#features tbody");
   for (const [key, f] of Object.entries(d.features)) {
-    features.append(el("tr", {}, el("td", {className: "mono", textContent: key}), el("td", {textContent: f.dtype}),
-      el("td", {textContent: fmt(f.shape)}), el("td", {textContent: f.names ? JSON.stringify(f.names) : ""})));
+    features.append(el("tr", {}, el("td", {className: "mono key", textContent: key}), el("td", {textContent: f.dtype}),
+      el("td", {className: "key", textContent: fmt(f.shape)}),
+      el("td", {className: "names", textContent: f.names ? JSON.stringify(f.names) : ""})));
   }
   const tasks = document.getElementById("tasks");
   const select = document.getElementById("task-filter");
@@ -31,7 +32,7 @@ function renderSummary(d) {
   const stats = document.querySelector("#stats tbody");
   for (const [key, s] of Object.entries(d.stats)) {
     if (d.video_keys.includes(key) || d.image_keys.includes(key)) continue;
-    stats.append(el("tr", {}, el("td", {textContent: key}),
+    stats.append(el("tr", {}, el("td", {className: "key", textContent: key}),
       ...["mean", "std", "min", "max"].map((name) => el("td", {textContent: fmt(s[name])}))));
   }
   document.getElementById("summary").hidden = false;
