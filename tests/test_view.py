@@ -225,17 +225,11 @@ def test_validate_problems_become_episode_badges(recorded: Path, tmp_path: Path)
     missing = meta.video_span(0, CAMS[1]).path
     (root / missing).unlink()
     with BackgroundViewer(str(root)) as viewer:
-        viewer_app_validation(viewer)
+        viewer.app.state.viewer.validation.wait()  # no deadline: a loaded machine may be slow
         status = json.loads(get(f"{viewer.url}/api/problems")[2])
     assert status["state"] == "done"
     assert sorted(int(e) for e in status["episodes"]) == list(range(EPISODES))  # all share the mp4
     assert all(any("NotFound" in m and missing in m for m in msgs) for msgs in status["episodes"].values())
-
-
-def viewer_app_validation(viewer: BackgroundViewer) -> None:
-    """Wait for the background validation (no deadline: a loaded machine may be slow)."""
-    get(f"{viewer.url}/api/problems")  # opens the dataset, starting the validation
-    viewer.app.state.viewer.validation.wait()
 
 
 def hostile(recorded: Path, tmp_path: Path) -> Path:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import collections
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
@@ -51,6 +52,13 @@ STATIC = files("robostore.view") / "static"
 _MEDIA_TYPES = {".mp4": "video/mp4", ".json": "application/json", ".parquet": "application/vnd.apache.parquet"}
 
 
+@dataclass(frozen=True)
+class _Opened:
+    meta: DatasetMeta
+    clips: ClipCache
+    validation: BackgroundValidation
+
+
 class Viewer:
     """The dataset behind the app: opened on first use, and again until it opens.
 
@@ -61,31 +69,32 @@ class Viewer:
     def __init__(self, store: Store, max_episodes: int = 8) -> None:
         self.store = store
         self.max_episodes = max_episodes
-        self._meta: DatasetMeta | None = None
-        #: validate()'s run over the dataset, started when the dataset opens.
-        self.validation: BackgroundValidation | None = None
+        self._opened: _Opened | None = None
         self._summary: dict[str, Any] | None = None
-        self._clips: ClipCache | None = None
         self._images = ImageBytes(store)
         self._episodes: collections.OrderedDict[int, TabularData] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="robostore-view-clips")
 
+    def _open(self) -> _Opened:
+        with self._lock:
+            if self._opened is None:
+                meta = DatasetMeta.open(self.store)
+                self._opened = _Opened(meta, ClipCache(meta), BackgroundValidation(meta))
+            return self._opened
+
     @property
     def meta(self) -> DatasetMeta:
-        with self._lock:
-            if self._meta is None:
-                meta = DatasetMeta.open(self.store)
-                self._clips = ClipCache(meta)
-                self.validation = BackgroundValidation(meta)
-                self._meta = meta
-            return self._meta
+        return self._open().meta
 
     @property
     def clips(self) -> ClipCache:
-        self.meta  # noqa: B018 - opens the dataset (and makes the clip cache) on first use
-        assert self._clips is not None
-        return self._clips
+        return self._open().clips
+
+    @property
+    def validation(self) -> BackgroundValidation:
+        """``validate``'s run over the dataset, started when the dataset opens."""
+        return self._open().validation
 
     def summary(self) -> dict[str, Any]:
         meta = self.meta
@@ -94,8 +103,6 @@ class Viewer:
         return self._summary
 
     def problems(self) -> dict[str, Any]:
-        self.meta  # noqa: B018
-        assert self.validation is not None
         return self.validation.status()
 
     def prefetch_clips(self, episode_index: int) -> None:
