@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -166,13 +167,14 @@ def test_api_pages_filters_and_episode_data(dataset: tuple[str, dict], recorded:
         assert plots["time"] == pytest.approx((rows["timestamp"] - rows["timestamp"][0]).tolist())
 
 
-def test_clip_holds_the_episode_frames_only(dataset: tuple[str, dict], recorded: Path) -> None:
-    """The per-episode clip decodes to the same frames as the episode's span of the dataset mp4."""
+def test_clip_holds_the_episode_frames_only(store_url: tuple[str, dict], recorded: Path) -> None:
+    """The per-episode clip decodes to the same frames as the episode's span of the dataset mp4, on every backend."""
     import io
 
     from robostore.video import VideoReader
 
-    url, options = dataset
+    url, options = store_url
+    upload_folder(recorded, url, options)
     meta = DatasetMeta.open(url, options)
     span = meta.video_span(2, CAMS[1])
     with BackgroundViewer(url, options) as viewer:
@@ -250,6 +252,24 @@ def test_hostile_dataset_answers_the_cli_error(recorded: Path, tmp_path: Path) -
     error = json.loads(body)
     assert status == 422 and error["error"] == "SchemaError"
     assert " ".join(cli.output.split()) == " ".join(f"error: {error['message']}".split())
+
+
+def test_cli_serves_on_loopback_until_interrupted(recorded: Path) -> None:
+    import signal
+    import subprocess
+
+    command = [sys.executable, "-m", "robostore", "view", str(recorded), "--no-browser"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        address = line.split(" at ")[1].split()[0]
+        assert address.startswith("http://127.0.0.1:")
+        status, _, body = get(f"{address}/api/dataset")
+        assert status == 200 and json.loads(body)["episodes"] == EPISODES
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    assert proc.returncode is not None
 
 
 # ---------------------------------------------------------------------- browser
