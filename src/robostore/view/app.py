@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
@@ -106,8 +106,8 @@ class Viewer:
         return self.validation.status()
 
     def prefetch_clips(self, episode_index: int) -> None:
-        """Start cutting an episode's clips while its tabular data loads (the page asks for
-        both at once); a failure is raised again when the clip itself is requested."""
+        """Start cutting an episode's clips in the background (while the page loads); a
+        failure is raised again when the clip itself is requested."""
         for key in self.meta.video_keys:
             self._background.submit(self.clips.get, episode_index, key)
 
@@ -165,11 +165,15 @@ def create_app(url: str | Store, storage_options: Mapping[str, Any] | None = Non
     """The viewer app for the dataset at ``url``; serve it with any ASGI server."""
     viewer = Viewer(open_store(url, storage_options))
 
-    def page(name: str) -> Callable[[Request], Response]:
-        def endpoint(request: Request) -> Response:
-            return FileResponse(str(STATIC / name), media_type="text/html")
+    def dataset_page(request: Request) -> Response:
+        return FileResponse(str(STATIC / "dataset.html"), media_type="text/html")
 
-        return endpoint
+    def episode_page(request: Request) -> Response:
+        try:  # the clips are cut while the page and its scripts load
+            viewer.prefetch_clips(request.path_params["episode"])
+        except RobostoreError:
+            pass  # the page's first API call shows the error
+        return FileResponse(str(STATIC / "episode.html"), media_type="text/html")
 
     def api_dataset(request: Request) -> Response:
         return JSONResponse(viewer.summary())
@@ -218,9 +222,9 @@ def create_app(url: str | Store, storage_options: Mapping[str, Any] | None = Non
         )
 
     routes = [
-        Route("/", page("dataset.html")),
+        Route("/", dataset_page),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
-        Route("/episode/{episode:int}", page("episode.html")),
+        Route("/episode/{episode:int}", episode_page),
         Route("/api/dataset", api_dataset),
         Route("/api/episodes", api_episodes),
         Route("/api/episode/{episode:int}", api_episode),
