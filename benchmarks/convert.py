@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,7 +196,7 @@ def main() -> None:
             )
             print(f"  robostore s3 done ({load()})", flush=True)
     base = statistics.median(r["seconds"] for r in times["lerobot local→local"])
-    print(f"\n| run | median s | MB/s | vs lerobot | peak RSS MB |\n|---|---|---|---|---|")
+    print("\n| run | median s | MB/s | vs lerobot | peak RSS MB |\n|---|---|---|---|---|")
     for name, runs in times.items():
         seconds = statistics.median(r["seconds"] for r in runs)
         rss = max(r["rss_mb"] for r in runs)

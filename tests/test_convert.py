@@ -9,6 +9,7 @@ the v2.1 source (the tests/data/v21_*.expected.npz oracles).
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -17,18 +18,27 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from fixture_data import DATA, expected
+from test_dataset import assert_item
 from typer.testing import CliRunner
 
 from backends.pytest_plugin import backend_params, upload_folder
-from fixture_data import DATA, expected
-from robostore import CorruptDataset, Dataset, DatasetMeta, NotFound, SchemaError, VideoError, convert, validate
+from robostore import (
+    CorruptDataset,
+    Dataset,
+    DatasetMeta,
+    NotFound,
+    SchemaError,
+    VideoError,
+    convert,
+    validate,
+)
 from robostore.backends import open_store
 from robostore.cli import app
 from robostore.convert.rollover import roll
 from robostore.convert.source import ConvertSource
 from robostore.meta import episodes_file
 from robostore.parquet import read_parquet
-from test_dataset import assert_item
 
 #: The size limits the lerobot-converted fixture was made with: several data files and mp4s.
 DATA_MB, VIDEO_MB = 0.004, 0.015
@@ -120,7 +130,7 @@ def test_metadata_equals_lerobot_converter(converted: Path) -> None:
                 assert mine[name] == value, (mine["episode_index"], name)
     # lerobot's converter files the first episode of each new data file under the previous
     # file (upstream issue #2401); robostore names the file that holds it.
-    firsts = [b["episode_index"] for a, b in zip(rows, rows[1:]) if (a["data/chunk_index"], a["data/file_index"]) != (b["data/chunk_index"], b["data/file_index"])]
+    firsts = [b["episode_index"] for a, b in itertools.pairwise(rows) if (a["data/chunk_index"], a["data/file_index"]) != (b["data/chunk_index"], b["data/file_index"])]
     assert misfiled == firsts == [1, 2]
     store = open_store(str(converted))
     for row in rows:

@@ -13,14 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from fixture_data import DATA, expected
+from test_dataset import assert_item
 from typer.testing import CliRunner
 
 from backends.pytest_plugin import backend_params, new_root, upload_folder
-from fixture_data import DATA, expected
-from robostore import CorruptDataset, Dataset, DatasetMeta, NotFound, SchemaError, StreamingDataset, validate
+from robostore import (
+    CorruptDataset,
+    Dataset,
+    DatasetMeta,
+    NotFound,
+    SchemaError,
+    StreamingDataset,
+    validate,
+)
 from robostore.cli import app
-from test_dataset import assert_item
 
 V21 = ("v21_video", "v21_image")
 DELTAS = {"v21_video": "delta_video.json", "v21_image": "delta_image.json"}
@@ -188,7 +195,7 @@ def test_writers_refuse_v21(tmp_path: Path) -> None:
         mirror(str(root), str(tmp_path / "subset"), episodes="0", progress=False)
     # a plain mirror copies it as it is, and the copy reads the same
     mirror(str(root), str(tmp_path / "copy"), progress=False)
-    meta, npz = expected("v21_video")
+    _, npz = expected("v21_video")
     np.testing.assert_allclose(
         Dataset(str(tmp_path / "copy"))[70]["observation.images.cam0"].numpy(), npz["item/70/observation.images.cam0"], atol=FRAME_ATOL
     )

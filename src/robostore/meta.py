@@ -21,11 +21,30 @@ import pyarrow.compute as pc
 
 from robostore import v21
 from robostore.backends import open_store
-from robostore.checks import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, meta_problems
+from robostore.checks import (
+    EPISODES_DIR,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    meta_problems,
+)
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
 from robostore.parquet import read_parquet, to_parquet_bytes
-from robostore.schema import DatasetInfo, DatasetStats, Episode, Feature, VideoSpan, default_features, parse_model
-from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, video_column
+from robostore.schema import (
+    DatasetInfo,
+    DatasetStats,
+    Episode,
+    Feature,
+    VideoSpan,
+    default_features,
+    parse_model,
+)
+from robostore.schema.episodes import (
+    REQUIRED_COLUMNS,
+    STATS_PREFIX,
+    VIDEO_COLUMNS,
+    video_column,
+)
 from robostore.schema.info import load_json_object
 from robostore.store import Store
 

@@ -20,6 +20,7 @@ the per-episode ones, as lerobot 0.3 does on load (v2.1 has no ``meta/stats.json
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -103,7 +104,7 @@ def _stats_row(row: dict[str, Any], where: str) -> None:
 
 def _unique(rows: list[dict[str, Any]], key: str, where: str) -> list[dict[str, Any]]:
     rows = sorted(rows, key=lambda r: r[key])
-    for a, b in zip(rows, rows[1:]):
+    for a, b in itertools.pairwise(rows):
         if a[key] == b[key]:
             raise CorruptDataset(f"{where}: {key} {a[key]} appears more than once")
     return rows

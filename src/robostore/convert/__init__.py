@@ -19,10 +19,13 @@ from robostore.errors import RobostoreError
 from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX, ByteBudget, Limits
 from robostore.mirror.core import transfer
 from robostore.mirror.report import MirrorReport
-from robostore.schema.info import DEFAULT_DATA_FILES_SIZE_IN_MB, DEFAULT_VIDEO_FILES_SIZE_IN_MB
+from robostore.schema.info import (
+    DEFAULT_DATA_FILES_SIZE_IN_MB,
+    DEFAULT_VIDEO_FILES_SIZE_IN_MB,
+)
 from robostore.store import Store
 
-__all__ = ["convert", "ConvertSource"]
+__all__ = ["ConvertSource", "convert"]
 
 
 def convert(

@@ -24,10 +24,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robostore import v21
+from robostore.checks import INFO_PATH, STATS_PATH, TASKS_PATH
 from robostore.convert.rollover import roll
-from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, VideoError
-from robostore.meta import INFO_PATH, STATS_PATH, TASKS_PATH, DatasetMeta, episodes_file, tasks_table
-from robostore.mirror.copy import DEFAULT_LIMITS, Limits, ProgressFn, Written, copy_file, sha256_of, write_chunks, write_local_file
+from robostore.errors import (
+    CorruptDataset,
+    NotFound,
+    RobostoreError,
+    SchemaError,
+    VideoError,
+)
+from robostore.meta import DatasetMeta, episodes_file, tasks_table
+from robostore.mirror.copy import (
+    DEFAULT_LIMITS,
+    Limits,
+    ProgressFn,
+    Written,
+    copy_file,
+    sha256_of,
+    write_chunks,
+    write_local_file,
+)
 from robostore.mirror.plan import Target
 from robostore.mirror.remux import Piece, join
 from robostore.mirror.source import require_dataset, require_valid
@@ -35,7 +51,11 @@ from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.schema import DatasetInfo
 from robostore.schema.arrow import data_schema
 from robostore.schema.episodes import video_column
-from robostore.schema.info import CODEBASE_VERSION, DEFAULT_DATA_PATH, DEFAULT_VIDEO_PATH
+from robostore.schema.info import (
+    CODEBASE_VERSION,
+    DEFAULT_DATA_PATH,
+    DEFAULT_VIDEO_PATH,
+)
 from robostore.store import FileInfo, Store
 
 #: Footers and mp4 headers read at the same time.
@@ -124,19 +144,19 @@ class ConvertSource:
 
         tokens = {p: f.token for p, f in files.items()}
         meta_token = _digest(_FORMAT, self.data_mb, self.video_mb, {p: t for p, t in tokens.items() if p.startswith("meta/")})
-        out = [
+        targets = [
             Target(o.path, _digest(meta_token, [tokens[p] for p in o.inputs]), None, None, sum(files[p].size for p in o.inputs))
             for o in (*self.data_out.values(), *self.video_out.values())
         ]
         all_token = _digest(meta_token, [tokens[p] for p in needed])
-        out += [Target(p, all_token, None, None) for p in (episodes_file(0, 0), TASKS_PATH, STATS_PATH, INFO_PATH)]
+        targets += [Target(p, all_token, None, None) for p in (episodes_file(0, 0), TASKS_PATH, STATS_PATH, INFO_PATH)]
         # Files outside the dataset layout (README.md, .gitattributes, ...) are copied as they are.
-        out += [
+        targets += [
             Target(f.path, f.token, f.size, f.path)
             for f in listing
             if not f.path.startswith(("data/", "videos/", "meta/", "images/", ".robostore/"))
         ]
-        return out
+        return targets
 
     def check(self, targets: list[Target]) -> None:
         if not targets:
