@@ -37,7 +37,7 @@ from robostore.backends import open_store
 from robostore.cli import app
 from robostore.convert.rollover import roll
 from robostore.convert.source import ConvertSource
-from robostore.meta import episodes_file
+from robostore.layout import episodes_file
 from robostore.parquet import read_parquet
 
 #: The size limits the lerobot-converted fixture was made with: several data files and mp4s.

@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robostore import v21
-from robostore.checks import INFO_PATH, STATS_PATH, TASKS_PATH
 from robostore.convert.rollover import roll
 from robostore.errors import (
     CorruptDataset,
@@ -33,7 +32,17 @@ from robostore.errors import (
     SchemaError,
     VideoError,
 )
-from robostore.meta import DatasetMeta, episodes_file, tasks_table
+from robostore.layout import (
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    episodes_file,
+    episodes_parquet,
+    info_json,
+    stats_json,
+    tasks_parquet,
+)
+from robostore.meta import DatasetMeta
 from robostore.mirror.copy import (
     DEFAULT_LIMITS,
     Limits,
@@ -47,8 +56,8 @@ from robostore.mirror.copy import (
 from robostore.mirror.plan import Target
 from robostore.mirror.remux import Piece, join
 from robostore.mirror.source import require_dataset, require_valid
-from robostore.parquet import read_parquet, to_parquet_bytes
-from robostore.schema import DatasetInfo
+from robostore.parquet import read_parquet
+from robostore.schema import DatasetInfo, DatasetStats
 from robostore.schema.arrow import data_schema
 from robostore.schema.episodes import video_column
 from robostore.schema.info import (
@@ -230,14 +239,14 @@ class ConvertSource:
             pieces = [Piece(self.store, p, dest=start) for p, (start, _) in zip(out.inputs, self._spans(out))]
             return self._local_then_upload(dst, path, on_bytes, lambda local: join(pieces, local))
         if path == episodes_file(0, 0):
-            return self._put(dst, path, to_parquet_bytes(self.episodes_table()), on_bytes)
+            return self._put(dst, path, episodes_parquet(self.episodes_table()), on_bytes)
         if path == TASKS_PATH:
-            return self._put(dst, path, to_parquet_bytes(tasks_table(self.meta.tasks)), on_bytes)
+            return self._put(dst, path, tasks_parquet(self.meta.tasks), on_bytes)
         if path == STATS_PATH:
-            stats = self.meta.stats.to_json_dict() if self.meta.stats is not None else {}
-            return self._put(dst, path, json.dumps(stats, indent=4).encode(), on_bytes)
+            stats = self.meta.stats if self.meta.stats is not None else DatasetStats(features={})
+            return self._put(dst, path, stats_json(stats), on_bytes)
         if path == INFO_PATH:
-            return self._put(dst, path, self.info().to_json(), on_bytes)
+            return self._put(dst, path, info_json(self.info()), on_bytes)
         raise SchemaError(f"{dst.describe(path)}: not a file of this conversion")
 
     def hash(self, target: Target) -> Written:
