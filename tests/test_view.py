@@ -167,31 +167,54 @@ def test_api_pages_filters_and_episode_data(dataset: tuple[str, dict], recorded:
         assert plots["time"] == pytest.approx((rows["timestamp"] - rows["timestamp"][0]).tolist())
 
 
-def test_clip_holds_the_episode_frames_only(store_url: tuple[str, dict], recorded: Path) -> None:
-    """The per-episode clip decodes to the same frames as the episode's span of the dataset mp4, on every backend."""
+def clip_frames_match(url: str, options: dict, root: Path, episode: int, key: str) -> bytes:
+    """The clip of ``key`` in ``episode`` decodes to the frames PyAV decodes from the episode's
+    span of the dataset's own mp4 (a local copy under ``root``); returns the clip."""
     import io
 
     from robostore.video import VideoReader
 
-    url, options = store_url
-    upload_folder(recorded, url, options)
     meta = DatasetMeta.open(url, options)
-    span = meta.video_span(2, CAMS[1])
+    span = meta.video_span(episode, key)
+    frames = meta.episode(episode).length
     with BackgroundViewer(url, options) as viewer:
-        status, headers, clip = get(f"{viewer.url}/clip/2/{CAMS[1]}")
+        status, headers, clip = get(f"{viewer.url}/clip/{episode}/{key}")
         assert status == 200 and headers["Accept-Ranges"] == "bytes"
-        status, _, part = get(f"{viewer.url}/clip/2/{CAMS[1]}", {"Range": "bytes=10-19"})
+        status, _, part = get(f"{viewer.url}/clip/{episode}/{key}", {"Range": "bytes=10-19"})
         assert status == 206 and part == clip[10:20]
-        status, _, body = get(f"{viewer.url}/clip/2/observation.state")
+        status, _, body = get(f"{viewer.url}/clip/{episode}/observation.state")
         assert status == 404 and json.loads(body)["error"] == "NotFound"
-    times = [i / FPS for i in range(FRAMES)]
+    times = [i / meta.fps for i in range(frames)]
     with VideoReader(io.BytesIO(clip), "clip") as reader:
-        assert reader.num_frames in (None, FRAMES)
+        assert reader.num_frames in (None, frames)
         from_clip = reader.frames_at(times)
-    with VideoReader(str(recorded / span.path), span.path) as reader:
+    with VideoReader(str(root / span.path), span.path) as reader:
         from_file = reader.frames_at([span.from_timestamp + t for t in times])
     assert np.array_equal(from_clip, from_file)
-    assert len(clip) < 0.6 * (recorded / span.path).stat().st_size  # one episode of three
+    return clip
+
+
+def test_clip_holds_the_episode_frames_only(store_url: tuple[str, dict], recorded: Path) -> None:
+    """The per-episode clip of a v3.0 mp4 (three episodes in one file), on every backend."""
+    url, options = store_url
+    upload_folder(recorded, url, options)
+    clip = clip_frames_match(url, options, recorded, 2, CAMS[1])
+    path = DatasetMeta.open(url, options).video_span(2, CAMS[1]).path
+    assert len(clip) < 0.6 * (recorded / path).stat().st_size  # one episode of three
+
+
+def test_v21_dataset_is_viewed_through_dataset_meta(tmp_path: Path) -> None:
+    """A lerobot-written v2.1 dataset (one mp4 per episode) opens like any other."""
+    from conftest import DATA
+
+    root = DATA / "v21_video"
+    with BackgroundViewer(str(root)) as viewer:
+        summary = json.loads(get(f"{viewer.url}/api/dataset")[2])
+        assert summary["codebase_version"] == "v2.1" and summary["episodes"] == 3
+        page = json.loads(get(f"{viewer.url}/api/episodes")[2])
+        assert [e["episode_index"] for e in page["episodes"]] == [0, 1, 2]
+    for key in DatasetMeta.open(str(root)).video_keys:
+        clip_frames_match(str(root), {}, root, 1, key)
 
 
 def test_image_cameras_and_scalar_plots(store_url: tuple[str, dict]) -> None:
