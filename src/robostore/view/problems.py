@@ -62,7 +62,7 @@ class BackgroundValidation:
             report = validate(self.meta.store)
             episodes, dataset = problems_by_episode(self.meta, report.problems)
             state = {"state": "done", "episodes": episodes, "dataset": dataset, "problems": len(report.problems)}
-        except RobostoreError as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure is shown; the pages must not wait forever
             state = {"state": "failed", "episodes": {}, "dataset": [f"{type(exc).__name__}: {exc}"]}
         self._state = state
 
