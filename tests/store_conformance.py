@@ -298,12 +298,12 @@ class StoreTests:
             with pytest.raises(PathError):
                 call()
 
-    def test_pickle_round_trip(self, store: Store, raw: Raw) -> None:
+    def test_pickle_round_trip_and_reopen(self, store: Store, raw: Raw) -> None:
         raw.put("meta/info.json", b"{}")
-        clone = pickle.loads(pickle.dumps(store))
-        assert type(clone) is type(store) and clone.url == store.url
-        assert clone.transactional == store.transactional
-        assert clone.read("meta/info.json") == b"{}"
+        for clone in (pickle.loads(pickle.dumps(store)), store.reopen()):  # spawned / forked workers
+            assert type(clone) is type(store) and clone.url == store.url and clone is not store
+            assert clone.transactional == store.transactional
+            assert clone.read("meta/info.json") == b"{}"
 
 
 def _checksums(store: Store, data: bytes, part_size: int | None = None) -> set[str]:

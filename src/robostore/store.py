@@ -222,6 +222,11 @@ class Store:
         fs, root = fsspec.core.url_to_fs(url, **storage_options)
         return fs, root
 
+    def reopen(self) -> Store:
+        """A new store on the same root, with its own connections (for a forked process:
+        event loops and sockets do not survive a fork). Nothing pending is carried over."""
+        return type(self).from_url(self.url, self.storage_options)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild from the URL in the unpickling process: live connections and event
         # loops do not survive pickling, and workers started with spawn need a store.

@@ -48,6 +48,9 @@ class WrapperStore(Store):
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.inner,))
 
+    def reopen(self) -> Store:
+        return type(self)(self.inner.reopen())
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
 
@@ -167,6 +170,9 @@ class StagedStore(WrapperStore):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.inner, self.commit_every_files, self.commit_every_bytes))
+
+    def reopen(self) -> Store:
+        return type(self)(self.inner.reopen(), self.commit_every_files, self.commit_every_bytes)
 
     @property
     def transactional(self) -> bool:
