@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from robostore.layout import DATA_DIR, META_DIR, VIDEOS_DIR
 from robostore.meta import DatasetMeta
 
 
@@ -24,7 +25,7 @@ def dataset_summary(meta: DatasetMeta, with_files: bool = True) -> dict[str, Any
         "tasks": meta.tasks,
     }
     if with_files:
-        files = meta.store.list_info("data") + meta.store.list_info("videos") + meta.store.list_info("meta")
+        files = [f for folder in (DATA_DIR, VIDEOS_DIR, META_DIR) for f in meta.store.list_info(folder)]
         summary["files"] = len(files)
         summary["bytes"] = sum(f.size for f in files)
     return summary
