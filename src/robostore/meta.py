@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from robostore.backends import open_store
 from robostore.checks import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, meta_problems
-from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
+from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, warn_dataset
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.schema import DatasetInfo, DatasetStats, Episode, Feature, VideoSpan, default_features, parse_model
 from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, video_column
@@ -74,7 +74,9 @@ class DatasetMeta:
         Raises :class:`NotFound` when there is no ``meta/info.json``,
         :class:`SchemaError` when it is malformed, :class:`CorruptDataset` when the
         episodes table, tasks or stats are unreadable or (with ``check``) inconsistent
-        with info.json (see :mod:`robostore.checks`).
+        with info.json (see :mod:`robostore.checks`). Inconsistencies that change no
+        value read are a :class:`~robostore.errors.DatasetWarning` instead (once per
+        dataset and process).
         """
         store = open_store(url, storage_options)
         try:
@@ -102,7 +104,12 @@ class DatasetMeta:
         stats = _read_stats(store)
         meta = cls(store, info, tasks, episodes, stats, episode_files)
         if check:
-            problems = meta_problems(meta)
+            problems = []
+            for problem in meta_problems(meta):
+                if problem.is_warning:
+                    warn_dataset(store.url, str(problem))
+                else:
+                    problems.append(problem)
             if problems:
                 listed = "; ".join(f"{store.describe(p.path)}: {p.message}" for p in problems[:5])
                 more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
@@ -251,6 +258,35 @@ class DatasetMeta:
         row = self._row(episode_index)
         cols = self.columns
         return self.info.data_file(int(cols["data/chunk_index"][row]), int(cols["data/file_index"][row]))
+
+    def misfiled_candidates(self, episode_index: int) -> list[str]:
+        """Data files that may hold an episode whose rows are not in :meth:`data_path`.
+
+        lerobot's v2.1→v3.0 converter files the first episode of each new data file under
+        the previous file (lerobot issue #2401). The rows then sit in a neighbouring file:
+        the next file the episodes table names, the next file by number (same chunk, or
+        the first of the next chunk), or the previous one. Nothing is listed or read here.
+        """
+        row = self._row(episode_index)
+        cols = self.columns
+        chunks, files = cols["data/chunk_index"], cols["data/file_index"]
+        chunk, file = int(chunks[row]), int(files[row])
+        pairs = [(chunk, file + 1), (chunk + 1, 0)]
+        later = np.nonzero((chunks[row:] != chunk) | (files[row:] != file))[0]
+        if len(later):
+            pairs.insert(0, (int(chunks[row + later[0]]), int(files[row + later[0]])))
+        if file > 0:
+            pairs.append((chunk, file - 1))
+        here = self.data_path(episode_index)
+        out: list[str] = []
+        for c, f in pairs:
+            try:
+                path = self.info.data_file(c, f)
+            except SchemaError:
+                continue
+            if path != here and path not in out:
+                out.append(path)
+        return out
 
     def video_span(self, episode_index: int, video_key: str) -> VideoSpan:
         """The mp4 of ``video_key`` holding an episode, and its from/to timestamps in it."""

@@ -56,6 +56,7 @@ from robostore.schema.arrow import column_mismatch
 from robostore.schema.episodes import video_column
 from robostore.stats import aggregate_stats, episode_stats_dicts
 from robostore.store import Store
+from robostore.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def repair_dataset(
     """
     store = open_store(url, storage_options)
     meta = DatasetMeta.open(store, check=False)
+    validate(store, check_videos=False).refuse_misfiled("repair")
     report = RepairReport(url=store.url, dry_run=dry_run)
     report.uncommitted_rows = _uncommitted_rows(meta)
 
@@ -347,7 +349,7 @@ def _uncommitted_rows(meta: DatasetMeta) -> list[int]:
 
 
 def _stats_broken(meta: DatasetMeta) -> bool:
-    return any(p.path == STATS_PATH for p in meta_problems(meta))
+    return any(p.path == STATS_PATH and not p.is_warning for p in meta_problems(meta))
 
 
 def _totals_differ(old: DatasetInfo, new: DatasetInfo) -> bool:

@@ -178,7 +178,7 @@ class SubsetSource:
     def check(self, targets: list[Target]) -> None:
         # targets() already opened (and so checked) the source metadata; the files too:
         if self.check_source and targets:
-            require_valid(self.store)
+            require_valid(self.store).refuse_misfiled("mirror --episodes")
 
     # ------------------------------------------------------------------ writing
     def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
@@ -217,6 +217,13 @@ class SubsetSource:
                 raise CorruptDataset(f"{where}: data file lacks the column {column!r}")
         episode = table.column("episode_index").to_numpy()
         keep = np.isin(episode, out.episodes)
+        for e in out.episodes:
+            start, end = self.meta.frame_range(e)
+            if int((episode == e).sum()) != end - start:
+                raise CorruptDataset(
+                    f"{where}: holds {int((episode == e).sum())} of episode {e}'s {end - start} rows; the episodes "
+                    f"table does not match the data file (run `robostore validate {self.meta.url}`)"
+                )
         table = table.filter(pa.array(keep))
         episode = episode[keep]
         index = table.column("index").to_numpy()

@@ -207,7 +207,9 @@ class Recorder:
             LeaseError: another Recorder is writing there.
         """
         store = open_store(url, storage_options)
-        validate(store).raise_for_problems()
+        report = validate(store)
+        report.raise_for_problems()
+        report.refuse_misfiled("Recorder.resume")
         lease = Lease.acquire(store, ttl_s=None if _is_transactional(store) else 120.0, force=force)
 
         def prepare() -> tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]:
