@@ -35,7 +35,7 @@ from test_dataset import FRAME_ATOL
 #: equal that frame as this PyAV decodes the file sequentially.
 CONVERSION_DIFFERS = {"yuv420p10le"}
 #: Variants whose reading must warn, and what the warning says.
-WARNS = {"to_timestamp_last_frame": "last frame", "misfiled_episodes": "#2401"}
+WARNS = {"to_timestamp_last_frame": "last frame", "misfiled_episodes": "#2401", "no_stats": "stats is None"}
 WITH_ORACLE = [name for name, v in VARIANTS.items() if v.indices]
 
 
@@ -280,3 +280,40 @@ def test_writers_refuse_misfiled_episodes(tmp_path: Path) -> None:
     meta, npz = oracle(VARIANTS["misfiled_episodes"])
     with pytest.warns(DatasetWarning):
         assert_matches(Dataset(str(tmp_path / "copy")), meta, npz)
+
+
+def test_resume_rebuilds_missing_stats(tmp_path: Path) -> None:
+    """Recording on must not aggregate new episodes alone: stats.json is rebuilt first,
+    equal to what lerobot wrote from the same episodes."""
+    import robostore
+
+    root = VARIANTS["no_stats"].build(tmp_path / "ds")
+    with pytest.warns(DatasetWarning, match="stats is None"):
+        robostore.Recorder.resume(str(root)).close()
+    rebuilt = json.loads((root / "meta/stats.json").read_text())
+    lerobot = json.loads((Path("tests/data") / VARIANTS["no_stats"].base / "meta/stats.json").read_text())
+    assert rebuilt.keys() == lerobot.keys()
+    for key, stats in lerobot.items():
+        for name, value in stats.items():
+            np.testing.assert_allclose(rebuilt[key][name], value, rtol=1e-6, atol=1e-6, err_msg=f"{key}/{name}")
+
+
+STREAMED = ["to_timestamp_last_frame", "shifted_start", "h264_bframes", "hevc", "mpeg4", "audio", "channel_first"]
+
+
+@pytest.mark.parametrize("name", STREAMED)
+def test_streaming_variant_matches_lerobot(name: str, tmp_path: Path) -> None:
+    """StreamingDataset fetches each episode's byte stretch from the episodes table's
+    timestamps: late starts, short to_timestamps and B-frames must not cut frames off."""
+    variant = VARIANTS[name]
+    root = variant.build(tmp_path / name)
+    meta, npz = oracle(variant)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetWarning)
+        streamed = {int(s["index"]): s for s in StreamingDataset(str(root))}
+    assert sorted(streamed) == list(range(meta["len"]))
+    for idx in meta["indices"]:
+        for key in meta["camera_keys"]:
+            np.testing.assert_allclose(
+                streamed[idx][key].numpy(), want_value(meta, npz, idx, key), atol=FRAME_ATOL, rtol=0, err_msg=f"{idx} {key}"
+            )

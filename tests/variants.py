@@ -265,6 +265,11 @@ VIDEO_ENCODINGS: dict[str, tuple[str, str, dict[str, str], str, bool]] = {
 }
 
 
+def no_stats(root: Path) -> None:
+    """No ``meta/stats.json`` (lerobot reads such datasets; its ``meta.stats`` is None)."""
+    (root / "meta/stats.json").unlink()
+
+
 def zero_episodes(root: Path) -> None:
     """A dataset created and never recorded into: info.json alone (total_episodes 0)."""
     for name in ("data", "videos", "meta/episodes"):
@@ -292,6 +297,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("misfiled_episodes", "multi_chunk", misfiled_episodes, (0, 39, 40, 64, 65, 114, 115, 154, 155, 179)),
         Variant("shifted_start", "video_basic", shifted_start, (0, 29, 30, 49, 50, 89)),
         *(Variant(name, "video_basic", None, (0, 11, 29, 30, 49, 50, 77, 89)) for name in VIDEO_ENCODINGS),
+        Variant("no_stats", "image_basic", no_stats, (0, 14, 29)),
         Variant("zero_episodes", "video_basic", zero_episodes, ()),
     )
 }

@@ -171,8 +171,15 @@ def _tasks(meta: DatasetMeta, out: list[Problem]) -> None:
 
 def _stats(meta: DatasetMeta, out: list[Problem]) -> None:
     if meta.stats is None:
-        if meta.num_episodes:
-            out.append(Problem(path=STATS_PATH, message="missing, but the dataset has episodes"))
+        if meta.num_episodes:  # lerobot reads such datasets (its meta.stats is None too)
+            out.append(
+                Problem(
+                    path=STATS_PATH,
+                    message="missing, but the dataset has episodes (DatasetMeta.stats is None; "
+                    "Recorder.resume rebuilds it from the episodes table)",
+                    level="warning",
+                )
+            )
         return
     for key, stats in meta.stats.features.items():
         feature = meta.features.get(key)
