@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from robostore.schema.episodes import video_column
+from robostore.schema.episodes import span_agrees, span_at_last_frame, video_column
 
 if TYPE_CHECKING:
     from robostore.meta import DatasetMeta
@@ -133,11 +133,11 @@ def _video_spans(meta: DatasetMeta, out: list[Problem]) -> None:
         end = cols[video_column(key, "to_timestamp")]
         expected = cols["length"] * frame_s
         # Written as "not good" so that NaN timestamps count as bad.
-        bad = ~((start >= 0) & (np.abs((end - start) - expected) <= frame_s / 2))
+        bad = ~((start >= 0) & span_agrees(start, end, cols["length"], meta.fps))
         # Some writers store the last frame's time as to_timestamp (one frame short).
         # Readers locate frames by from_timestamp + frame_index / fps, as lerobot does,
         # so no value changes: a warning.
-        last_frame = bad & (start >= 0) & (cols["length"] > 0) & (np.abs((end - start) - (expected - frame_s)) <= frame_s / 2)
+        last_frame = bad & (start >= 0) & span_at_last_frame(start, end, cols["length"], meta.fps)
         for row in np.nonzero(bad & ~last_frame)[0][:5]:
             out.append(
                 Problem(

@@ -24,7 +24,7 @@ from robostore.checks import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, me
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, warn_dataset
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.schema import DatasetInfo, DatasetStats, Episode, Feature, VideoSpan, default_features, parse_model
-from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, video_column
+from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, frames_end, video_column
 from robostore.schema.info import load_json_object
 from robostore.store import Store
 
@@ -295,12 +295,15 @@ class DatasetMeta:
         row = self._row(episode_index)
         cols = self.columns
         chunk, file = (int(cols[video_column(video_key, f)][row]) for f in ("chunk_index", "file_index"))
+        start = float(cols[video_column(video_key, "from_timestamp")][row])
+        end = float(cols[video_column(video_key, "to_timestamp")][row])
         return VideoSpan(
             path=self.info.video_file(video_key, chunk, file),
             chunk_index=chunk,
             file_index=file,
-            from_timestamp=float(cols[video_column(video_key, "from_timestamp")][row]),
-            to_timestamp=float(cols[video_column(video_key, "to_timestamp")][row]),
+            from_timestamp=start,
+            to_timestamp=end,
+            end_timestamp=frames_end(start, end, int(cols["length"][row]), self.fps),
         )
 
     def data_files(self) -> list[str]:

@@ -53,7 +53,7 @@ from robostore.record.lease import Lease
 from robostore.record.repair import leftover_files, trim_data_file
 from robostore.schema import DatasetInfo
 from robostore.schema.arrow import column_mismatch
-from robostore.schema.episodes import video_column
+from robostore.schema.episodes import frames_end, span_agrees, span_at_last_frame, video_column
 from robostore.stats import aggregate_stats, episode_stats_dicts
 from robostore.store import Store
 from robostore.validate import validate
@@ -281,8 +281,10 @@ def _check_episode(meta: DatasetMeta, row: int, ep: int, prev_end: int, data: di
     frame_s = 1.0 / meta.fps
     for key in meta.video_keys:
         span_from, span_to = (float(cols[video_column(key, c)][row]) for c in ("from_timestamp", "to_timestamp"))
-        if not (span_from >= 0 and abs((span_to - span_from) - length * frame_s) <= frame_s / 2):
+        benign = span_agrees(span_from, span_to, length, meta.fps) or span_at_last_frame(span_from, span_to, length, meta.fps)
+        if not (span_from >= 0 and benign):
             raise CorruptDataset(f"{store.describe(EPISODES_DIR)}: {key} spans {span_from:.4f}..{span_to:.4f} s")
+        span_to = frames_end(span_from, span_to, length, meta.fps)
         mp4 = _path(meta, lambda key=key: meta.video_span(ep, key).path)
         if mp4 not in videos:
             videos[mp4] = _open_video(meta, key, mp4)

@@ -23,7 +23,7 @@ from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet, read_parquet_schema
 from robostore.schema import Feature
 from robostore.schema.arrow import column_mismatch
-from robostore.schema.episodes import video_column
+from robostore.schema.episodes import frames_end, video_column
 from robostore.store import Store
 
 INDEX_COLUMNS = ("index", "episode_index", "frame_index")
@@ -250,10 +250,12 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         return
     cols = meta.columns
     frame_s = 1.0 / meta.fps
-    needed: dict[str, tuple[str, float]] = {}  # mp4 -> (video key, latest to_timestamp in it)
+    needed: dict[str, tuple[str, float]] = {}  # mp4 -> (video key, latest end of frames in it)
     for key in meta.video_keys:
         chunk, file = cols[video_column(key, "chunk_index")], cols[video_column(key, "file_index")]
-        ends = cols[video_column(key, "to_timestamp")]
+        to_timestamp = cols[video_column(key, "to_timestamp")]
+        # Where the frames end, or to_timestamp if it claims more (meta_problems reports that).
+        ends = np.fmax(to_timestamp, frames_end(cols[video_column(key, "from_timestamp")], to_timestamp, cols["length"], meta.fps))
         for row in range(meta.num_episodes):
             path = _file_of(meta.info.video_file, key, chunk[row], file[row])
             if path is None:
@@ -269,7 +271,7 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         except RobostoreError as exc:
             return [_problem(path, str(exc), type(exc))]
         if end_time is not None and end_time + frame_s / 2 < end:
-            return [_problem(path, f"the video ends at {end_time:.3f} s but episodes reach to_timestamp {end:.3f} s", VideoError)]
+            return [_problem(path, f"the video lasts until {end_time:.3f} s but its episodes reach {end:.3f} s", VideoError)]
         return []
 
     _check_files(report, check, list(needed))

@@ -140,7 +140,7 @@ class SubsetSource:
                     offsets[span.path] = 0.0
                 by_source[span.path].episodes.append(e)
                 start = offsets[span.path]
-                end = start + (span.to_timestamp - span.from_timestamp)
+                end = start + (span.end_timestamp - span.from_timestamp)
                 offsets[span.path] = end
                 self.video_of[(e, key)] = (*_chunk_file(len(by_source) - 1, chunks), start, end)
 
@@ -249,7 +249,7 @@ class SubsetSource:
         spans = []
         for e in out.episodes:
             src_span = self.meta.video_span(e, key)
-            spans.append(Span(src_span.from_timestamp, src_span.to_timestamp, self.video_of[(e, key)][2]))
+            spans.append(Span(src_span.from_timestamp, src_span.end_timestamp, self.video_of[(e, key)][2]))
         fd, local = tempfile.mkstemp(prefix="robostore-cut-", suffix=".mp4")
         os.close(fd)
         try:
