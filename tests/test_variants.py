@@ -317,3 +317,13 @@ def test_streaming_variant_matches_lerobot(name: str, tmp_path: Path) -> None:
             np.testing.assert_allclose(
                 streamed[idx][key].numpy(), want_value(meta, npz, idx, key), atol=FRAME_ATOL, rtol=0, err_msg=f"{idx} {key}"
             )
+
+
+def test_resume_refuses_channel_first_cameras(tmp_path: Path) -> None:
+    import robostore
+
+    root = VARIANTS["channel_first"].build(tmp_path / "ds")
+    for _ in range(2):  # the second try gets the same error, not a LeaseError: the lease was given back
+        with pytest.raises(SchemaError, match=r"\[channels, height, width\]"):
+            robostore.Recorder.resume(str(root))
+    robostore.Recorder.resume(str(VARIANTS["to_timestamp_last_frame"].build(tmp_path / "other"))).close()

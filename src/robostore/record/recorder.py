@@ -215,6 +215,13 @@ class Recorder:
 
         def prepare() -> tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]:
             meta = repair(store)
+            channels_first = [k for k in meta.camera_keys if meta.features[k].channels_first]
+            if channels_first:
+                raise SchemaError(
+                    f"{store.url}: cameras {channels_first} are declared [channels, height, width] (as lerobot's "
+                    "v2.1→v3.0 converter leaves them); Recorder records [height, width, channels] only. "
+                    "Readers read this dataset; record into a new one"
+                )
             chosen = video
             if chosen is None:
                 codecs = {(meta.features[k].info or {}).get("video.codec") for k in meta.video_keys}
