@@ -272,7 +272,7 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         except RobostoreError as exc:
             return [_problem(path, str(exc), type(exc))]
         if end_time is not None and end_time + frame_s / 2 < end:
-            return [_problem(path, f"the video lasts until {end_time:.3f} s but its episodes reach {end:.3f} s", VideoError)]
+            return [_problem(path, f"the video lasts until {end_time:.3f} s but episodes reach to_timestamp {end:.3f} s", VideoError)]
         return []
 
     _check_files(report, check, list(needed))
