@@ -28,9 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from variants import VARIANTS, VARIANTS_DIR, VIDEO_ENCODINGS, Variant, reencode  # noqa: E402
-
-from fixture_data import copy_fixture  # noqa: E402
+from fixture_data import copy_fixture
+from variants import VARIANTS, VARIANTS_DIR, VIDEO_ENCODINGS, Variant, reencode
 
 
 def build(variant: Variant, scratch: Path) -> Path:

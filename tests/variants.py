@@ -137,7 +137,7 @@ def info_extras(root: Path) -> None:
         feats["observation.state"]["names"] = {"motors": [f"joint_{i}" for i in range(6)]}
         feats["action"]["names"] = [[f"joint_{i}" for i in range(6)]]
         feats["timestamp"]["names"] = None
-        for key, feature in feats.items():
+        for feature in feats.values():
             feature["fps"] = info["fps"]
             if feature["dtype"] == "video":
                 feature["info"].update(
@@ -157,7 +157,7 @@ def misfiled_episodes(root: Path) -> None:
     def edit(table: pa.Table) -> pa.Table:
         chunk = table.column("data/chunk_index").to_numpy().copy()
         file = table.column("data/file_index").to_numpy().copy()
-        pairs = list(zip(chunk.tolist(), file.tolist()))
+        pairs = list(zip(chunk.tolist(), file.tolist(), strict=True))
         for row in range(len(pairs) - 1, 0, -1):
             if pairs[row] != pairs[row - 1]:
                 chunk[row], file[row] = pairs[row - 1]
@@ -216,7 +216,7 @@ def reencode(root: Path, codec: str, pix_fmt: str, options: dict[str, str], info
         tmp = path.with_suffix(".tmp.mp4")
         with av.open(str(path)) as src, av.open(str(tmp), "w", format="mp4") as dst:
             in_stream = src.streams.video[0]
-            fps = int(round(in_stream.average_rate))
+            fps = round(in_stream.average_rate)
             stream = dst.add_stream(codec, rate=fps)
             stream.width, stream.height = in_stream.codec_context.width, in_stream.codec_context.height
             stream.pix_fmt = pix_fmt
@@ -227,7 +227,7 @@ def reencode(root: Path, codec: str, pix_fmt: str, options: dict[str, str], info
             frames = [(f.time, f.to_ndarray(format="rgb24")) for f in src.decode(in_stream)]
             for t, rgb in frames:
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                frame.pts = int(round(t * fps))
+                frame.pts = round(t * fps)
                 frame.time_base = Fraction(1, fps)
                 for packet in stream.encode(frame):
                     dst.mux(packet)
