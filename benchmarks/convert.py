@@ -2,11 +2,11 @@
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/convert.py [--mb 500] [--episodes 50] [--repeat 1] \\
+    PYTHONPATH=src python benchmarks/convert.py [--mb 500] [--repeat 1] [--workdir DIR] \\
         [--peer-python ~/.cache/lerobot-peer/venv/bin/python]
 
-A v2.1 dataset of about ``--mb`` MB is generated: ``--episodes`` episodes of 300 frames
-at 30 fps, two h264 cameras (noise-heavy frames, so the files are large; a few
+A v2.1 dataset of about ``--mb`` MB is generated: episodes of 150 frames
+at 30 fps, two h264 cameras 128x96 (noise-heavy frames, so the files are large; a few
 episodes are encoded and their mp4s reused, which changes nothing for a converter),
 per-episode parquet files with state/action, and the jsonl metadata with real
 per-episode stats. Then, each in a fresh process (peak RSS is that process's own):
@@ -15,8 +15,9 @@ per-episode stats. Then, each in a fresh process (peak RSS is that process's own
   of lerobot 0.4.4 in the peer venv (``--peer-python``), local → local (it converts
   in place; it cannot write to another backend);
 * robostore local→local: ``robostore.convert(src, dst)`` (default settings: the source
-  validated first, every written file read back and compared);
-* robostore local→s3: the same into a moto S3 bucket on 127.0.0.1.
+  validated first, every written file read back and compared), and with
+  ``check=False, verify=False`` (what lerobot's converter does: neither);
+* robostore local→s3: the same two into a moto S3 bucket on 127.0.0.1.
 
 Medians of ``--repeat`` runs, the ratios against lerobot, the peak RSS of each, and
 the load average (the machine is shared).
@@ -48,7 +49,7 @@ from robostore.schema import Feature, default_features  # noqa: E402
 from robostore.schema.arrow import data_schema  # noqa: E402
 from robostore.stats import compute_stats  # noqa: E402
 
-FPS, FRAMES, HEIGHT, WIDTH = 30, 300, 240, 320
+FPS, FRAMES, HEIGHT, WIDTH = 30, 150, 96, 128
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 DISTINCT = 3  # episodes encoded per camera; the others reuse their mp4s
 
@@ -57,10 +58,10 @@ def encode(path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS, options={"crf": "10", "preset": "ultrafast", "g": "2"})
+        stream = out.add_stream("libx264", rate=FPS, options={"crf": "28", "preset": "ultrafast", "g": "2"})
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         for t in range(FRAMES):
-            noise = rng.integers(0, 48, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+            noise = rng.integers(0, 8, (HEIGHT, WIDTH, 3), dtype=np.uint8)
             frame = av.VideoFrame.from_ndarray(np.roll(base, 3 * t, axis=1) ^ noise, format="rgb24")
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
@@ -139,9 +140,9 @@ print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": resource.get
 _ROBOSTORE = """
 import json, resource, sys, time
 import robostore
-options = json.loads(sys.argv[3])
+options, trust = json.loads(sys.argv[3]), sys.argv[4] == "trust"
 start = time.perf_counter()
-report = robostore.convert(sys.argv[1], sys.argv[2], dst_options=options, progress=False)
+report = robostore.convert(sys.argv[1], sys.argv[2], dst_options=options, progress=False, check=not trust, verify=not trust)
 assert report.ok, report.failed
 print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -163,7 +164,6 @@ def main() -> None:
     parser.add_argument("--peer-python", default=os.path.expanduser("~/.cache/lerobot-peer/venv/bin/python"))
     parser.add_argument("--workdir", default=None, help="where the datasets go (default: a temp folder)")
     args = parser.parse_args()
-    episode_mb = 2 * 1.0  # measured below; first guess for the episode count
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="bench-convert-"))
     probe = tmp / "probe.mp4"
     encode(probe, 0)
@@ -176,25 +176,27 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, shared; {load()}")
     print(f"input: v2.1, {episodes} episodes x {FRAMES} frames, 2 h264 cameras {WIDTH}x{HEIGHT}: {size / 1e6:.0f} MB")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    times: dict[str, list[dict[str, float]]] = {"lerobot local→local": [], "robostore local→local": [], "robostore local→s3": []}
+    names = ("lerobot local→local", "robostore local→local", "robostore local→local, no check/verify",
+             "robostore local→s3", "robostore local→s3, no check/verify")
+    times: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     with S3Server() as s3:
         for _ in range(args.repeat):
             work = tmp / "lerobot" / "bench" / "v21"
             shutil.rmtree(tmp / "lerobot", ignore_errors=True)
             shutil.copytree(src, work)
-            times["lerobot local→local"].append(run([args.peer_python, "-c", _LEROBOT, str(tmp / "lerobot")]))
+            times[names[0]].append(run([args.peer_python, "-c", _LEROBOT, str(tmp / "lerobot")]))
             shutil.rmtree(tmp / "lerobot")
-            print(f"  lerobot done ({load()})", flush=True)
-            dst = tmp / "dst"
-            shutil.rmtree(dst, ignore_errors=True)
-            times["robostore local→local"].append(run([sys.executable, "-c", _ROBOSTORE, str(src), str(dst), "{}"], env))
-            shutil.rmtree(dst)
-            print(f"  robostore local done ({load()})", flush=True)
-            url = f"s3://{s3.new_bucket()}/ds"
-            times["robostore local→s3"].append(
-                run([sys.executable, "-c", _ROBOSTORE, str(src), url, json.dumps(s3.storage_options())], env)
-            )
-            print(f"  robostore s3 done ({load()})", flush=True)
+            print(f"  {names[0]} done ({load()})", flush=True)
+            for name, trust in ((names[1], "check"), (names[2], "trust")):
+                dst = tmp / "dst"
+                shutil.rmtree(dst, ignore_errors=True)
+                times[name].append(run([sys.executable, "-c", _ROBOSTORE, str(src), str(dst), "{}", trust], env))
+                shutil.rmtree(dst)
+                print(f"  {name} done ({load()})", flush=True)
+            for name, trust in ((names[3], "check"), (names[4], "trust")):
+                url = f"s3://{s3.new_bucket()}/ds"
+                times[name].append(run([sys.executable, "-c", _ROBOSTORE, str(src), url, json.dumps(s3.storage_options()), trust], env))
+                print(f"  {name} done ({load()})", flush=True)
     base = statistics.median(r["seconds"] for r in times["lerobot local→local"])
     print("\n| run | median s | MB/s | vs lerobot | peak RSS MB |\n|---|---|---|---|---|")
     for name, runs in times.items():
