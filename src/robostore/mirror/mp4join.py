@@ -18,6 +18,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import IO
 
 import numpy as np
@@ -205,6 +206,20 @@ def _codec(stsd: bytes) -> bytes:
         raise NotJoinable("unexpected sample description")
     fields, boxes = entry[0].payload[:78], _parse(entry[0].payload[78:]).children
     return entry[0].kind + fields + b"".join(b.encode() for b in boxes if b.kind != b"btrt")
+
+
+def media_seconds(fh: IO[bytes], where: str) -> float:
+    """The video track's duration in seconds from its ``mdhd`` box, as FFmpeg reports the
+    stream duration for this layout (lerobot's ``get_video_duration_in_s``); reads the
+    box headers and the ``moov`` only. Raises :class:`NotJoinable` for other layouts."""
+    inp = _top_level(fh, where)
+    _track(inp)
+    trak = next(c for c in inp.moov.children if c.kind == b"trak")
+    version, rest = _full(trak.find(b"mdia").find(b"mdhd").payload)
+    timescale, duration = struct.unpack(">II", rest[8:16]) if version == 0 else struct.unpack(">IQ", rest[16:28])
+    if not timescale:
+        raise NotJoinable(f"{where}: time scale 0")
+    return float(Fraction(duration, timescale))
 
 
 def _table(entries: np.ndarray, fmt: str) -> bytes:
