@@ -55,6 +55,7 @@ from robostore.mirror.copy import (
     copy_file,
     sha256_of,
     write_chunks,
+    write_local_file,
 )
 from robostore.mirror.mp4join import NotJoinable, media_seconds
 from robostore.mirror.plan import Target
@@ -270,8 +271,9 @@ class ConvertSource:
         return write_chunks(dst, path, [data], part_size=self.limits.part_size, on_bytes=on_bytes)
 
     def _local_then_upload(self, dst: Store, path: str, on_bytes: ProgressFn | None, make: Any) -> Written:
-        """Build ``path`` in a local file with ``make(local)``, hash it and hand it to the
-        destination (``adopt_file``: linked in place on local disk, uploaded elsewhere)."""
+        """Build ``path`` in a local file with ``make(local)`` and hand it to the destination:
+        on local disk it is built beside the target and linked in place (no second copy);
+        elsewhere it is uploaded in parts."""
         near = dst.local_path(path)
         folder = os.path.dirname(near) if near is not None else None
         if folder is not None:
@@ -282,6 +284,8 @@ class ConvertSource:
         os.close(fd)
         try:
             make(local)
+            if near is None:  # streamed up in parts: bounded memory whatever the file size
+                return write_local_file(dst, path, local, part_size=self.limits.part_size, on_bytes=on_bytes)
             hasher = Hasher.for_upload(dst.upload_checksum(file_size=os.path.getsize(local)))
             with open(local, "rb") as fh:
                 while chunk := fh.read(self.limits.part_size):
