@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import IO, Any
 
 from robostore.errors import RobostoreError, VideoError
+from robostore.mirror.mp4join import NotJoinable, join_bytes
 from robostore.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,15 +62,25 @@ def cut(
 def join(pieces: Sequence[Piece], out: str | IO[bytes], *, block_size: int | None = None) -> None:
     """Write ``pieces`` (in order) into the mp4 ``out`` by stream copy.
 
-    The output takes the first input's stream parameters and time base; every later
-    input must hold the same codec and frame size (else :class:`VideoError`). Inputs'
-    headers and indexes are read in ranged reads of ``block_size`` bytes on remote stores
+    Whole files in FFmpeg's plain layout written to a local path are joined by copying
+    their media data in large blocks (:mod:`robostore.mirror.mp4join`); anything else
+    packet by packet. The output takes the first input's stream parameters and time base;
+    every later input must hold the same codec and frame size (else :class:`VideoError`).
+    Inputs' headers and indexes are read in ranged reads of ``block_size`` bytes on remote stores
     (the store's default when None, see :meth:`Store.open`).
     """
     import av
 
     if not pieces:
         raise VideoError(f"{out}: nothing to write (no input videos)")
+    if isinstance(out, str) and all(p.spans is None for p in pieces):
+        try:
+            join_bytes([(p.store, p.path, p.dest) for p in pieces], out)
+            return
+        except NotJoinable as exc:
+            log.debug("%s: joining packet by packet (%s)", out, exc)
+        except (OSError, ValueError, struct.error) as exc:
+            log.debug("%s: joining packet by packet (%s)", out, exc)
     with av.open(out, "w", format="mp4") as dst:
         ostream: Any = None
         for piece in pieces:
