@@ -159,10 +159,10 @@ def _packet_window(index: Sequence[Any], first: int, last_end: int) -> tuple[int
     return min(e.pos for e in used), max(e.pos + e.size for e in used), len(used)
 
 
-def _demux(src: Any, istream: Any, piece: Piece, fh: _WindowedFile) -> Iterator[Any]:
+def _demux(src: Any, istream: Any, piece: Piece, fh: _WindowedFile | None) -> Iterator[Any]:
     """The packets of the input that may fall in the piece's spans (every packet when it
-    has none): from the keyframe before the first span, prefetched in one read, to the
-    last span's end (nothing past it is read)."""
+    has none): from the keyframe before the first span (prefetched in one read when ``src``
+    reads ``fh``) to the last span's end (nothing past it is read)."""
     if piece.spans is None or not piece.spans:
         yield from (p for p in src.demux(istream) if p.size)
         return
@@ -170,8 +170,8 @@ def _demux(src: Any, istream: Any, piece: Piece, fh: _WindowedFile) -> Iterator[
     first = min(round(s.start / tb) for s in piece.spans)
     last_end = max(round(s.end / tb) for s in piece.spans)
     packets = None  # how many the index says there are from the seek point to last_end
-    window = _packet_window(istream.index_entries, first, last_end)
-    if window is not None and window[1] - window[0] <= MAX_WINDOW:
+    window = _packet_window(istream.index_entries, first, last_end) if fh is not None else None
+    if fh is not None and window is not None and window[1] - window[0] <= MAX_WINDOW:
         lo, hi, packets = window
         fh.prefetch(lo, piece.store.read_range(piece.path, lo, hi))
     src.seek(first, stream=istream, backward=True, any_frame=False)
@@ -196,7 +196,9 @@ def _check_same(istream: Any, ostream: Any, where: str) -> None:
         )
 
 
-def _copy_packets(src: Any, istream: Any, ostream: Any, out: Any, piece: Piece, where: str, fh: _WindowedFile) -> None:
+def _copy_packets(
+    src: Any, istream: Any, ostream: Any, out: Any, piece: Piece, where: str, fh: _WindowedFile | None = None
+) -> None:
     # Times stay in the input's time base; PyAV rebases each packet to the output stream's.
     tb: Fraction = istream.time_base
     if piece.spans is None:
