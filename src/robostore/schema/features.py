@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 NUMERIC_DTYPES = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
 )
-DTYPES = NUMERIC_DTYPES | {"string", "image", "video"}
+#: lerobot 0.6's annotation columns (``language_persistent`` / ``language_events``):
+#: per frame, a list of message rows (see :mod:`robostore.schema.language`).
+LANGUAGE_DTYPE = "language"
+DTYPES = NUMERIC_DTYPES | {"string", "image", "video", LANGUAGE_DTYPE}
 #: Largest size one feature may claim per frame. info.json comes from strangers: a
 #: claim beyond this is refused rather than trusted with an allocation.
 MAX_FRAME_BYTES = 1 << 30
@@ -49,7 +52,7 @@ class Feature(BaseModel):
     def model_post_init(self, __context: Any) -> None:
         if self.is_camera and len(self.shape) != 3:
             raise ValueError(f"{self.dtype} features have shape [height, width, channels], got {list(self.shape)}")
-        itemsize = 1 if self.is_camera or self.dtype in ("string", "bool") else np.dtype(self.dtype).itemsize
+        itemsize = 1 if self.is_camera or self.dtype in ("string", "bool", LANGUAGE_DTYPE) else np.dtype(self.dtype).itemsize
         claimed = int(np.prod(self.shape, dtype=object)) * itemsize
         if claimed > MAX_FRAME_BYTES:
             raise ValueError(
@@ -69,6 +72,22 @@ class Feature(BaseModel):
     def is_camera(self) -> bool:
         """Video or image: a picture per frame."""
         return self.dtype in ("video", "image")
+
+    @property
+    def is_language(self) -> bool:
+        """A lerobot 0.6 language annotation column (a list of message rows per frame)."""
+        return self.dtype == LANGUAGE_DTYPE
+
+    @property
+    def is_depth(self) -> bool:
+        """A depth-map camera (lerobot 0.6: ``info.is_depth_map``; older writers put
+        ``video.is_depth_map`` in ``info`` or in a ``video_info`` entry)."""
+        if not self.is_camera:
+            return False
+        info = self.info or {}
+        video_info = getattr(self, "video_info", None)
+        video_info = video_info if isinstance(video_info, dict) else {}
+        return bool(info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map"))
 
     def to_json(self) -> dict[str, Any]:
         """The dict written to info.json (``info`` only when present)."""
