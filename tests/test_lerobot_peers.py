@@ -7,6 +7,7 @@ Marked ``lerobot_peers``: they run lerobot 0.4.4 and 0.6.1 from the venvs of tes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from peers import dump
+from fixture_data import DATA
+from peers import dump, run_peer
 from robostore import Dataset, Recorder, VideoOptions
 from robostore.video.depth import DepthCodec
 
@@ -170,3 +172,32 @@ def test_plain_dataset_opens_in_lerobot(tmp_path: Path, version: str, video: str
         np.testing.assert_array_equal(arrays[f"item/{idx}/observation.state"], _state(ep, t))
         wrist = torch.from_numpy(_rgb(ep, t)[::-1].copy()).permute(2, 0, 1).numpy() / np.float32(255)
         np.testing.assert_array_equal(arrays[f"item/{idx}/observation.images.wrist"], wrist)
+
+
+@pytest.mark.parametrize(
+    ("name", "indices", "deltas"),
+    [
+        ("video_basic", "0,5,29,30,89", "delta_video.json"),
+        ("image_basic", "0,5,14,15,29", None),
+        ("depth_061", "0,3,14,15,29", "delta_depth.json"),
+    ],
+)
+def test_dropin_matches_lerobot061(name: str, indices: str, deltas: str | None) -> None:
+    """robostore.lerobot.LeRobotDataset beside lerobot's own, in lerobot 0.6.1: the same
+    metadata (features, stats, tasks, episodes, keys) and the same DataLoader batches."""
+    args = ["--root", str(DATA / name), "--indices", indices]
+    if deltas:
+        args += ["--delta-timestamps", (DATA / deltas).read_text()]
+    report = json.loads(run_peer("0.6.1", "check_dropin.py", *args, with_robostore=True).strip().splitlines()[-1])
+    assert report["problems"] == []
+    assert "task" in report["checked"]["keys"]
+
+
+def test_act_trains_on_a_robostore_dataset() -> None:
+    """A tiny lerobot 0.6.1 ACT policy and its processors, built from robostore.lerobot's
+    metadata, train 20 steps on robostore.lerobot.LeRobotDataset (DataLoader, 2 workers):
+    finite losses, lower at the end than at the start (seeded: the same run every time)."""
+    out = run_peer("0.6.1", "train_act.py", "--root", str(DATA / "video_basic"), "--steps", "20", timeout=1500, with_robostore=True)
+    losses = json.loads(out.strip().splitlines()[-1])["losses"]
+    assert len(losses) == 20 and all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])

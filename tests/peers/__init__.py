@@ -32,9 +32,15 @@ def peer_python(version: str) -> Path:
     return python
 
 
-def run_peer(version: str, script: str, *args: str, timeout: float = 600) -> str:
-    """Run ``tests/peers/<script>`` with lerobot ``version``; its stdout (stderr shown on failure)."""
+def run_peer(version: str, script: str, *args: str, timeout: float = 600, with_robostore: bool = False) -> str:
+    """Run ``tests/peers/<script>`` with lerobot ``version``; its stdout (stderr shown on failure).
+
+    ``with_robostore``: robostore importable there too (``src/`` and the dependencies
+    lerobot's venv lacks, which lerobot061/setup.sh installs beside the venv)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    if with_robostore:
+        venv = peer_python(version).parent.parent
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent.parent / "src"), f"{venv}-robostore-deps"])
     proc = subprocess.run(
         [str(peer_python(version)), str(HERE / script), *args], capture_output=True, text=True, timeout=timeout, env=env
     )

@@ -56,6 +56,17 @@ _SMALL_FRAME_PIXELS = 320 * 240
 PLANAR_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuv422p"})
 _PLANAR_WIDTH_MULTIPLE = 16
 
+
+
+def _reformat_takes_threads() -> bool:
+    try:
+        VideoReformatter().reformat(av.VideoFrame(16, 16, "yuv420p"), format="rgb24", threads=1)
+    except TypeError:  # PyAV 15 and older
+        return False
+    return True
+
+
+_REFORMAT_THREADS = _reformat_takes_threads()
 _HINT = "The file may be truncated or corrupt: re-download it (robostore mirror) or re-record the episode"
 
 
@@ -428,6 +439,13 @@ class _RgbConverter:
     def shape(self, channels_first: bool) -> tuple[int, int, int]:
         return (3, self.height, self.width) if channels_first else (self.height, self.width, 3)
 
+    def _reformat(self, frame: av.VideoFrame, format: str) -> av.VideoFrame:
+        """``frame`` in pixel ``format``, single-threaded where PyAV lets us choose (PyAV 15
+        has no ``threads`` argument)."""
+        if _REFORMAT_THREADS:
+            return self._reformatter.reformat(frame, format=format, threads=1)
+        return self._reformatter.reformat(frame, format=format)
+
     def _check_size(self, frame: av.VideoFrame) -> None:
         if (frame.height, frame.width) != (self.height, self.width):
             raise VideoError(
@@ -441,13 +459,13 @@ class _RgbConverter:
         self._check_size(frame)
         with wrap_av_errors(self.name, lambda: f"converting frame t={t:.6f}s", _HINT):
             if channels_first and frame.format.name in PLANAR_FORMATS and frame.width % _PLANAR_WIDTH_MULTIPLE == 0:
-                planar = self._reformatter.reformat(frame, format="gbrp", threads=1)
+                planar = self._reformat(frame, "gbrp")
                 h, w = planar.height, planar.width
                 for channel, plane in zip((1, 2, 0), planar.planes):  # gbrp: G, B, R planes
                     rows = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
                     out[channel] = rows[:, :w]
                 return
-            rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+            rgb = self._reformat(frame, "rgb24").to_ndarray()
         out[...] = rgb.transpose(2, 0, 1) if channels_first else rgb
 
 
@@ -462,7 +480,7 @@ class _DepthConverter(_RgbConverter):
     def convert(self, frame: av.VideoFrame, t: float, out: np.ndarray, channels_first: bool) -> None:
         self._check_size(frame)
         with wrap_av_errors(self.name, lambda: f"converting depth frame t={t:.6f}s", _HINT):
-            codes = self._reformatter.reformat(frame, format="gray12le", threads=1).to_ndarray()
+            codes = self._reformat(frame, "gray12le").to_ndarray()
         out.reshape(self.height, self.width)[...] = codes
 
 

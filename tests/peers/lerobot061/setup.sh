@@ -122,5 +122,16 @@ print({"lerobot": lerobot.__version__, "torch": torch.__version__, "torchvision"
        "datasets": datasets.__version__, "huggingface_hub": huggingface_hub.__version__,
        "numpy": numpy.__version__, "pandas": pandas.__version__, "pyarrow": pyarrow.__version__})
 PYEOF
+# robostore's own runtime dependencies that this venv lacks, beside it (not in it: the venv stays
+# exactly requirements.txt), for tests that import robostore here (PYTHONPATH=src:$VENV-robostore-deps).
+# Versions from the repository's constraints.txt.
+OVERLAY="$VENV-robostore-deps"
+if [[ ! -f "$OVERLAY/.ok" ]]; then
+  mapfile -t PINS < <(grep -E '^(pydantic|pydantic_core|annotated-types|typing-inspection)==' "$HERE/../../../constraints.txt")
+  rm -rf "$OVERLAY"
+  # + opencv, which lerobot declares and its policy factory imports (the frozen venv leaves it out)
+  "$VENV/bin/python" -m pip install -q --no-deps --target "$OVERLAY" "${PINS[@]}" "opencv-python-headless==4.13.0.92"
+  touch "$OVERLAY/.ok"
+fi
 du -sh "$VENV" | awk '{print ">> venv size: " $1}'
 echo ">> done in $(( $(date +%s) - start )) s"
