@@ -296,7 +296,7 @@ def convert_command(
             progress=not as_json and sys.stderr.isatty(),
         )
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         typer.echo(report.to_json())
     else:
