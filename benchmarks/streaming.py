@@ -176,7 +176,7 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=Path("/tmp/robostore-bench/streaming"))
+    ap.add_argument("--root", type=Path, default=None, help="dataset folder (default: one per size under /tmp/robostore-bench)")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--height", type=int, default=240)
@@ -187,6 +187,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--s3", action="store_true", help="also stream from a loopback S3 server (backends/s3)")
     args = ap.parse_args()
+    if args.root is None:
+        args.root = Path(f"/tmp/robostore-bench/streaming-{args.episodes}x{args.frames}-{args.height}x{args.width}-scenes")
     torch.set_num_threads(1)
 
     if not (args.root / "meta/info.json").exists():

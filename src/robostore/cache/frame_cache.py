@@ -62,6 +62,7 @@ CLAIMS_DIR = "claims"
 _INDEX_CACHE_SIZE = 2048
 _FILLED_BYTES = 128 << 20  # shards this process filled, kept decoded (LRU)
 _MAX_RUN = 256
+_MAX_GAP = 256 << 10  # chunks this close share one read (the bytes between are read and dropped)
 
 
 def _group_json(attributes: dict[str, Any]) -> bytes:
@@ -428,12 +429,21 @@ class DatasetFrameCache:
 
     # ------------------------------------------------------------------ reading
     def get(
-        self, video_key: str, indices: Sequence[int] | np.ndarray, *, fill: bool = True, channels_first: bool = False
+        self,
+        video_key: str,
+        indices: Sequence[int] | np.ndarray,
+        *,
+        fill: bool = True,
+        channels_first: bool = False,
+        out: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """uint8 ``[len(indices), H, W, C]`` frames at global frame ``indices``, or None.
 
         With ``channels_first`` the frames come as ``[len(indices), C, H, W]``, the
-        layout the chunks store (no transposing: what torch readers ask for).
+        layout the chunks store (no transposing: what torch readers ask for); ``out``
+        (uint8 ``[len(indices), C, H, W]``, C-contiguous rows) then receives them
+        directly and is returned. Any set of frames is served in one call: the frames
+        of one shard are read together (one vectored read for chunks close together).
 
         All or nothing: frames come from the cache; with ``fill`` (the default) a shard
         that is missing, or whose chunks fail their checksum, is decoded whole from the
@@ -450,7 +460,18 @@ class DatasetFrameCache:
             raise SchemaError(
                 f"{self.meta.url}: frame indices {min(idx)}..{max(idx)} out of range 0..{layout.num_frames - 1}"
             )
-        out = np.empty((len(idx), *layout.stored_shape), dtype=np.uint8)
+        if out is None:
+            out = np.empty((len(idx), *layout.stored_shape), dtype=np.uint8)
+        elif (
+            not channels_first
+            or out.dtype != np.uint8
+            or out.shape != (len(idx), *layout.stored_shape)
+            or not out.flags.c_contiguous
+        ):
+            raise SchemaError(
+                f"{self.meta.url}: {video_key} frames are uint8 [{len(idx)}, {', '.join(map(str, layout.stored_shape))}] "
+                f"channels first; the output is {out.dtype} {list(out.shape)}"
+            )
         by_shard: dict[int, list[int]] = {}  # shard -> positions in out
         for position, i in enumerate(idx):
             by_shard.setdefault(i // layout.shard_frames, []).append(position)
@@ -588,13 +609,16 @@ class DatasetFrameCache:
             chunks = [(k, index[k]) for k in held]
             if any(entry is None for _, entry in chunks):
                 return False
-            # Runs of chunks that sit back to back: one ranged read each.
+            # Runs of chunks that sit close together: one ranged read each.
+            runs = []
             for run in _runs(sorted(chunks, key=lambda c: c[1][0])):  # type: ignore[index]
                 frames = [out[held[k]] for k, _ in run]
                 names = [lambda k=k: f"{store.describe(path)} frame {shard * layout.shard_frames + k}" for k, _ in run]
-                if layout.compression == "none" and self.cache.local_root is not None:
-                    self._read_into(path, run, frames, names)
-                    continue
+                runs.append((run, frames, names))
+            if layout.compression == "none" and self.cache.local_root is not None:
+                self._read_into(path, runs)
+                runs = []
+            for run, frames, names in runs:
                 lo, hi = run[0][1][0], sum(run[-1][1])
                 data = self._read_chunks(path, lo, hi)
                 for (_, (offset, length)), frame, name in zip(run, frames, names):
@@ -631,21 +655,40 @@ class DatasetFrameCache:
         return data
 
     def _read_into(
-        self, path: str, run: list[tuple[int, tuple[int, int]]], frames: list[np.ndarray], names: list[Callable[[], str]]
+        self,
+        path: str,
+        runs: list[tuple[list[tuple[int, tuple[int, int]]], list[np.ndarray], list[Callable[[], str]]]],
     ) -> None:
-        """Read a run of uncompressed chunks of a local shard straight into ``frames``
-        (one vectored read, no copy in between), then check each one's crc32c."""
-        checksums = np.empty((len(run), CHECKSUM_BYTES), dtype=np.uint8)
-        buffers: list[np.ndarray] = []
-        for (_, (_, length)), frame, checksum, name in zip(run, frames, checksums, names):
-            if length != frame.nbytes + CHECKSUM_BYTES:
-                raise CorruptDataset(f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}")
-            buffers += [frame.reshape(-1), checksum]
-        start = run[0][1][0]
-        if self._preadv(path, buffers, start) != sum(run[-1][1]) - start:
-            raise CorruptDataset(f"{self.cache.store.describe(path)}: shard is shorter than its index says")
-        for frame, checksum, name in zip(frames, checksums, names):
-            check_chunk(frame.reshape(-1), checksum, name)
+        """Read runs of uncompressed chunks of a local shard straight into their frames
+        (one vectored read per run, the file opened once, no copy in between), then
+        check each chunk's crc32c."""
+        gaps = self._gap_buffer()
+        fd = os.open(self._local_path(path), os.O_RDONLY)
+        try:
+            for run, frames, names in runs:
+                checksums = np.empty((len(run), CHECKSUM_BYTES), dtype=np.uint8)
+                buffers: list[np.ndarray] = []
+                end = run[0][1][0]
+                for (_, (offset, length)), frame, checksum, name in zip(run, frames, checksums, names):
+                    if length != frame.nbytes + CHECKSUM_BYTES:
+                        raise CorruptDataset(f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}")
+                    if offset > end:  # bytes of chunks not asked for: into a buffer every gap shares
+                        buffers.append(gaps[: offset - end])
+                    buffers += [frame.reshape(-1), checksum]
+                    end = offset + length
+                start = run[0][1][0]
+                if os.preadv(fd, buffers, start) != end - start:
+                    raise CorruptDataset(f"{self.cache.store.describe(path)}: shard is shorter than its index says")
+                for frame, checksum, name in zip(frames, checksums, names):
+                    check_chunk(frame.reshape(-1), checksum, name)
+        finally:
+            os.close(fd)
+
+    def _gap_buffer(self) -> np.ndarray:
+        gaps = getattr(self._scratch, "gaps", None)
+        if gaps is None:
+            gaps = self._scratch.gaps = np.empty(_MAX_GAP, dtype=np.uint8)
+        return gaps
 
     def _preadv(self, path: str, buffers: list[Any], offset: int) -> int:
         """Read a local shard from ``offset`` into ``buffers``, in order; bytes read."""
@@ -768,12 +811,12 @@ class DatasetFrameCache:
 
 
 def _runs(chunks: list[tuple[int, tuple[int, int]]]) -> list[list[tuple[int, tuple[int, int]]]]:
-    """``(chunk, (offset, length))`` in offset order, cut where the next chunk does not
-    start where the previous one ends (and every ``_MAX_RUN`` chunks: a vectored read
-    takes at most IOV_MAX = 1024 buffers, two per chunk)."""
+    """``(chunk, (offset, length))`` in offset order, cut where the next chunk starts
+    more than ``_MAX_GAP`` bytes after the previous one ends (and every ``_MAX_RUN``
+    chunks: a vectored read takes at most IOV_MAX = 1024 buffers, three per chunk)."""
     runs: list[list[tuple[int, tuple[int, int]]]] = []
     for chunk in chunks:
-        if runs and sum(runs[-1][-1][1]) == chunk[1][0] and len(runs[-1]) < _MAX_RUN:
+        if runs and 0 <= chunk[1][0] - sum(runs[-1][-1][1]) <= _MAX_GAP and len(runs[-1]) < _MAX_RUN:
             runs[-1].append(chunk)
         else:
             runs.append([chunk])
@@ -817,6 +860,10 @@ class VideoFileFrames:
         for path, rows in by_path.items():
             rows.sort()
             self._spans[path] = (rows[0][3], [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        self._span_arrays = {
+            path: (np.asarray(starts, np.float64), np.asarray(first, np.int64), np.asarray(lengths, np.int64))
+            for path, (_, starts, first, lengths) in self._spans.items()
+        }
 
     def __getstate__(self) -> dict[str, Any]:
         return {"frames": self.frames, "tolerance_s": self.tolerance_s}
@@ -845,12 +892,52 @@ class VideoFileFrames:
             found.append(first_index[row] + frame)
         return key, np.array(found, dtype=np.int64)
 
+    def _many_indices(self, video_path: str, timestamps: np.ndarray) -> tuple[str, np.ndarray] | None:
+        """:meth:`indices` of many timestamps at once (float64 array), in numpy."""
+        spans = self._spans.get(video_path)
+        if spans is None or len(timestamps) == 0:
+            return None
+        starts, first_index, lengths = self._span_arrays[video_path]
+        rows = np.searchsorted(starts, timestamps + self.tolerance_s, side="right") - 1
+        if rows.min() < 0:
+            return None
+        frame = np.round((timestamps - starts[rows]) * self._fps)  # half to even, as round()
+        if (
+            (np.abs(starts[rows] + frame / self._fps - timestamps) >= self.tolerance_s).any()
+            or (frame < 0).any()
+            or (frame >= lengths[rows]).any()
+        ):
+            return None
+        return spans[0], first_index[rows] + frame.astype(np.int64)
+
     def get(self, video_path: str, timestamps: Sequence[float]) -> np.ndarray | None:
         """uint8 [T, C, H, W] frames at ``timestamps`` of ``video_path`` (filled on a miss), or None."""
         found = self.indices(video_path, timestamps)
         if found is None:
             return None
         return self.frames.get(*found, channels_first=True)
+
+    def get_many(self, queries: Sequence[tuple[str, Sequence[float]]], out: np.ndarray) -> bool:
+        """The frames of several ``(video_path, timestamps)`` queries of one video key,
+        in one cache read, written into ``out`` (uint8 [sum of T, C, H, W], queries in
+        order); False (``out`` then holds nothing meaningful) when any is not served."""
+        if not queries:
+            return False
+        lengths = [len(timestamps) for _, timestamps in queries]
+        times = np.concatenate([np.asarray(timestamps, np.float64) for _, timestamps in queries])
+        paths = [path for path, _ in queries]
+        ends = np.cumsum(lengths)
+        indices = np.empty(len(times), np.int64)
+        key = None
+        for path in dict.fromkeys(paths):  # each file's timestamps at once
+            mine = np.concatenate([np.arange(e - n, e) for p, n, e in zip(paths, lengths, ends) if p == path])
+            found = self._many_indices(path, times[mine])
+            if found is None or (key is not None and found[0] != key):
+                return False
+            key = found[0]
+            indices[mine] = found[1]
+        assert key is not None
+        return self.frames.get(key, indices, channels_first=True, out=out) is not None
 
     def put(self, video_path: str, timestamps: Sequence[float], frames: np.ndarray) -> None:
         """Offer decoded frames (uint8 [T, C, H, W]); runs of consecutive frames covering

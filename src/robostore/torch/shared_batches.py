@@ -25,11 +25,13 @@ import mmap
 import os
 import sys
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from robostore.errors import RobostoreError
 from robostore.forks import current_pid
@@ -40,6 +42,9 @@ _RETURNED_AT = 8
 
 #: Free buffers a worker keeps for reuse; more are closed.
 KEEP_FREE = 2
+
+#: Alignment of each tensor's data in a batch buffer.
+_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,52 @@ class Field:
 def shared_batches_available() -> bool:
     """Whether this process can lend batches through memfd buffers (Linux with /proc)."""
     return hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd")
+
+
+def lend_batches() -> bool:
+    """Whether batches made now should go into a pool buffer: in a DataLoader worker
+    that can lend them."""
+    return torch.utils.data.get_worker_info() is not None and shared_batches_available()
+
+
+def plan_fields(tensors: Iterable[tuple[str, tuple[int, ...], np.dtype[Any]]], rows: int) -> tuple[list[Field], int]:
+    """Fields for ``(key, shape of one row, dtype)`` tensors of ``rows`` rows, each
+    64-byte aligned, and the bytes they take together."""
+    fields: list[Field] = []
+    offset = 0
+    for key, shape, dtype in tensors:
+        fields.append(Field(key, tuple(shape), np.dtype(dtype).str, offset))
+        nbytes = rows * math.prod(shape) * np.dtype(dtype).itemsize
+        offset += -(-nbytes // _ALIGN) * _ALIGN
+    return fields, max(offset, 1)
+
+
+class BatchBuffer:
+    """The memory one batch's tensors are written into: a pool buffer (lent to the
+    training process by :meth:`finish`) or plain memory.
+
+    Args:
+        fields: the batch's tensors (from :func:`plan_fields`).
+        nbytes: their bytes together.
+        rows: rows the buffer holds.
+        shared: take a buffer of this process's pool (see :func:`lend_batches`).
+    """
+
+    def __init__(self, fields: list[Field], nbytes: int, rows: int, shared: bool) -> None:
+        self.fields, self.rows = fields, rows
+        self._buffer = worker_pool().take(nbytes) if shared else None
+        data = self._buffer.data if self._buffer is not None else np.empty(nbytes, np.uint8)
+        #: Each field's ``[rows, *shape]`` array, to write the batch into.
+        self.views = {f.key: f.view(data, rows) for f in fields}
+
+    def finish(self, others: dict[str, Any], order: list[str], rows: int | None = None) -> dict[str, Any] | SharedBatch:
+        """The batch of the first ``rows`` rows (all by default), with the non-tensor
+        values ``others``, keys in ``order``: a plain dict of tensors, or a
+        :class:`SharedBatch` (a dict once it reaches the training process)."""
+        rows = self.rows if rows is None else rows
+        if self._buffer is not None:
+            return SharedBatch(self._buffer, self.fields, rows, others, order)
+        return {key: torch.from_numpy(self.views[key][:rows]) if key in self.views else others[key] for key in order}
 
 
 class _Buffer:
