@@ -178,3 +178,37 @@ def test_batches_through_the_frame_cache(tmp_path: Path, workers: int) -> None:
         cache.stats.flush()
         counters = cache.info().counters
         assert counters["hits"] > 0.4 * (counters["hits"] + counters["misses"])
+
+
+def _changed(samples: list) -> dict:
+    batch = default_collate(samples)
+    batch["twice"] = batch["index"] * 2
+    return batch
+
+
+def _taken(samples: list) -> dict:
+    batch = default_collate(samples)
+    return {"index": batch["index"], "state": batch["observation.state"]}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("collate", [_changed, _taken], ids=["changed", "taken"])
+def test_collate_fns_that_change_default_collation_in_workers(collate: Any) -> None:
+    """In a worker, default_collate's batch is a dict over the worker's buffer: changed,
+    or its tensors moved into another container, it still reaches the training process
+    whole, and the buffer is not reused while anything still needs it."""
+    ds = Dataset(str(DATA / "multi_chunk"), delta_timestamps=deltas("multi_chunk"), return_uint8=True)
+    order = np.random.default_rng(4).permutation(len(ds)).tolist()
+    loader = DataLoader(
+        ds, batch_size=8, sampler=order, num_workers=2, multiprocessing_context="fork", collate_fn=collate, persistent_workers=True
+    )
+    for _ in range(2):
+        kept = list(loader)
+        for n, batch in enumerate(kept):
+            want = per_sample(ds, order[n * 8 : n * 8 + 8])
+            assert torch.equal(batch["index"], want["index"])
+            if "state" in batch:
+                assert torch.equal(batch["state"], want["observation.state"])
+            else:
+                assert torch.equal(batch["twice"], want["index"] * 2)
+                assert torch.equal(batch["observation.images.cam0"], want["observation.images.cam0"])

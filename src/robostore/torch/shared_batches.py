@@ -99,7 +99,7 @@ class BatchBuffer:
     def __init__(self, fields: list[Field], nbytes: int, rows: int, shared: bool) -> None:
         self.fields, self.rows = fields, rows
         self._buffer = worker_pool().take(nbytes) if shared else None
-        data = self._buffer.data if self._buffer is not None else np.empty(nbytes, np.uint8)
+        data = self._buffer.lease() if self._buffer is not None else np.empty(nbytes, np.uint8)
         #: Each field's ``[rows, *shape]`` array, to write the batch into.
         self.views = {f.key: f.view(data, rows) for f in fields}
 
@@ -127,11 +127,25 @@ class _Buffer:
             raise
         self.data = memoryview(self.map)[HEADER:]
         self._counts = np.frombuffer(self.map, np.int64, 2)
+        self._lease: weakref.ref[np.ndarray] | None = None
+
+    def lease(self) -> np.ndarray:
+        """The data as an array, for the arrays of the batch written into it now, which
+        all keep it alive: while any of them lives in this process the buffer is not
+        free (a batch not lent yet, or one whose tensors a collate_fn took into another
+        container, which torch copies only when it sends them). numpy holds no buffer
+        export of what it views, so a weak reference is what tells."""
+        data = self._lease() if self._lease is not None else None
+        if data is None:
+            data = np.frombuffer(self.map, np.uint8, self.size, HEADER)
+            self._lease = weakref.ref(data)
+        return data
 
     @property
     def free(self) -> bool:
-        """Every lend of this buffer has come back."""
-        return bool(self._counts[0] == self._counts[1])
+        """Every lend of this buffer has come back and nothing in this process views
+        the batch last written into it."""
+        return bool(self._counts[0] == self._counts[1]) and (self._lease is None or self._lease() is None)
 
     def lend(self) -> int:
         """Mark the buffer lent; the number the consumer writes back when done."""
@@ -141,6 +155,8 @@ class _Buffer:
     def close(self) -> bool:
         """Unmap and close; False (and nothing done) while arrays of this process still
         view the buffer."""
+        if self._lease is not None and self._lease() is not None:
+            return False
         try:
             self.data.release()
         except BufferError:
@@ -191,8 +207,15 @@ def worker_pool() -> SharedBatchPool:
     return _pool[1]
 
 
-class SharedBatch:
-    """A batch written into a pool buffer; unpickles as a plain dict of tensors.
+class SharedBatch(dict[str, Any]):
+    """A batch written into a pool buffer: in the worker a dict of tensors viewing the
+    buffer; pickled, the buffer's whereabouts, which unpickle as a plain dict of
+    tensors mapping the same memory (the buffer is lent, not copied).
+
+    A batch changed in the worker (keys added, removed or given other values, as a
+    collate_fn that post-processes ``default_collate``'s batch does) pickles as the
+    plain dict it has become: torch then copies its tensors as it copies any, and the
+    buffer is reused once nothing in the worker views it.
 
     Args:
         buffer: the buffer holding the tensors' data (already written).
@@ -203,10 +226,21 @@ class SharedBatch:
     """
 
     def __init__(self, buffer: _Buffer, fields: list[Field], rows: int, others: dict[str, Any], order: list[str]) -> None:
-        self._args = (os.getpid(), buffer.fd, HEADER + buffer.size, buffer.lend(), fields, rows, others, order)
+        data = buffer.lease()
+        tensors = {f.key: torch.from_numpy(f.view(data, rows)) for f in fields}
+        super().__init__((key, tensors[key] if key in tensors else others[key]) for key in order)
+        self._buffer = buffer
+        self._layout = (fields, rows, others, order)
+        self._written = dict(self)
+        self._lent: tuple[Any, ...] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return _open_shared_batch, self._args
+        if list(self) != list(self._written) or any(self[k] is not v for k, v in self._written.items()):
+            return dict, (dict(self),)
+        if self._lent is None:  # once: each lend is given back once
+            buffer = self._buffer
+            self._lent = (os.getpid(), buffer.fd, HEADER + buffer.size, buffer.lend(), *self._layout)
+        return _open_shared_batch, self._lent
 
 
 def _open_shared_batch(
