@@ -48,7 +48,8 @@ import pyarrow.parquet as pq
 import robostore
 from robostore.cache import FrameCache
 from robostore.cache.layout import COMPRESSIONS
-from robostore.meta import DatasetMeta, tasks_table
+from robostore.layout import tasks_table
+from robostore.meta import DatasetMeta
 from robostore.video.decode import VideoReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

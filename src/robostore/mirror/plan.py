@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from robostore.layout import INFO_PATH, META_DIR
 from robostore.mirror.manifest import MANIFEST_PATH, Manifest
 from robostore.store import FileInfo
 
-INFO_PATH = "meta/info.json"
 
 #: Write order: payload (data, videos, anything else), then meta/, then meta/info.json.
 PAYLOAD, META, INFO = 0, 1, 2
@@ -19,7 +19,7 @@ def phase_of(path: str) -> int:
     """The write phase of a destination path (see :data:`PAYLOAD`, :data:`META`, :data:`INFO`)."""
     if path == INFO_PATH:
         return INFO
-    if path.startswith("meta/"):
+    if path.startswith(META_DIR + "/"):
         return META
     return PAYLOAD
 
@@ -29,14 +29,16 @@ class Target:
     """A file the destination should hold.
 
     ``source`` is the source path for a plain copy, ``None`` for a file derived from
-    several source files (subsets). ``token`` is the source token (for derived files,
-    a digest of their inputs); ``size`` the expected size when known.
+    several source files (subsets, conversions). ``token`` is the source token (for
+    derived files, a digest of their inputs); ``size`` the expected size when known;
+    ``estimate`` a rough size of a derived file, for the progress bar only.
     """
 
     path: str
     token: str | None
     size: int | None
     source: str | None
+    estimate: int | None = None
 
 
 Action = Literal["copy", "check", "skip"]
