@@ -58,6 +58,15 @@ def test_batches_equal_collated_samples(name: str, delta: bool, uint8: bool) -> 
         assert_same_batch(ds[indices], per_sample(single, indices))
 
 
+@pytest.mark.parametrize("name", ["v21_video", "v21_image"])
+def test_batches_of_v21_datasets(name: str) -> None:
+    """LeRobot v2.1 datasets (read in place: one mp4 per episode) batch the same way."""
+    delta = deltas(name.removeprefix("v21_") + "_basic")
+    ds = Dataset(str(DATA / name), delta_timestamps=delta)
+    for indices in batches_of(len(ds), seed=7, size=12):
+        assert_same_batch(ds[indices], per_sample(ds, indices))
+
+
 @pytest.mark.parametrize("backend", backend_params(tuple(b for b in BACKENDS if b != "local")))
 def test_batches_on_every_backend(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     url, options = new_root(backend, request, tmp_path)
