@@ -221,3 +221,14 @@ def test_collate_fns_that_change_default_collation_in_workers(collate: Any) -> N
             else:
                 assert torch.equal(batch["twice"], want["index"] * 2)
                 assert torch.equal(batch["observation.images.cam0"], want["observation.images.cam0"])
+
+
+def test_string_features_collate_as_default_collate_does(tmp_path: Path) -> None:
+    from test_dataset import _record
+
+    url = str(tmp_path / "ds")
+    features = {"note": {"dtype": "string", "shape": (1,), "names": None}}
+    _record(url, features, [[{"note": f"n{i} é", "task": "t"} for i in range(4)]])
+    for delta in (None, {"note": [0.0, 1 / 30]}):
+        ds = Dataset(url, delta_timestamps=delta)
+        assert_same_batch(ds[[3, 0, 1]], per_sample(ds, [3, 0, 1]))

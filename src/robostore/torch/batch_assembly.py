@@ -96,7 +96,7 @@ class BatchAssembler:
             order.append(key)
             column = s.tabular.columns[key]
             key_rows = rows.get(key, positions)
-            if column.dtype == object:  # strings: collated as DataLoader collates them
+            if column.dtype == object or column.dtype.kind in "US":  # strings: collated as DataLoader collates them
                 others[key] = [_string_value(column[r]) for r in key_rows]
             else:
                 tensors.append((key, key_rows.shape[1:] + column.shape[1:], column.dtype))
