@@ -11,7 +11,8 @@ measures, each mode on the same dataset in this process:
 * map-style random access: one epoch of ``robostore.Dataset`` in a random order
   (num_workers=0), float32 frames as lerobot returns them; no cache, then a fresh
   cache (cold: every miss decodes and writes its whole shard), then the filled
-  cache (warm);
+  cache (warm); the same a batch of 32 per call (``ds[indices]``, what a DataLoader
+  with ``batch_size=32`` asks for through ``Dataset.__getitems__``);
 * streaming, frame level: episodes in a shuffled order, each decoded sequentially
   (``VideoReader.iter_frames``) without a cache, vs ``DatasetFrameCache.get`` of the
   episode's frame range, cold and warm;
