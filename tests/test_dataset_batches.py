@@ -232,3 +232,25 @@ def test_string_features_collate_as_default_collate_does(tmp_path: Path) -> None
     for delta in (None, {"note": [0.0, 1 / 30]}):
         ds = Dataset(url, delta_timestamps=delta)
         assert_same_batch(ds[[3, 0, 1]], per_sample(ds, [3, 0, 1]))
+
+
+@pytest.mark.parametrize(
+    ("variant", "fixture"),
+    [("channel_first", "video_basic"), ("channel_first", "image_basic"), ("misfiled_episodes", "multi_chunk"), ("list_columns", "video_basic")],
+)
+def test_batches_of_dataset_variants(tmp_path: Path, variant: str, fixture: str) -> None:
+    """Variants lerobot reads (channel-first cameras, misfiled episodes, list columns) batch
+    as their samples collate."""
+    import shutil
+    import warnings
+
+    import variants
+
+    root = tmp_path / variant
+    shutil.copytree(DATA / fixture, root)
+    getattr(variants, variant)(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = Dataset(str(root), delta_timestamps=deltas(fixture))
+        for indices in batches_of(len(ds), seed=9, size=16)[:3]:
+            assert_same_batch(ds[indices], per_sample(ds, indices))
