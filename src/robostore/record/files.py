@@ -87,6 +87,12 @@ class _Series:
         size = self.size()
         if not self.units or size + incoming_bytes < self.limit_bytes:
             return None
+        return self.close_file()
+
+    def close_file(self) -> str | None:
+        """Go on in the next file (if the open one holds anything); returns the closed path."""
+        if not self.units:
+            return None
         closed = self.path
         self.local.unlink(missing_ok=True)
         self.index = self.index.next(self.chunks_size)
@@ -127,8 +133,8 @@ class VideoSeries(_Series):
     """One camera's mp4 files; episodes are appended by stream copy."""
 
     def append(self, segment: Segment, name: str) -> tuple[FileIndex, float, float, str | None]:
-        """Append an encoded episode; returns ``(index, from_s, to_s, closed path)``."""
+        """Append an encoded episode (its segment file is kept); returns ``(index, from_s, to_s, closed path)``."""
         closed = self._roll_if_full(segment.size_bytes)
-        start, end = append_segment(self.local, segment, name=f"{name} ({self.path})")
+        start, end = append_segment(self.local, segment, name=f"{name} ({self.path})", keep_segment=True)
         self.units += segment.n_frames
         return self.index, start, end, closed

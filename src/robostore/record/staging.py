@@ -1,15 +1,17 @@
 """The local staging folder and the background publisher.
 
-Files are built in a staging folder on local disk (``files/``: the open data, video
-and episodes files under their dataset-relative paths). After each saved episode the
-files it changed are hard-linked into ``snapshots/<n>/`` — free, and immutable
+Each saved episode is first made durable in the session's journal (``journal/``, see
+:mod:`robostore.record.journal`). Files are built in a staging folder on local disk
+(``files/``: the open data, video and episodes files under their dataset-relative
+paths). After each saved episode the files it changed are hard-linked into ``snapshots/<n>/`` — free, and immutable
 because staged files are only ever replaced by rename — and handed to the
 :class:`Publisher`, a thread that uploads them in the crash-safe order:
 
 1. data and video files,
 2. the episodes table,
 3. ``meta/tasks.parquet`` and ``meta/stats.json``,
-4. ``meta/info.json`` (the commit point), then one ``Store.commit`` (one Hub commit).
+4. ``meta/info.json`` (the commit point), then one ``Store.commit`` (one Hub commit);
+   then the published episodes' journal folders are deleted.
 
 Pending publishes coalesce: while one upload runs, later episodes' snapshots merge
 into one pending job in which each path keeps only its newest snapshot. So each
@@ -34,6 +36,7 @@ from pathlib import Path
 from robostore.backends.local import TMP_MARKER, LocalStore
 from robostore.errors import RobostoreError, StoreError
 from robostore.record._crash import crashpoint
+from robostore.record.journal import JOURNAL
 from robostore.record.lease import Lease
 from robostore.store import Store
 
@@ -67,23 +70,35 @@ class Staging:
         self.files = root / "files"
         self.snapshots = root / "snapshots"
         self.tmp = root / "tmp"
-        for folder in (self.files, self.snapshots, self.tmp):
+        self.journal = root / JOURNAL
+        for folder in (self.files, self.snapshots, self.tmp, self.journal):
             folder.mkdir(parents=True, exist_ok=True)
+        # The journal's episode folders must survive a power loss: so must the path to them.
+        for folder in (root, root.parent):
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         self._seq = 0
 
     @classmethod
     def start(cls, base: Path) -> Staging:
-        """Start a session under ``base``, deleting sessions left by crashed writers.
+        """Start a new session under ``base`` (see :func:`earlier_sessions` for older ones)."""
+        return cls(base / uuid.uuid4().hex[:12])
+
+    @staticmethod
+    def earlier_sessions(base: Path) -> list[Path]:
+        """Session folders under ``base`` left by recorders that did not close.
 
         Call only while holding the dataset's lease: any other session is then stale.
-        Their unpublished episodes are lost by design (only flushed episodes are
-        promised to survive a crash); the dataset itself never depends on them.
         """
-        if base.exists():
-            for old in base.iterdir():
-                log.warning("removing staging left by an earlier recorder that did not close: %s", old)
-                shutil.rmtree(old, ignore_errors=True)
-        return cls(base / uuid.uuid4().hex[:12])
+        return sorted(base.iterdir()) if base.is_dir() else []
+
+    @staticmethod
+    def remove_sessions(sessions: list[Path]) -> None:
+        for old in sessions:
+            shutil.rmtree(old, ignore_errors=True)
 
     def snapshot(self, paths: list[str]) -> dict[str, Path]:
         """Hard-link the staged ``paths`` into a new snapshot folder."""
@@ -117,6 +132,7 @@ class PublishJob:
     episodes: int
     count: int = 1
     since: float = field(default_factory=time.monotonic)
+    journal: list[Path] = field(default_factory=list)
 
     def merge(self, newer: PublishJob) -> None:
         for rel, path in newer.files.items():
@@ -127,6 +143,7 @@ class PublishJob:
         self.meta.update(newer.meta)
         self.episodes = newer.episodes
         self.count += newer.count
+        self.journal.extend(newer.journal)
 
 
 def _tier(path: str) -> int:
@@ -302,6 +319,8 @@ class Publisher:
         crashpoint("publish_committed")
         for snap in job.files.values():
             snap.unlink(missing_ok=True)
+        for folder in job.journal:
+            shutil.rmtree(folder, ignore_errors=True)
         self.published_episodes = job.episodes
         self.publishes += 1
         log.debug("%s: published %d episode(s) in %.3f s", self.store.url, job.count, time.perf_counter() - t0)
