@@ -149,12 +149,13 @@ def test_a_staged_episode_that_does_not_check_out_is_dropped_with_a_warning(tmp_
     code, flushed = _run(url, "publish_before_info:3")
     assert code == -signal.SIGKILL
     committed = _check_after_crash(url, flushed)
-    [folder] = [p for p in (tmp_path / ".ds.robostore-staging").rglob(f"journal/{committed:012d}")]
-    data = folder / "data.parquet"
-    data.write_bytes(data.read_bytes()[:-20])
+    [journaled] = (tmp_path / ".ds.robostore-staging").rglob(f"journal/{committed:012d}.episode")
+    raw = bytearray(journaled.read_bytes())
+    raw[-100] ^= 0xFF
+    journaled.write_bytes(bytes(raw))
     with caplog.at_level("WARNING"), Recorder.resume(url) as rec:
         assert rec.recovered == []
         assert rec.episode_index == committed
-    assert f"staged episode {committed}: unreadable parquet" in caplog.text
-    assert not any((tmp_path / ".ds.robostore-staging").rglob("*.parquet"))
+    assert f"staged episode {committed}: unreadable: its content does not match its checksum" in caplog.text
+    assert not any(p.is_file() for p in (tmp_path / ".ds.robostore-staging").rglob("*"))
     assert DatasetMeta.open(url).total_episodes == committed

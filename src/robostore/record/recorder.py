@@ -408,7 +408,7 @@ class Recorder:
 
     def _recover(self, sessions: list[Path]) -> None:
         """Publish the episodes crashed ``sessions`` journaled, then delete the sessions."""
-        episodes, given_up = journal.recover(sessions, self._writer.info)
+        episodes, given_up = journal.recover(sessions, self._writer.info, self._staging.tmp)
         for reason in given_up:
             log.warning("%s: a staged episode cannot be recovered and is deleted: %s", self.url, reason)
         try:

@@ -1,11 +1,12 @@
-"""The background episode writer: finished episodes -> staged files -> publish jobs.
+"""The background episode writer: finished episodes -> journal -> open files -> publish jobs.
 
-``Recorder.save_episode`` hands the episode's buffer here and returns. On this
-thread the video encoders are drained, the data rows, stats and the episodes-table
-row are built, the open files in staging are extended (rolling over at the size
-limits), and the changed files are snapshotted and handed to the publisher. Work
-is local only; the queue in front of it is short, so a recorder that saves episodes
-faster than they can be written waits here (bounded memory) rather than growing.
+``Recorder.save_episode`` hands the episode's buffer here and waits until it is in
+the journal: on this thread the video encoders are drained, the data rows and stats
+are built and written to the journal (:mod:`robostore.record.journal`). Then, after
+``save_episode`` returned, the episode is added to the open files (rolling over at the
+size limits; appending costs the same whatever the files hold, see
+:mod:`robostore.record.files`) and the new file versions are handed to the publisher.
+Work is local only.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from robostore.record.staging import Publisher, PublishJob, Staging
 from robostore.schema import DatasetInfo, DatasetStats, Feature
 from robostore.schema.arrow import IMAGE_TYPE, data_schema, scalar_type
 from robostore.schema.episodes import video_column
-from robostore.stats import aggregate_stats, compute_stats
+from robostore.stats import add_episode_stats, compute_stats
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,20 @@ class EpisodeWriter:
         self.schema = data_schema(info.features)
         chunks = info.chunks_size
         self.data = ParquetSeries(
-            staging.files, lambda i: info.data_file(i.chunk, i.file), info.data_files_size_in_mb, chunks, starts["data"]
+            staging.files,
+            lambda i: info.data_file(i.chunk, i.file),
+            info.data_files_size_in_mb,
+            chunks,
+            starts["data"],
+            group_per_append=True,
         )
         self.episodes = ParquetSeries(
-            staging.files, lambda i: episodes_file(i.chunk, i.file), info.data_files_size_in_mb, chunks, starts["episodes"]
+            staging.files,
+            lambda i: episodes_file(i.chunk, i.file),
+            info.data_files_size_in_mb,
+            chunks,
+            starts["episodes"],
+            group_per_append=False,
         )
         self.videos = {
             key: VideoSeries(
@@ -106,6 +117,7 @@ class EpisodeWriter:
                 info.video_files_size_in_mb,
                 chunks,
                 starts[f"videos/{key}"],
+                name=key,
             )
             for key in info.video_keys
         }
@@ -250,9 +262,7 @@ class EpisodeWriter:
             table = table.set_column(table.schema.get_field_index("task_index"), "task_index", pa.array(task_ids, pa.int64()))
         episode_tasks = [self.tasks[i] for i in dict.fromkeys(task_ids.tolist())]
 
-        changed: list[str] = []
-        data_at, _ = self.data.append(lambda _: table, n)
-        changed.append(self.data.path)
+        data_at = self.data.append(lambda _: table, n)
         row: dict[str, tuple[Any, pa.DataType]] = {
             "episode_index": (episode, pa.int64()),
             "tasks": (episode_tasks, pa.list_(pa.string())),
@@ -263,8 +273,7 @@ class EpisodeWriter:
             "dataset_to_index": (start + n, pa.int64()),
         }
         for key, series in self.videos.items():
-            at, t_from, t_to, _ = series.append(staged.segments[key], key)
-            changed.append(series.path)
+            at, t_from, t_to = series.append(staged.segments[key])
             row[video_column(key, "chunk_index")] = (at.chunk, pa.int64())
             row[video_column(key, "file_index")] = (at.file, pa.int64())
             row[video_column(key, "from_timestamp")] = (t_from, pa.float64())
@@ -278,10 +287,8 @@ class EpisodeWriter:
             return out.append_column("meta/episodes/file_index", pa.array([at.file], pa.int64()))
 
         self.episodes.append(episode_row, 1)
-        changed.append(self.episodes.path)
 
-        running = [self.stats.to_json_dict()] if self.stats is not None else []
-        self.stats = aggregate_stats([*running, staged.stats_dict()])
+        self.stats = add_episode_stats(self.stats, staged.stats_dict())
         info.total_episodes += 1
         info.total_frames += n
         info.total_tasks = len(self.tasks)
@@ -295,8 +302,13 @@ class EpisodeWriter:
         if len(self.tasks) > self._tasks_published:
             meta[TASKS_PATH] = to_parquet_bytes(tasks_table(self.tasks))
             self._tasks_published = len(self.tasks)
-        journaled = [staged.folder] if staged.folder is not None else []
-        self.publisher.submit(PublishJob(self.staging.snapshot(changed), meta, info.total_episodes, journal=journaled))
+        series = (self.data, self.episodes, *self.videos.values())
+        versions = {s.last.path: s.last for s in series if s.last is not None}
+        closed = [path for s in series for path in s.closed]
+        for s in series:
+            s.closed = []
+        done = [staged.journaled] if staged.journaled is not None else []
+        self.publisher.submit(PublishJob(versions, meta, info.total_episodes, delete=[*closed, *done]))
 
     def _data_table(self, values: dict[str, np.ndarray], pngs: dict[str, list[bytes]], n: int) -> pa.Table:
         columns = []
