@@ -20,7 +20,8 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from fixture_data import DATA, FIXTURES
 from robostore import CorruptDataset, Dataset, NotFound, RobostoreError, SchemaError, StreamingDataset
-from robostore.meta import DatasetMeta, episodes_file, tasks_table
+from robostore.layout import episodes_file, tasks_table
+from robostore.meta import DatasetMeta
 from robostore.parquet import to_parquet_bytes
 from robostore.schema.arrow import data_schema
 from robostore.stats import aggregate_stats, compute_stats

@@ -38,17 +38,12 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from robostore.backends import open_store
-from robostore.checks import (
-    EPISODES_DIR,
-    INFO_PATH,
-    STATS_PATH,
-    TASKS_PATH,
-    meta_problems,
-)
+from robostore.checks import meta_problems
 from robostore.errors import CorruptDataset, RobostoreError, SchemaError
-from robostore.meta import DatasetMeta, tasks_table
+from robostore.layout import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, write_episodes, write_tasks
+from robostore.meta import DatasetMeta
 from robostore.mirror.copy import copy_file
-from robostore.parquet import read_parquet, read_parquet_schema, to_parquet_bytes
+from robostore.parquet import read_parquet, read_parquet_schema
 from robostore.record.lease import Lease
 from robostore.record.repair import leftover_files, trim_data_file
 from robostore.schema import DatasetInfo
@@ -198,9 +193,9 @@ def _carry_out(
         if not pc.any(rows).as_py():
             plan.move(path)
         else:
-            plan.rewrite(path, lambda path=path, table=table, rows=rows: store.write(path, to_parquet_bytes(table.filter(rows))))
+            plan.rewrite(path, lambda path=path, table=table, rows=rows: write_episodes(store, path, table.filter(rows)))
     if report.dropped_tasks:
-        plan.rewrite(TASKS_PATH, lambda: store.write(TASKS_PATH, to_parquet_bytes(tasks_table(kept.tasks))))
+        plan.rewrite(TASKS_PATH, lambda: write_tasks(store, kept.tasks))
     if any(per_episode):
         kept.stats = aggregate_stats(per_episode)
         plan.rewrite(STATS_PATH, kept.write_stats)

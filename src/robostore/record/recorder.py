@@ -16,7 +16,8 @@ from typing import Any
 
 from robostore.backends import open_store
 from robostore.errors import RobostoreError, SchemaError
-from robostore.meta import INFO_PATH, DatasetMeta
+from robostore.layout import INFO_PATH
+from robostore.meta import DatasetMeta
 from robostore.record import journal
 from robostore.record.episode import EpisodeBuffer
 from robostore.record.files import FileIndex

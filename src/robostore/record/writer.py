@@ -11,7 +11,6 @@ Work is local only.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -23,8 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from robostore.errors import RobostoreError, StoreError
-from robostore.meta import TASKS_PATH, episodes_file, tasks_table
-from robostore.parquet import to_parquet_bytes
+from robostore.layout import INFO_PATH, STATS_PATH, TASKS_PATH, episodes_file, info_json, stats_json, tasks_parquet
 from robostore.record import journal
 from robostore.record._crash import crashpoint
 from robostore.record.episode import EpisodeBuffer
@@ -296,11 +294,11 @@ class EpisodeWriter:
         crashpoint("episode_staged")
 
         meta = {
-            "meta/stats.json": json.dumps(self.stats.to_json_dict(), indent=4).encode(),
-            "meta/info.json": info.to_json(),
+            STATS_PATH: stats_json(self.stats),
+            INFO_PATH: info_json(info),
         }
         if len(self.tasks) > self._tasks_published:
-            meta[TASKS_PATH] = to_parquet_bytes(tasks_table(self.tasks))
+            meta[TASKS_PATH] = tasks_parquet(self.tasks)
             self._tasks_published = len(self.tasks)
         series = (self.data, self.episodes, *self.videos.values())
         versions = {s.last.path: s.last for s in series if s.last is not None}
