@@ -206,8 +206,10 @@ class Recorder:
         First validates the committed dataset (:func:`robostore.validate.validate`:
         metadata, every data file's index columns, every mp4's header) and refuses a
         broken one, changing nothing. Then removes what an interrupted recording left
-        uncommitted (see :mod:`robostore.record.repair`; never files it did not write)
-        and its staging folder, and continues with the next episode index; new
+        uncommitted (see :mod:`robostore.record.repair`; never files it did not
+        write), publishes the episodes a crashed recorder had saved (:attr:`recovered`,
+        see :mod:`robostore.record.journal`), and continues with the next episode
+        index; new
         episodes go into new data, video and episodes files, as lerobot does when it
         resumes. ``video`` defaults to the codec the dataset's videos use. Other
         arguments as in :meth:`create`.
