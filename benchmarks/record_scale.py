@@ -82,6 +82,115 @@ def record(url: str, options: dict[str, Any], episodes: int, staging: str) -> di
     return {"base": base, "last": last, "base_rate": rate(*base), "last_rate": rate(*last), "overall": episodes / done[-1], "close_s": close_s}
 
 
+OPEN_SNIPPET = """
+import sys, time, json
+sys.path.insert(0, {src!r})
+from robostore.meta import DatasetMeta
+from robostore.torch import Dataset
+t = time.perf_counter()
+meta = DatasetMeta.open({url!r}, {options!r})
+sample = Dataset({url!r}, storage_options={options!r})[0]
+print(time.perf_counter() - t)
+"""
+
+INFO_SNIPPET = """
+import sys, time
+sys.path.insert(0, {src!r})
+from typer.testing import CliRunner
+from robostore.cli import app
+t = time.perf_counter()
+result = CliRunner().invoke(app, ["info", {url!r}, *{args!r}])
+assert result.exit_code == 0, result.output
+print(time.perf_counter() - t)
+"""
+
+
+def make_big(template: str, url: str, options: dict[str, Any], episodes: int) -> None:
+    """A dataset of ``episodes`` copies of ``template``'s first episode, written through the layout writers.
+
+    One data file (every episode's rows, indices renumbered) and the template's mp4
+    (every episode spans its first episode's frames); episodes table, tasks, stats and
+    info as the recorder writes them.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from robostore.backends import open_store
+    from robostore.layout import write_episodes, write_info, write_stats, write_tasks
+    from robostore.meta import DatasetMeta
+
+    src = DatasetMeta.open(template)
+    store = open_store(url, options)
+    first = src.episode(0)
+    length = first.length
+    data = pq.read_table(f"{template}/{src.data_files()[0]}")
+    data = data.filter(pc.equal(data["episode_index"], 0))
+    big = data.take(pa.array(np.tile(np.arange(length), episodes)))
+    renumbered = {
+        "frame_index": np.tile(np.arange(length, dtype=np.int64), episodes),
+        "episode_index": np.repeat(np.arange(episodes, dtype=np.int64), length),
+        "index": np.arange(episodes * length, dtype=np.int64),
+    }
+    for name, values in renumbered.items():
+        big = big.set_column(big.schema.get_field_index(name), name, pa.array(values, big.schema.field(name).type))
+    store.write(src.data_files()[0], to_parquet(big))
+    for path in src.video_files():
+        store.write(path, f"{template}/{path}")
+    row = src.episodes.slice(0, 1)
+    table = row.take(pa.array(np.zeros(episodes, dtype=np.int64)))
+    for name, values in (
+        ("episode_index", np.arange(episodes)),
+        ("dataset_from_index", np.arange(episodes) * length),
+        ("dataset_to_index", (np.arange(episodes) + 1) * length),
+    ):
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.int64()))
+    write_episodes(store, "meta/episodes/chunk-000/file-000.parquet", table)
+    write_tasks(store, src.tasks)
+    if src.stats is not None:
+        write_stats(store, src.stats)
+    info = src.info.model_copy(deep=True)
+    info.total_episodes, info.total_frames = episodes, episodes * length
+    info.splits = {"train": f"0:{episodes}"}
+    write_info(store, info)
+    store.commit("benchmark dataset")
+
+
+def to_parquet(table: Any) -> bytes:
+    from robostore.parquet import to_parquet_bytes
+
+    return to_parquet_bytes(table, row_group_size=3 * 1000)
+
+
+def timed(snippet: str, **fields: Any) -> float:
+    """Median of 3 runs of ``snippet`` in fresh processes (each prints its own time, imports excluded)."""
+    code = snippet.format(src=str(ROOT / "src"), **fields)
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        runs.append(float(out.strip().splitlines()[-1]))
+    return statistics.median(runs)
+
+
+def open_times(sizes: list[int]) -> list[tuple[int, float, float]]:
+    from backends.s3.server import S3Server
+
+    with tempfile.TemporaryDirectory(prefix="robostore-open-") as tmp:
+        template = os.path.join(tmp, "template")
+        record(template, {}, 2, os.path.join(tmp, "staging"))
+        with S3Server() as server:
+            options = server.storage_options()
+            args = [f"--storage-option={k}={v}" for k, v in options.items()]
+            out = []
+            for n in sizes:
+                url = f"s3://{server.new_bucket('open')}/ds"
+                t = time.perf_counter()
+                make_big(template, url, options, n)
+                print(f"  made {n} episodes in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+                out.append((n, timed(OPEN_SNIPPET, url=url, options=options), timed(INFO_SNIPPET, url=url, args=args)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=10_000)
@@ -113,6 +222,15 @@ def main() -> None:
                 f"| {backend} | {r['overall']:.1f} | {r['base_rate']:.1f} ({r['base'][0]}-{r['base'][1]}) | "
                 f"{r['last_rate']:.1f} ({r['last'][0]}-{r['last'][1]}) | {r['last_rate'] / r['base_rate']:.2f}x | {r['close_s']:.2f} |"
             )
+    if not args.skip_open:
+        sizes = [int(n) for n in args.open.split(",")]
+        rows_open = open_times(sizes)
+        base = rows_open[0]
+        print(f"\nS3 (moto): open + first sample, robostore info; median of 3 fresh processes; load average after: {load()}\n")
+        print(f"| episodes | open + first sample s | x {base[0]} episodes | robostore info s | x {base[0]} episodes |")
+        print("|---|---|---|---|---|")
+        for n, open_s, info_s in rows_open:
+            print(f"| {n} | {open_s:.2f} | {open_s / base[1]:.2f}x | {info_s:.2f} | {info_s / base[2]:.2f}x |")
 
 
 if __name__ == "__main__":

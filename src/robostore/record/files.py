@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from robostore.video import Segment, concat_segments
+from robostore.video import Segment, concat_segments, mp4_header_size
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,11 @@ class ParquetSeries(_Series):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.group_per_append = group_per_append
         self.parts: list[pa.Table] = []
+        self._fixed: int | None = None
 
     def _reset(self) -> None:
         self.parts = []
+        self._fixed = None
 
     def append(self, make_table: Callable[[FileIndex], pa.Table], rows: int) -> FileIndex:
         """Add the ``rows`` rows ``make_table(index)`` builds to the open file; returns its index.
@@ -140,19 +142,27 @@ class ParquetSeries(_Series):
         The file rolls over first when its average bytes per row times ``rows`` would
         take it past the limit (lerobot's estimate). ``make_table`` gets the index the
         rows land in (the episodes table stores its own file index in each row). The
-        file's size is estimated by the Arrow size of its rows (close to the snappy
-        parquet size for numbers and encoded images; building the file to measure it
-        would cost as much as the file).
+        file's size is estimated without building it: each part's size as a file of
+        its own, less what every parquet file holds once (magic, schema, metadata).
         """
         per_row = self.bytes / self.units if self.units else 0.0
         self._roll_if_full(per_row * rows)
         table = make_table(self.index)
         self.parts.append(table)
         self.units += table.num_rows
-        self.bytes += table.nbytes
+        if self._fixed is None:
+            self._fixed = _parquet_size(table.slice(0, 0))
+            self.bytes = self._fixed
+        self.bytes += _parquet_size(table) - self._fixed
         parts, local, grouped = tuple(self.parts), self.local, self.group_per_append
         self.last = FileVersion(self.path, local, lambda: _write_parts(parts, local, grouped))
         return self.index
+
+
+def _parquet_size(table: pa.Table) -> int:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="snappy", use_dictionary=True)
+    return int(sink.tell())
 
 
 def _write_parts(parts: tuple[pa.Table, ...], dst: Path, group_per_part: bool) -> None:
@@ -199,9 +209,11 @@ class VideoSeries(_Series):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.name = name
         self._mp4 = _Mp4(self.local, f"{name} ({self.path})")
+        self._fixed: int | None = None
 
     def _reset(self) -> None:
         self._mp4 = _Mp4(self.local, f"{self.name} ({self.path})")
+        self._fixed = None
 
     def append(self, segment: Segment) -> tuple[FileIndex, float, float]:
         """Append an encoded episode (the series takes its file); returns ``(index, from_s, to_s)``.
@@ -209,12 +221,18 @@ class VideoSeries(_Series):
         Timestamps follow from the frame counts: every segment starts at pts 0 with one
         frame per ``1 / fps``, and the stream copy continues each after the last.
         """
-        self._roll_if_full(segment.size_bytes)
+        size = segment.size_bytes
+        self._roll_if_full(size)
         start = self.units / segment.fps
         mp4 = self._mp4
         mp4.segments.append(segment)
         self.units += segment.n_frames
-        self.bytes += segment.size_bytes
+        # The file's size without building it: each segment's, less the header every
+        # mp4 holds once (the sample tables grow per frame and stay in).
+        if self._fixed is None:
+            self._fixed = mp4_header_size(segment)
+            self.bytes = self._fixed
+        self.bytes += size - self._fixed
         upto = len(mp4.segments)
         self.last = FileVersion(self.path, self.local, lambda: mp4.build(upto))
         return self.index, start, start + segment.n_frames / segment.fps

@@ -6,7 +6,7 @@
 """
 
 from robostore.video.decode import VideoReader, decode_image
-from robostore.video.encode import EpisodeEncoder, Segment, append_segment, concat_segments, file_size
+from robostore.video.encode import EpisodeEncoder, Segment, append_segment, concat_segments, file_size, mp4_header_size
 from robostore.video.options import VideoOptions
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "concat_segments",
     "decode_image",
     "file_size",
+    "mp4_header_size",
 ]

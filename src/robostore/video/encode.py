@@ -32,6 +32,7 @@ p99 2.7 ms, backlog at most 1 frame while recording in real time.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import queue
@@ -445,6 +446,26 @@ def _copy_shifted(
     if last_pts is None:
         return start
     return start + Fraction(last_pts) * stream.time_base + frame_s
+
+
+def mp4_header_size(segment: Segment) -> int:
+    """Bytes every mp4 of ``segment``'s stream holds once, whatever its frames (boxes, codec setup).
+
+    Measured as an mp4 of the segment's first frame less that frame's bytes (off by
+    the few bytes one frame adds to the sample tables).
+    """
+    out = io.BytesIO()
+    frame_bytes = 0
+    with av.open(str(segment.path), "r") as src, av.open(out, "w", format="mp4") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0], opaque=True)
+        for pkt in src.demux(src.streams.video[0]):
+            if pkt.dts is None:
+                continue
+            frame_bytes = pkt.size
+            pkt.stream = stream
+            dst.mux(pkt)
+            break
+    return len(out.getvalue()) - frame_bytes
 
 
 def file_size(path: str | os.PathLike[str]) -> int:
