@@ -28,6 +28,7 @@ from robostore.validate import ValidationReport, validate
 # subpackage's name: ``robostore.mirror(src, dst)``; a lazy import would leave the
 # package there instead. Helpers: ``from robostore.mirror import MirrorReport``.
 from robostore.mirror import MirrorReport, mirror
+from robostore.convert import convert  # noqa: E402  (the same shadowing as mirror)
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [
     "ValidationReport",
     "VideoError",
     "__version__",
+    "convert",
     "mirror",
     "open_store",
     "register_backend",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 import numpy as np
-from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import NotFound, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
@@ -196,8 +195,8 @@ class VideoFrames:
         source: IO[bytes] | str
         if self.open_source is not None:
             source = self.open_source(path, episode)
-        elif isinstance(store.fs, LocalFileSystem):
-            source = store.full_path(path)
+        elif (local := store.local_path(path)) is not None:
+            source = local
             if not os.path.isfile(source):
                 raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset")
         else:
