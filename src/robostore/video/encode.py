@@ -31,6 +31,8 @@ p99 2.7 ms, backlog at most 1 frame while recording in real time.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import queue
@@ -38,6 +40,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -47,6 +50,8 @@ import numpy as np
 
 from robostore.errors import VideoError
 from robostore.video._errors import wrap_av_errors
+from robostore.video.depth import PIX_FMT as DEPTH_PIX_FMT
+from robostore.video.depth import DepthCodec
 from robostore.video.options import VideoOptions
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,10 @@ class EpisodeEncoder:
             episode 12"``).
         max_queue: frames buffered before ``add`` blocks. At 480x640 a frame is
             0.9 MB, so the default 120 frames (4 s at 30 fps) hold ~110 MB.
+        depth: for a depth camera, its quantizer and the unit of the frames given to
+            :meth:`add` (``"mm"``: integers, ``"m"``: floats); frames are then
+            [height, width, 1] depth values, quantized to 12-bit codes on the
+            background thread and encoded with ``options`` (:meth:`VideoOptions.depth`).
     """
 
     def __init__(
@@ -110,13 +119,17 @@ class EpisodeEncoder:
         tmp_dir: str | os.PathLike[str] | None = None,
         name: str = "video",
         max_queue: int = 120,
+        depth: tuple[DepthCodec, str] | None = None,
     ) -> None:
-        if width <= 0 or height <= 0 or width % 2 or height % 2:
-            raise VideoError(f"{name}: frame size {width}x{height} must be positive and even for yuv420p")
+        self.options = options or (VideoOptions.depth() if depth else VideoOptions())
+        if (depth is None) != (self.options.pix_fmt != DEPTH_PIX_FMT):
+            raise VideoError(f"{name}: depth frames are encoded as {DEPTH_PIX_FMT} (VideoOptions.depth()), RGB frames are not")
+        if width <= 0 or height <= 0 or (depth is None and (width % 2 or height % 2)):
+            raise VideoError(f"{name}: frame size {width}x{height} must be positive and even for {self.options.pix_fmt}")
         if not isinstance(fps, int) or fps <= 0:
             raise VideoError(f"{name}: fps={fps!r} must be a positive int")
         self.width, self.height, self.fps = width, height, fps
-        self.options = options or VideoOptions()
+        self.depth = depth
         self.name = name
         fd, tmp = tempfile.mkstemp(prefix="robostore-seg-", suffix=".mp4", dir=tmp_dir)
         os.close(fd)
@@ -160,7 +173,8 @@ class EpisodeEncoder:
         return self._n_added - self._n_encoded
 
     def add(self, frame: np.ndarray) -> None:
-        """Queue one uint8 [H, W, 3] RGB frame; returns at once unless the queue is full.
+        """Queue one uint8 [H, W, 3] RGB frame (depth: [H, W, 1] values in the depth unit);
+        returns at once unless the queue is full.
 
         The frame is copied, so the caller may reuse its buffer.
 
@@ -169,12 +183,16 @@ class EpisodeEncoder:
                 background encoder failed.
         """
         self._check_open()
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
+        if self.depth is None:
+            ok = isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.shape == (self.height, self.width, 3)
+            wanted = f"uint8 of shape ({self.height}, {self.width}, 3)"
+        else:
+            kind = "f" if self.depth[1] == "m" else "iu"
+            ok = isinstance(frame, np.ndarray) and frame.dtype.kind in kind and frame.shape == (self.height, self.width, 1)
+            wanted = f"{'floats (m)' if kind == 'f' else 'integers (mm)'} of shape ({self.height}, {self.width}, 1)"
+        if not ok:
             got = (getattr(frame, "dtype", type(frame).__name__), getattr(frame, "shape", None))
-            raise VideoError(
-                f"{self.name}: frame {self._n_added} must be uint8 of shape "
-                f"({self.height}, {self.width}, 3), got {got[0]} {got[1]}"
-            )
+            raise VideoError(f"{self.name}: frame {self._n_added} must be {wanted}, got {got[0]} {got[1]}")
         # Copy into a recycled buffer: a fresh 1 MB array per frame costs page faults
         # (large allocations are fresh mmaps) and made the copy 5x slower.
         try:
@@ -258,8 +276,8 @@ class EpisodeEncoder:
                     item = self._queue.get()
                     if item is _STOP or self._aborted.is_set():
                         break
-                    frame = av.VideoFrame.from_ndarray(item, format="rgb24")  # type: ignore[arg-type]
-                    self._free.put(item)  # from_ndarray copied the pixels
+                    frame = self._frame(item)  # type: ignore[arg-type]
+                    self._free.put(item)  # the frame holds a copy of the pixels
                     frame.pts = pts
                     frame.time_base = Fraction(1, self.fps)
                     for packet in self._stream.encode(frame):
@@ -284,6 +302,19 @@ class EpisodeEncoder:
             except Exception as exc:  # noqa: BLE001 - reported if nothing else failed
                 if self._error is None:
                     self._error = exc
+
+
+    def _frame(self, item: np.ndarray) -> av.VideoFrame:
+        if self.depth is None:
+            return av.VideoFrame.from_ndarray(item, format="rgb24")
+        codec, unit = self.depth
+        codes = codec.encode(item[..., 0], unit)
+        frame = av.VideoFrame(self.width, self.height, DEPTH_PIX_FMT)
+        plane = frame.planes[0]
+        # Rows are padded to line_size bytes: write the first width values of each.
+        rows = np.frombuffer(plane, dtype=np.uint16).reshape(self.height, plane.line_size // 2)
+        rows[:, : self.width] = codes
+        return frame
 
 
 def _ticks_per_frame(tb: Fraction, fps: int, name: str) -> int:
@@ -337,71 +368,132 @@ def append_segment(
             frame rate than the segment.
     """
     dst = Path(dst)
-    label = name or str(dst)
-    if not dst.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-        if keep_segment:
-            shutil.copyfile(segment.path, tmp)
-        else:
-            shutil.move(segment.path, tmp)
-        _fsync_replace(tmp, dst)
-        return 0.0, segment.n_frames / segment.fps
+    [span] = concat_segments(dst, [segment], base=dst if dst.exists() else None, name=name)
+    if not keep_segment:
+        segment.path.unlink(missing_ok=True)
+    return span
 
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+
+def concat_segments(
+    dst: str | os.PathLike[str],
+    segments: Sequence[Segment],
+    *,
+    base: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+) -> list[tuple[float, float]]:
+    """Write the mp4 ``base`` (may be ``dst`` itself, or None) followed by ``segments`` to ``dst``.
+
+    One stream-copy pass however many segments (nothing is re-encoded); the result is
+    fsync'ed and replaces ``dst`` atomically. Segment files are left in place.
+
+    Returns:
+        ``(from_timestamp, to_timestamp)`` in seconds of each segment inside ``dst``.
+
+    Raises:
+        VideoError: a file is unreadable, or the segments differ from ``base`` (or
+            from each other) in codec, size or frame rate.
+    """
+    dst = Path(dst)
+    label = name or str(dst)
+    if not segments:
+        raise ValueError("concat_segments: no segments")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with wrap_av_errors(label, "appending an episode (stream copy)", "Start a new video file"):
-            start_s = _remux_append(dst, segment, tmp, label)
+        if base is None and len(segments) == 1:
+            shutil.copyfile(segments[0].path, tmp)
+            spans = [(0.0, segments[0].n_frames / segments[0].fps)]
+        else:
+            with wrap_av_errors(label, "appending episodes (stream copy)", "Start a new video file"):
+                spans = _remux_concat(None if base is None else Path(base), segments, tmp, label)
         _fsync_replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
-    if not keep_segment:
-        segment.path.unlink(missing_ok=True)
-    return start_s, start_s + segment.n_frames / segment.fps
+    return spans
 
 
-def _remux_append(dst: Path, segment: Segment, tmp: Path, label: str) -> float:
-    with av.open(str(dst), "r") as old, av.open(str(segment.path), "r") as seg:
-        if not old.streams.video:
+def _remux_concat(base: Path | None, segments: Sequence[Segment], tmp: Path, label: str) -> list[tuple[float, float]]:
+    sources = [*([] if base is None else [base]), *(s.path for s in segments)]
+    fps = segments[0].fps
+    spans: list[tuple[float, float]] = []
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(av.open(str(sources[0]), "r"))
+        if not first.streams.video:
             raise VideoError(f"{label}: no video stream; cannot append to it. Start a new video file")
-        old_st, seg_st = old.streams.video[0], seg.streams.video[0]
-        old_cc, seg_cc = old_st.codec_context, seg_st.codec_context
-        if (old_cc.codec.canonical_name, old_cc.width, old_cc.height) != (
-            seg_cc.codec.canonical_name,
-            seg_cc.width,
-            seg_cc.height,
-        ):
-            raise VideoError(
-                f"{label}: holds {old_cc.codec.canonical_name} {old_cc.width}x{old_cc.height} but the "
-                f"episode is {seg_cc.codec.canonical_name} {seg_cc.width}x{seg_cc.height}; "
-                "start a new video file for a different codec or size"
-            )
-        old_tb, seg_tb = old_st.time_base, seg_st.time_base
-        old_tpf = _ticks_per_frame(old_tb, segment.fps, label)
-        with av.open(str(tmp), "w", format="mp4") as out:
-            out_st = out.add_stream_from_template(old_st, opaque=True)
-            last_pts: int | None = None
-            for pkt in old.demux(old_st):
-                if pkt.dts is None:  # demuxer's flush marker
-                    continue
-                if pkt.pts is not None and (last_pts is None or pkt.pts > last_pts):
-                    last_pts = pkt.pts
-                pkt.stream = out_st
-                out.mux(pkt)
-            offset_old = 0 if last_pts is None else last_pts + old_tpf
-            start = Fraction(offset_old) * old_tb
-            offset_seg = start / seg_tb
-            if offset_seg.denominator != 1:
-                raise VideoError(f"{label}: time base {old_tb} cannot hold the episode's start {start}s exactly")
-            shift = int(offset_seg)
-            for pkt in seg.demux(seg_st):
-                if pkt.dts is None:
-                    continue
-                pkt.pts = None if pkt.pts is None else pkt.pts + shift
-                pkt.dts = pkt.dts + shift
-                pkt.stream = out_st
-                out.mux(pkt)
-    return float(start)
+        template = first.streams.video[0]
+        out_tb = template.time_base
+        tpf = _ticks_per_frame(out_tb, fps, label)
+        tcc = template.codec_context
+        kind = (tcc.codec.canonical_name, tcc.width, tcc.height)
+        out = stack.enter_context(av.open(str(tmp), "w", format="mp4"))
+        out_st = out.add_stream_from_template(template, opaque=True)
+        end = Fraction(0)  # seconds: where the next source starts
+        for i, source in enumerate(sources):
+            start = end
+            if i == 0:
+                end = _copy_shifted(first, out, out_st, start, tpf * out_tb, kind, label)
+            else:
+                with av.open(str(source), "r") as container:
+                    end = _copy_shifted(container, out, out_st, start, tpf * out_tb, kind, label)
+            if i >= len(sources) - len(segments):
+                spans.append((float(start), float(start + Fraction(segments[len(spans)].n_frames, fps))))
+    return spans
+
+
+def _copy_shifted(
+    container: av.container.InputContainer,
+    out: av.container.OutputContainer,
+    out_st: av.video.stream.VideoStream,
+    start: Fraction,
+    frame_s: Fraction,
+    kind: tuple[str, int, int],
+    label: str,
+) -> Fraction:
+    """Mux ``container``'s video packets into ``out_st`` from ``start`` seconds on; returns where they end."""
+    stream = container.streams.video[0]
+    cc = stream.codec_context
+    if (cc.codec.canonical_name, cc.width, cc.height) != kind:
+        raise VideoError(
+            f"{label}: holds {kind[0]} {kind[1]}x{kind[2]} but an episode appended to it is "
+            f"{cc.codec.canonical_name} {cc.width}x{cc.height}; start a new video file for a different codec or size"
+        )
+    offset = start / stream.time_base
+    if offset.denominator != 1:
+        raise VideoError(f"{label}: time base {stream.time_base} cannot hold the episode's start {start}s exactly")
+    shift = int(offset)
+    last_pts: int | None = None
+    for pkt in container.demux(stream):
+        if pkt.dts is None:  # demuxer's flush marker
+            continue
+        if pkt.pts is not None and (last_pts is None or pkt.pts > last_pts):
+            last_pts = pkt.pts
+        pkt.pts = None if pkt.pts is None else pkt.pts + shift
+        pkt.dts = pkt.dts + shift
+        pkt.stream = out_st
+        out.mux(pkt)
+    if last_pts is None:
+        return start
+    return start + Fraction(last_pts) * stream.time_base + frame_s
+
+
+def mp4_header_size(segment: Segment) -> int:
+    """Bytes every mp4 of ``segment``'s stream holds once, whatever its frames (boxes, codec setup).
+
+    Measured as an mp4 of the segment's first frame less that frame's bytes (off by
+    the few bytes one frame adds to the sample tables).
+    """
+    out = io.BytesIO()
+    frame_bytes = 0
+    with av.open(str(segment.path), "r") as src, av.open(out, "w", format="mp4") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0], opaque=True)
+        for pkt in src.demux(src.streams.video[0]):
+            if pkt.dts is None:
+                continue
+            frame_bytes = pkt.size
+            pkt.stream = stream
+            dst.mux(pkt)
+            break
+    return len(out.getvalue()) - frame_bytes
 
 
 def file_size(path: str | os.PathLike[str]) -> int:
