@@ -372,7 +372,7 @@ def codecs(args: argparse.Namespace) -> None:
         name = f"blosc {cname} {'bitshuffle' if shuffle else 'noshuffle'} {level}"
         candidates[name] = (
             lambda f, c=cname, s=shuffle, lv=level: blosc.compress(f, c.encode(), lv, s, 0, 1),
-            lambda b: blosc.decompress(b),
+            blosc.decompress,
         )
     work = Path(tempfile.mkdtemp(prefix="robostore-codecs-"))
     try:

@@ -22,6 +22,7 @@ pixels, through one single-threaded reformatter: the fastest way PyAV has). Figu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -34,9 +35,9 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 import pyarrow as pa
 import torch
+from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader
 
 from robostore import Dataset
@@ -287,10 +288,10 @@ def main() -> None:
             ceilings[delta] = statistics.median(pyav_ceiling(args.root, total, 300, delta, s) for s in range(args.repeat))
             for source, (url, options) in sources.items():
                 for w in workers:
-                    r = median_runs(lambda rep: run_loader(url, options, w, delta, args.samples, rep), args.repeat)
+                    r = median_runs(functools.partial(run_loader, url, options, w, delta, args.samples), args.repeat)
                     results[(source, w, delta)] = r["samples_per_s"]
                     lines.append(
-                        f"{source:>6} {w:>7} {str(delta):>5} {r['samples_per_s']:>10.1f} {r['after_first_batch']:>12.1f} "
+                        f"{source:>6} {w:>7} {delta!s:>5} {r['samples_per_s']:>10.1f} {r['after_first_batch']:>12.1f} "
                         f"{r['first_batch_s']:>9.2f}"
                     )
                     print(lines[-1], file=sys.stderr, flush=True)

@@ -20,6 +20,7 @@ It runs its own asyncio loop in a daemon thread, so it dies with the test proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -173,8 +174,6 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     """Close with a TCP RST (SO_LINGER 0), as a failing network or middlebox would."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     writer.transport.abort()

@@ -32,14 +32,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from recording import LOSSLESS, Episode, Recording, record_episode
-from roundtrip import check_dataset
 
+from recording import LOSSLESS, Episode, Recording, record_episode
 from robostore import Recorder
 from robostore.backends import open_store
 from robostore.meta import DatasetMeta
 from robostore.torch import Dataset
 from robostore.validate import validate
+from roundtrip import check_dataset
 
 pytest.importorskip("av")
 pytestmark = pytest.mark.timeout(900)

@@ -23,12 +23,11 @@ from typing import Any
 
 import pytest
 import torch
-from faultproxy import FaultProxy
-from recording import Episode, Recording, record_episode
-from roundtrip import check_dataset
 
 import robostore
 from backends.pytest_plugin import upload_folder
+from faultproxy import FaultProxy
+from recording import Episode, Recording, record_episode
 from robostore import Recorder
 from robostore.backends import open_store
 from robostore.errors import StoreError
@@ -36,6 +35,7 @@ from robostore.meta import DatasetMeta
 from robostore.mirror import MANIFEST_PATH
 from robostore.torch import Dataset, StreamingDataset
 from robostore.validate import validate
+from roundtrip import check_dataset
 
 pytest.importorskip("av")
 pytestmark = [pytest.mark.remote, pytest.mark.timeout(300)]
@@ -218,9 +218,11 @@ def test_mirror_fails_typed_and_bounded(side: str, s3_dataset: tuple[str, dict[s
         short = silent(proxy, options)
         proxy.stall = True
         if side == "source":
-            call = lambda: robostore.mirror(url, f"memory://fault-stall-{id(proxy)}/ds", src_options=short, progress=False)
+            def call():
+                return robostore.mirror(url, f"memory://fault-stall-{id(proxy)}/ds", src_options=short, progress=False)
         else:
-            call = lambda: robostore.mirror(str(DATA / "multi_chunk"), url + "-copy", dst_options=short, progress=False)
+            def call():
+                return robostore.mirror(str(DATA / "multi_chunk"), url + "-copy", dst_options=short, progress=False)
         bounded(f"mirror with a silent {side}", call)
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -94,7 +95,7 @@ def test_noop_remirror_only_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert path == MANIFEST_PATH, f"a no-op mirror read {path}"
         return read(self, path)
 
-    def forbidden(self, *args, **kwargs):
+    def forbidden(_self, *args, **_kwargs):
         raise AssertionError(f"a no-op mirror touched file contents: {args}")
 
     monkeypatch.setattr(Store, "read", manifest_only)
@@ -177,9 +178,9 @@ def test_delete_removes_extra_files_only_when_asked(tmp_path: Path) -> None:
 class RecordingStore(MemoryStore):
     """A memory store that logs write order and can fail or corrupt chosen writes."""
 
-    log: list[str] = []
-    fail: set[str] = set()
-    corrupt_once: set[str] = set()
+    log: ClassVar[list[str]] = []
+    fail: ClassVar[set[str]] = set()
+    corrupt_once: ClassVar[set[str]] = set()
 
     def write(self, path, data):
         if path in self.fail:
@@ -219,7 +220,7 @@ def test_failed_payload_leaves_metadata_unwritten(recording: RecordingStore) -> 
     RecordingStore.fail = set()
     RecordingStore.log = []
     again = robostore.mirror(str(DATA / "multi_chunk"), recording, progress=False)
-    assert again.ok and sorted(again.copied)[0] == "meta/episodes/chunk-000/file-000.parquet"
+    assert again.ok and min(again.copied) == "meta/episodes/chunk-000/file-000.parquet"
     assert [p for p in again.copied if not p.startswith("meta/")] == [bad]
 
 
@@ -233,7 +234,7 @@ def test_verify_rewrites_a_corrupted_copy(recording: RecordingStore) -> None:
 def test_source_that_is_not_a_dataset(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src/readme.txt").write_text("hello")
-    with pytest.raises(NotFound, match="meta/info.json"):
+    with pytest.raises(NotFound, match=r"meta/info\.json"):
         robostore.mirror(str(tmp_path / "src"), str(tmp_path / "dst"), progress=False)
     assert not (tmp_path / "dst").exists()
 
@@ -241,7 +242,7 @@ def test_source_that_is_not_a_dataset(tmp_path: Path) -> None:
 def test_broken_info_json_is_a_schema_error_and_writes_nothing(local_copy, tmp_path: Path) -> None:
     src = local_copy("video_basic")
     (src / "meta/info.json").write_text("{not json")
-    with pytest.raises(SchemaError, match="info.json"):
+    with pytest.raises(SchemaError, match=r"info\.json"):
         robostore.mirror(str(src), str(tmp_path / "dst"), progress=False)
     assert not (tmp_path / "dst").exists()
 
@@ -271,7 +272,8 @@ def test_cli_mirror_json_and_dry_run(tmp_path: Path) -> None:
     assert "would copy  meta/info.json" in dry.output and not (tmp_path / "dst").exists()
     result = runner.invoke(
         app,
-        ["mirror", str(DATA / "video_basic"), dst, "--episodes", "0-1", "--json", "--workers", "4", "--memory-limit-mb", "8", "--whole-file-max-mb", "1"],
+        ["mirror", str(DATA / "video_basic"), dst, "--episodes", "0-1", "--json", "--workers", "4",
+         "--memory-limit-mb", "8", "--whole-file-max-mb", "1"],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

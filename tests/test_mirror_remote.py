@@ -16,12 +16,12 @@ import pytest
 
 import robostore
 from backends.pytest_plugin import upload_folder
+from faultproxy import FaultProxy
 from robostore.backends import open_store
 from robostore.meta import DatasetMeta
 from robostore.mirror import MANIFEST_PATH
 from robostore.mirror.copy import WHOLE_FILE_MAX
 from robostore.validate import validate
-from faultproxy import FaultProxy
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,8 @@ def test_subset_pair(src_kind: str, dst_kind: str, backend_url) -> None:
     assert robostore.mirror(src, dst, episodes="0,2", src_options=src_opts, dst_options=dst_opts, progress=False).copied == []
 
 
-def test_hub_destination_gets_batched_commits(backend_url, hf_server) -> None:
+@pytest.mark.usefixtures("hf_server")
+def test_hub_destination_gets_batched_commits(backend_url) -> None:
     dst, dst_opts = backend_url("hf", commit_every_files=4)
     report = robostore.mirror(str(DATA / "multi_chunk"), dst, dst_options=dst_opts, progress=False)
     assert report.ok
@@ -86,7 +87,8 @@ def write_blobs(root: Path, count: int, size: int) -> None:
         (root / "extras" / f"blob-{i:03d}.bin").write_bytes(os.urandom(size))
 
 
-def test_resets_every_few_megabytes(tmp_path: Path, backend_url, s3_server) -> None:
+@pytest.mark.usefixtures("s3_server")
+def test_resets_every_few_megabytes(tmp_path: Path, backend_url) -> None:
     local = tmp_path / "src"
     write_blobs(local, 3, 24 * 2**20)
     # Files over whole_file_max stream: S3 multipart uploads of 8 MiB parts, reads in 8 MiB ranges.
@@ -114,7 +116,8 @@ def test_resets_every_few_megabytes(tmp_path: Path, backend_url, s3_server) -> N
     assert report.ok and hashes(str(back), {}) == hashes(str(local), {})
 
 
-def test_resume_after_kill_9(tmp_path: Path, backend_url, s3_server) -> None:
+@pytest.mark.usefixtures("s3_server")
+def test_resume_after_kill_9(tmp_path: Path, backend_url) -> None:
     src = tmp_path / "src"
     write_blobs(src, 16, 256 * 1024)
     dst, opts = backend_url("s3")

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from fixture_data import fixture_path
 
+from fixture_data import fixture_path
 from robostore.stats import camera_sample_indices, compute_stats, downsample_for_stats
 
 

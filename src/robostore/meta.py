@@ -23,7 +23,15 @@ from robostore.backends import open_store
 from robostore.checks import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, meta_problems
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
 from robostore.parquet import read_parquet, to_parquet_bytes
-from robostore.schema import DatasetInfo, DatasetStats, Episode, Feature, VideoSpan, default_features, parse_model
+from robostore.schema import (
+    DatasetInfo,
+    DatasetStats,
+    Episode,
+    Feature,
+    VideoSpan,
+    default_features,
+    parse_model,
+)
 from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, video_column
 from robostore.schema.info import load_json_object
 from robostore.store import Store
@@ -270,7 +278,7 @@ class DatasetMeta:
     def data_files(self) -> list[str]:
         """Every data file the episodes table refers to, in order."""
         cols = self.columns
-        pairs = zip(cols["data/chunk_index"].tolist(), cols["data/file_index"].tolist())
+        pairs = zip(cols["data/chunk_index"].tolist(), cols["data/file_index"].tolist(), strict=True)
         return [self.info.data_file(c, f) for c, f in dict.fromkeys(pairs)]
 
     def video_files(self) -> list[str]:
@@ -278,7 +286,7 @@ class DatasetMeta:
         out = []
         cols = self.columns
         for key in self.video_keys:
-            pairs = zip(cols[video_column(key, "chunk_index")].tolist(), cols[video_column(key, "file_index")].tolist())
+            pairs = zip(cols[video_column(key, "chunk_index")].tolist(), cols[video_column(key, "file_index")].tolist(), strict=True)
             out.extend(self.info.video_file(key, c, f) for c, f in dict.fromkeys(pairs))
         return out
 
@@ -421,7 +429,7 @@ def _read_tasks(store: Store) -> list[str]:
     if sorted(index) != list(range(len(index))):
         raise CorruptDataset(f"{where}: task_index values are not 0..{len(index) - 1}")
     tasks = [""] * len(index)
-    for i, t in zip(index, text):
+    for i, t in zip(index, text, strict=True):
         if not isinstance(t, str):
             raise CorruptDataset(f"{where}: task {i} has no text")
         tasks[i] = t

@@ -313,7 +313,7 @@ def _read_index(meta: DatasetMeta, path: str) -> dict[str, np.ndarray] | Robosto
     return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
-def _open_video(meta: DatasetMeta, key: str, path: str) -> float | None | RobostoreError:
+def _open_video(meta: DatasetMeta, key: str, path: str) -> float | RobostoreError | None:
     from robostore.video import VideoReader
     from robostore.video.conformance import check_conformance
 

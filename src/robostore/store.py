@@ -171,7 +171,7 @@ class Store:
                 f"{self.describe(path)}: permission denied ({exc}); check the credentials "
                 "in storage_options or the environment"
             ) from exc
-        except (OSError, TimeoutError, asyncio.TimeoutError, *self.client_errors) as exc:
+        except (OSError, TimeoutError, *self.client_errors) as exc:
             raise StoreError(f"{self.describe(path)}: {type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------------ reading
@@ -215,7 +215,7 @@ class Store:
             with ThreadPoolExecutor(max_workers=min(limit, self.max_threads, len(full))) as pool:
                 results = list(pool.map(lambda f: self._capture(self.fs.cat_file, f), full))
         out: dict[str, bytes] = {}
-        for path, result in zip(rel, results):
+        for path, result in zip(rel, results, strict=True):
             if isinstance(result, BaseException):
                 with self._errors(path):
                     raise result
@@ -226,7 +226,7 @@ class Store:
     def _capture(fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except Exception as exc:  # re-raised, translated, by the caller
+        except Exception as exc:  # noqa: BLE001 - re-raised, translated, by the caller
             return exc
 
     def _read_many_async(self, full: list[str], limit: int) -> list[Any]:
@@ -239,7 +239,7 @@ class Store:
                 async with sem:
                     try:
                         return await fs._cat_file(p)
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - re-raised, translated, by the caller
                         return exc
 
             return await asyncio.gather(*(one(p) for p in full))

@@ -583,7 +583,7 @@ class DatasetFrameCache:
             if index is None:
                 return False
             held: dict[int, int] = {}  # chunk -> position of out it was decoded into
-            for k, position in zip(inner, positions):
+            for k, position in zip(inner, positions, strict=True):
                 held.setdefault(k, position)
             chunks = [(k, index[k]) for k in held]
             if any(entry is None for _, entry in chunks):
@@ -597,9 +597,9 @@ class DatasetFrameCache:
                     continue
                 lo, hi = run[0][1][0], sum(run[-1][1])
                 data = self._read_chunks(path, lo, hi)
-                for (_, (offset, length)), frame, name in zip(run, frames, names):
+                for (_, (offset, length)), frame, name in zip(run, frames, names, strict=True):
                     decode_chunk(layout, data[offset - lo : offset - lo + length], frame, name)
-            for k, position in zip(inner, positions):
+            for k, position in zip(inner, positions, strict=True):
                 if held[k] != position:
                     out[position] = out[held[k]]
         except (NotFound, FileNotFoundError):
@@ -637,14 +637,14 @@ class DatasetFrameCache:
         (one vectored read, no copy in between), then check each one's crc32c."""
         checksums = np.empty((len(run), CHECKSUM_BYTES), dtype=np.uint8)
         buffers: list[np.ndarray] = []
-        for (_, (_, length)), frame, checksum, name in zip(run, frames, checksums, names):
+        for (_, (_, length)), frame, checksum, name in zip(run, frames, checksums, names, strict=True):
             if length != frame.nbytes + CHECKSUM_BYTES:
                 raise CorruptDataset(f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}")
             buffers += [frame.reshape(-1), checksum]
         start = run[0][1][0]
         if self._preadv(path, buffers, start) != sum(run[-1][1]) - start:
             raise CorruptDataset(f"{self.cache.store.describe(path)}: shard is shorter than its index says")
-        for frame, checksum, name in zip(frames, checksums, names):
+        for frame, checksum, name in zip(frames, checksums, names, strict=True):
             check_chunk(frame.reshape(-1), checksum, name)
 
     def _preadv(self, path: str, buffers: list[Any], offset: int) -> int:

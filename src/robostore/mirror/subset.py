@@ -31,8 +31,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robostore.errors import CorruptDataset, NotFound, SchemaError
-from robostore.meta import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, DatasetMeta, episodes_file, tasks_table
-from robostore.mirror.copy import DEFAULT_LIMITS, Limits, ProgressFn, Written, copy_file, sha256_of, write_chunks, write_local_file
+from robostore.meta import (
+    EPISODES_DIR,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    DatasetMeta,
+    episodes_file,
+    tasks_table,
+)
+from robostore.mirror.copy import (
+    DEFAULT_LIMITS,
+    Limits,
+    ProgressFn,
+    Written,
+    copy_file,
+    sha256_of,
+    write_chunks,
+    write_local_file,
+)
 from robostore.mirror.plan import Target
 from robostore.mirror.remux import Span, cut
 from robostore.mirror.source import require_dataset, require_valid
@@ -309,7 +326,7 @@ class SubsetSource:
         out: dict[int, list[int]] = {e: [] for e in episodes}
         for path in dict.fromkeys(self.meta.data_path(e) for e in episodes):
             table = read_parquet(self.store, path, columns=["episode_index", "task_index"])
-            for e, t in zip(table.column("episode_index").to_pylist(), table.column("task_index").to_pylist()):
+            for e, t in zip(table.column("episode_index").to_pylist(), table.column("task_index").to_pylist(), strict=True):
                 if e in wanted:
                     out[e].append(self.task_map[t])
         return {e: np.asarray(v, dtype=np.int64) for e, v in out.items()}
@@ -350,7 +367,7 @@ def _shifted_stats(table: pa.Table, feature: str, deltas: list[int]) -> dict[str
         name = f"{STATS_PREFIX}{feature}/{stat}"
         if name in table.column_names:
             values = table.column(name).to_pylist()
-            out[name] = [(np.asarray(v) + d).tolist() if v is not None else None for v, d in zip(values, deltas)]
+            out[name] = [(np.asarray(v) + d).tolist() if v is not None else None for v, d in zip(values, deltas, strict=True)]
     for stat in ("std", "count"):
         name = f"{STATS_PREFIX}{feature}/{stat}"
         if name in table.column_names:

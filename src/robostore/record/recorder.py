@@ -468,7 +468,7 @@ def _next_files(meta: DatasetMeta) -> dict[str, FileIndex]:
     def after(chunk_col: str, file_col: str) -> FileIndex:
         if not meta.num_episodes:
             return FileIndex()
-        pairs = zip(cols[chunk_col].tolist(), cols[file_col].tolist())
+        pairs = zip(cols[chunk_col].tolist(), cols[file_col].tolist(), strict=True)
         return FileIndex(*max(pairs)).next(chunks)
 
     found = [_EPISODES_FILE.search(p) for p in meta.episode_files]

@@ -31,8 +31,8 @@ from robostore.meta import STATS_PATH, TASKS_PATH, DatasetMeta, tasks_table
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.record._crash import crashpoint
 from robostore.schema.episodes import video_column
-from robostore.store import Store
 from robostore.stats import aggregate_stats, episode_stats_dicts
+from robostore.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def leftover_files(meta: DatasetMeta) -> list[str]:
     cols = meta.columns
 
     def newest(chunk_col: str, file_col: str) -> tuple[int, int] | None:
-        return max(zip(cols[chunk_col].tolist(), cols[file_col].tolist()), default=None)
+        return max(zip(cols[chunk_col].tolist(), cols[file_col].tolist(), strict=True), default=None)
 
     def past(found: dict[str, int | str], last: tuple[int, int] | None) -> bool:
         return last is None or (int(found["chunk_index"]), int(found["file_index"])) > last

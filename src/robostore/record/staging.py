@@ -257,7 +257,7 @@ class Publisher:
                 else:
                     self.lease.renew()
                 last_renew = time.monotonic()
-            except BaseException as exc:  # reported to the caller by flush()/check()
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller by flush()/check()
                 log.error("%s: publishing failed: %s", self.store.url, exc)
                 last_renew = time.monotonic()
                 with self._cond:

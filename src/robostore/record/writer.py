@@ -151,7 +151,7 @@ class EpisodeWriter:
                     item.abort()
                     continue
                 self._write(item)
-            except BaseException as exc:  # surfaced by check() on the next call
+            except BaseException as exc:  # noqa: BLE001 - surfaced by check() on the next call
                 log.error("writing episode %s failed: %s", getattr(item, "episode_index", "?"), exc)
                 self._error = exc
                 item.abort()

@@ -62,11 +62,11 @@ class DatasetInfo(BaseModel):
     @model_validator(mode="after")
     def _templates(self) -> DatasetInfo:
         # Parse now so a bad template fails at load, not at first use.
-        self.data_template  # noqa: B018
+        self.data_template  # noqa: B018 - evaluated for its parse errors
         if self.video_keys and self.video_path is None:
             raise ValueError(f"video features {self.video_keys} exist but video_path is null")
         if self.video_path is not None:
-            self.video_template  # noqa: B018
+            self.video_template  # noqa: B018 - evaluated for its parse errors
         return self
 
     # pydantic keeps cached_property values out of validation and dumps.

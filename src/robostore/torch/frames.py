@@ -44,9 +44,9 @@ def episode_videos(meta: DatasetMeta, rows: np.ndarray) -> dict[str, EpisodeVide
     for key in meta.video_keys:
         chunks = cols[video_column(key, "chunk_index")][rows].tolist()
         files = cols[video_column(key, "file_index")][rows].tolist()
-        names = {pair: meta.info.video_file(key, *pair) for pair in set(zip(chunks, files))}
+        names = {pair: meta.info.video_file(key, *pair) for pair in set(zip(chunks, files, strict=True))}
         out[key] = EpisodeVideos(
-            [names[pair] for pair in zip(chunks, files)],
+            [names[pair] for pair in zip(chunks, files, strict=True)],
             cols[video_column(key, "from_timestamp")][rows].astype(np.float64),
         )
     return out

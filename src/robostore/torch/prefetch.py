@@ -165,14 +165,13 @@ class VideoLayout:
         size = store.info(path).size
         with store.open(path, block_size=MISS_BLOCK) as raw:
             recorder = _Recorder(raw)
-            with wrap_av_errors(name, "reading the container index", "re-copy the video file"):
-                with av.open(recorder, mode="r") as container:
-                    if not container.streams.video:
-                        return cls(size, *(np.empty(0) for _ in range(4)), recorder.chunks)
-                    stream = container.streams.video[0]
-                    base = float(stream.time_base or 1)
-                    # IndexEntry objects point into the open stream: read them before it closes.
-                    entries = [(e.timestamp * base, e.pos, e.size, e.is_keyframe) for e in stream.index_entries]
+            with wrap_av_errors(name, "reading the container index", "re-copy the video file"), av.open(recorder, mode="r") as container:
+                if not container.streams.video:
+                    return cls(size, *(np.empty(0) for _ in range(4)), recorder.chunks)
+                stream = container.streams.video[0]
+                base = float(stream.time_base or 1)
+                # IndexEntry objects point into the open stream: read them before it closes.
+                entries = [(e.timestamp * base, e.pos, e.size, e.is_keyframe) for e in stream.index_entries]
         times = np.array([e[0] for e in entries], dtype=np.float64)
         starts = np.array([e[1] for e in entries], dtype=np.int64)
         ends = starts + np.array([e[2] for e in entries], dtype=np.int64)
@@ -268,7 +267,7 @@ class Prefetcher:
         if owner:
             try:
                 future.set_result(VideoLayout.read(self.store, path))
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - raised in every caller waiting on the future
                 future.set_exception(exc)
         return future
 

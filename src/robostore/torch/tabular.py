@@ -120,7 +120,7 @@ class TabularData:
         parts: dict[str, list[np.ndarray]] = {k: [None] * len(index.episodes) for k in names}  # type: ignore[list-item]
         file_of = np.empty(n, dtype=np.int32)
         file_row = np.empty(n, dtype=np.int64)
-        for file_no, (path, (table, rows_in_file)) in enumerate(zip(files, tables)):
+        for file_no, (path, (table, rows_in_file)) in enumerate(zip(files, tables, strict=True)):
             where = store.describe(path)
             arrays = {k: _to_numpy(table.column(k), features[k], where, k) for k in names}
             order = np.argsort(arrays[_INDEX], kind="stable")

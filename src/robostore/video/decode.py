@@ -23,6 +23,7 @@ what lerobot's pyav backend (torchvision's VideoReader, ``frame.to_rgb()``) does
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import logging
 import math
@@ -192,10 +193,8 @@ class VideoReader:
         self.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     # -- decoding -------------------------------------------------------------------
 
@@ -371,7 +370,7 @@ class VideoReader:
 
     def _decode_range(self, t_min: float, t_max: float, tolerance_s: float) -> list[tuple[float, av.VideoFrame]]:
         if self._can_continue(t_min, tolerance_s):
-            candidates = [c for c in self._recent]
+            candidates = list(self._recent)
         else:
             self._seek(t_min)
             candidates = []
@@ -412,7 +411,7 @@ class _RgbConverter:
             if channels_first and frame.format.name in PLANAR_FORMATS and frame.width % _PLANAR_WIDTH_MULTIPLE == 0:
                 planar = self._reformatter.reformat(frame, format="gbrp", threads=1)
                 h, w = planar.height, planar.width
-                for channel, plane in zip((1, 2, 0), planar.planes):  # gbrp: G, B, R planes
+                for channel, plane in zip((1, 2, 0), planar.planes, strict=True):  # gbrp: G, B, R planes
                     rows = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
                     out[channel] = rows[:, :w]
                 return
@@ -433,7 +432,7 @@ class _Compact:
         h, w = frame.height, frame.width
         self.planes = np.empty((h * 3 // 2, w), np.uint8)  # Y rows, then U and V (h/4 rows of w each)
         targets = (self.planes[:h], self.planes[h : h + h // 4], self.planes[h + h // 4 :])
-        for plane, target, (rows, cols) in zip(frame.planes, targets, ((h, w), (h // 2, w // 2), (h // 2, w // 2))):
+        for plane, target, (rows, cols) in zip(frame.planes, targets, ((h, w), (h // 2, w // 2), (h // 2, w // 2)), strict=True):
             source = np.frombuffer(plane, np.uint8, count=rows * plane.line_size).reshape(rows, plane.line_size)
             target.reshape(rows, cols)[...] = source[:, :cols]  # (to_ndarray's layout, half its cost)
         self.colorspace, self.color_range = frame.colorspace, frame.color_range
