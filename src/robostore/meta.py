@@ -155,13 +155,13 @@ class DatasetMeta:
         for key, feature in default_features().items():
             feats.setdefault(key, feature)
         options: dict[str, Any] = {"fps": fps, "robot_type": robot_type, "features": feats}
-        for name, value in (
+        for name, setting in (
             ("chunks_size", chunks_size),
             ("data_files_size_in_mb", data_files_size_in_mb),
             ("video_files_size_in_mb", video_files_size_in_mb),
         ):
-            if value is not None:
-                options[name] = value
+            if setting is not None:
+                options[name] = setting
         if not any(f.is_video for f in feats.values()):
             options["video_path"] = None
         info = parse_model(DatasetInfo, options, store.describe(INFO_PATH))
@@ -205,7 +205,7 @@ class DatasetMeta:
     @property
     def num_episodes(self) -> int:
         """Rows of the episodes table (equals ``total_episodes`` in a valid dataset)."""
-        return self.episodes.num_rows
+        return int(self.episodes.num_rows)
 
     @cached_property
     def columns(self) -> dict[str, np.ndarray]:
@@ -283,7 +283,7 @@ class DatasetMeta:
 
     def video_files(self) -> list[str]:
         """Every mp4 the episodes table refers to, camera by camera."""
-        out = []
+        out: list[str] = []
         cols = self.columns
         for key in self.video_keys:
             pairs = zip(cols[video_column(key, "chunk_index")].tolist(), cols[video_column(key, "file_index")].tolist(), strict=True)

@@ -259,7 +259,7 @@ class HfStore(Store):
                 if item is None:
                     operations.append(CommitOperationDelete(path_in_repo=target))
                 else:
-                    content = item.data if item.data is not None else item.file
+                    content = item.data if item.data is not None else item.file or ""
                     operations.append(CommitOperationAdd(path_in_repo=target, path_or_fileobj=content))
             try:
                 with self._errors():

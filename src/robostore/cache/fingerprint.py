@@ -13,7 +13,8 @@ import hashlib
 import logging
 
 from robostore.cache.layout import FORMAT_VERSION
-from robostore.meta import EPISODES_DIR, INFO_PATH, DatasetMeta
+from robostore.checks import EPISODES_DIR, INFO_PATH
+from robostore.meta import DatasetMeta
 from robostore.store import content_hash
 
 log = logging.getLogger(__name__)

@@ -132,7 +132,7 @@ class FrameCache:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
+        type(self).__init__(self, **state)
 
     def __repr__(self) -> str:
         return f"FrameCache({self.url!r}, max_bytes={self.max_bytes})"
@@ -416,7 +416,7 @@ class DatasetFrameCache:
         self._layouts[video_key] = layout
         return layout
 
-    def zarr_array(self, video_key: str) -> zarr.Array:
+    def zarr_array(self, video_key: str) -> zarr.Array[Any]:
         """The cached frames of ``video_key`` as a read-only ``zarr.Array`` (needs zarr)."""
         import zarr
 
@@ -585,13 +585,16 @@ class DatasetFrameCache:
             held: dict[int, int] = {}  # chunk -> position of out it was decoded into
             for k, position in zip(inner, positions, strict=True):
                 held.setdefault(k, position)
-            chunks = [(k, index[k]) for k in held]
-            if any(entry is None for _, entry in chunks):
-                return False
+            chunks: list[tuple[int, tuple[int, int]]] = []
+            for k in held:
+                entry = index[k]
+                if entry is None:
+                    return False
+                chunks.append((k, entry))
             # Runs of chunks that sit back to back: one ranged read each.
-            for run in _runs(sorted(chunks, key=lambda c: c[1][0])):  # type: ignore[index]
+            for run in _runs(sorted(chunks, key=lambda c: c[1][0])):
                 frames = [out[held[k]] for k, _ in run]
-                names = [lambda k=k: f"{store.describe(path)} frame {shard * layout.shard_frames + k}" for k, _ in run]
+                names = [_frame_name(store, path, shard * layout.shard_frames + k) for k, _ in run]
                 if layout.compression == "none" and self.cache.local_root is not None:
                     self._read_into(path, run, frames, names)
                     continue
@@ -737,7 +740,7 @@ class DatasetFrameCache:
             log.warning("frame cache: cannot write to %s (%s); serving decoded frames without caching them", self.cache.url, exc)
             self._writable = False
             return False
-        self._remember_index(path, parse_index(layout, parts[0], path))
+        self._remember_index(path, parse_index(layout, bytes(parts[0]), path))
         self.cache.stats.add(filled_shards=1, filled_bytes=nbytes)
         self.cache._wrote(nbytes)
         return True
@@ -765,6 +768,11 @@ class DatasetFrameCache:
         if not store.exists(array):
             store.write(array, json.dumps(layout.metadata(), indent=2).encode())
         self._arrays_written.add(video_key)
+
+
+def _frame_name(store: Store, path: str, frame: int) -> Callable[[], str]:
+    """The name of a cached frame for messages, made only when one is needed."""
+    return lambda: f"{store.describe(path)} frame {frame}"
 
 
 def _runs(chunks: list[tuple[int, tuple[int, int]]]) -> list[list[tuple[int, tuple[int, int]]]]:
@@ -822,7 +830,7 @@ class VideoFileFrames:
         return {"frames": self.frames, "tolerance_s": self.tolerance_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["frames"], state["tolerance_s"])  # type: ignore[misc]
+        type(self).__init__(self, state["frames"], state["tolerance_s"])
 
     def indices(self, video_path: str, timestamps: Sequence[float]) -> tuple[str, np.ndarray] | None:
         """``(video_key, global frame indices)`` of timestamps in ``video_path``, or None."""

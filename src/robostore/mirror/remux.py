@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 from robostore.errors import RobostoreError, VideoError
 from robostore.store import Store
@@ -38,7 +37,9 @@ def cut(store: Store, path: str, spans: Sequence[Span], out_path: str) -> None:
             if not src.streams.video:
                 raise VideoError(f"{where}: no video stream")
             istream = src.streams.video[0]
-            tb: Fraction = istream.time_base
+            tb = istream.time_base
+            if tb is None:
+                raise VideoError(f"{where}: the video stream has no time base")
             ostream = out.add_stream_from_template(istream, opaque=True)
             ostream.time_base = tb
             bounds = [(round(s.start / tb), round(s.end / tb), round(s.dest / tb)) for s in spans]

@@ -30,16 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from robostore.checks import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH
 from robostore.errors import CorruptDataset, NotFound, SchemaError
-from robostore.meta import (
-    EPISODES_DIR,
-    INFO_PATH,
-    STATS_PATH,
-    TASKS_PATH,
-    DatasetMeta,
-    episodes_file,
-    tasks_table,
-)
+from robostore.meta import DatasetMeta, episodes_file, tasks_table
 from robostore.mirror.copy import (
     DEFAULT_LIMITS,
     Limits,
@@ -170,21 +163,21 @@ class SubsetSource:
                 f"({len(missing_inputs)} files missing)"
             )
         all_token = _digest(meta_token, {p: self.tokens[p] for p in sorted(inputs)})
-        out = [
+        targets = [
             Target(o.path, _digest(meta_token, o.source, self.tokens[o.source]), None, None)
             for o in (*self.data_out.values(), *self.video_out.values())
         ]
-        out += [
+        targets += [
             Target(p, all_token, None, None)
             for p in (episodes_file(0, 0), TASKS_PATH, STATS_PATH, INFO_PATH)
         ]
         # Files outside the dataset layout (README.md, .gitattributes, ...) are copied as they are.
-        out += [
+        targets += [
             Target(f.path, f.token, f.size, f.path)
             for f in listing
             if not f.path.startswith(("data/", "videos/", "meta/", ".robostore/"))
         ]
-        return out
+        return targets
 
     def _task(self, text: str) -> int:
         try:

@@ -14,8 +14,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from robostore.backends import open_store
+from robostore.checks import INFO_PATH
 from robostore.errors import RobostoreError, SchemaError
-from robostore.meta import INFO_PATH, DatasetMeta
+from robostore.meta import DatasetMeta
 from robostore.record.episode import EpisodeBuffer
 from robostore.record.files import FileIndex
 from robostore.record.frames import TASK_KEY, FrameSchema
@@ -214,7 +215,7 @@ class Recorder:
             meta = repair(store)
             chosen = video
             if chosen is None:
-                codecs = {(meta.features[k].info or {}).get("video.codec") for k in meta.video_keys}
+                codecs = {(meta.features[k].info or {}).get("video.codec", "") for k in meta.video_keys}
                 codec = _CODECS.get(next(iter(codecs)), "libsvtav1") if len(codecs) == 1 else "libsvtav1"
                 chosen = VideoOptions.h264() if codec == "libx264" else VideoOptions()
             return meta, chosen, _next_files(meta)
@@ -293,7 +294,7 @@ class Recorder:
         values, task = self._schema.check(frame, f"episode {index}, frame {self.frames_in_episode}")
         if self._buffer is None:
             self._buffer = self._new_buffer(index)
-        self._buffer.add(values, task, self._camera_kinds, self._png_pool)  # type: ignore[arg-type]
+        self._buffer.add(values, task, self._camera_kinds, self._png_pool)
 
     def save_episode(self) -> int:
         """Close the current episode and return its index.

@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from robostore.meta import STATS_PATH, TASKS_PATH, DatasetMeta, tasks_table
+from robostore.checks import STATS_PATH, TASKS_PATH
+from robostore.meta import DatasetMeta, tasks_table
 from robostore.parquet import read_parquet, to_parquet_bytes
 from robostore.record._crash import crashpoint
 from robostore.schema.episodes import video_column
@@ -100,7 +101,8 @@ def leftover_files(meta: DatasetMeta) -> list[str]:
     referenced = set(meta.data_files()) | set(meta.video_files())
     data_last = newest("data/chunk_index", "data/file_index")
     video_last = {k: newest(video_column(k, "chunk_index"), video_column(k, "file_index")) for k in meta.video_keys}
-    leftovers, kept = [], []
+    leftovers: list[str] = []
+    kept: list[str] = []
     for path in meta.store.list("data"):
         if path in referenced:
             continue
@@ -112,7 +114,8 @@ def leftover_files(meta: DatasetMeta) -> list[str]:
                 continue
             found = meta.info.video_template.match(path)
             key = found.get("video_key") if found is not None else None
-            (leftovers if key in video_last and past(found, video_last[key]) else kept).append(path)  # type: ignore[arg-type]
+            newer = found is not None and isinstance(key, str) and key in video_last and past(found, video_last[key])
+            (leftovers if newer else kept).append(path)
     if kept:
         log.warning("%s: files no episode names, left as they are: %s", meta.url, ", ".join(kept[:10]))
     return leftovers

@@ -14,14 +14,15 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from robostore.checks import TASKS_PATH
 from robostore.errors import RobostoreError, StoreError
-from robostore.meta import TASKS_PATH, episodes_file, tasks_table
+from robostore.meta import episodes_file, tasks_table
 from robostore.parquet import to_parquet_bytes
 from robostore.record._crash import crashpoint
 from robostore.record.episode import EpisodeBuffer
@@ -59,6 +60,11 @@ def _stat_value(value: np.ndarray) -> Any:
     kind = value.dtype.kind
     cast = value.astype(bool if kind == "b" else np.int64 if kind in "iu" else np.float64)
     return cast.tolist()
+
+
+def _video_names(info: DatasetInfo, key: str) -> Callable[[FileIndex], str]:
+    """The mp4 path of each file index of camera ``key``."""
+    return lambda i: info.video_file(key, i.chunk, i.file)
 
 
 class EpisodeWriter:
@@ -99,7 +105,7 @@ class EpisodeWriter:
         self.videos = {
             key: VideoSeries(
                 staging.files,
-                lambda i, key=key: info.video_file(key, i.chunk, i.file),
+                _video_names(info, key),
                 info.video_files_size_in_mb,
                 chunks,
                 starts[f"videos/{key}"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -18,6 +18,8 @@ DEFAULT_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_inde
 DEFAULT_CHUNKS_SIZE = 1000
 DEFAULT_DATA_FILES_SIZE_IN_MB = 100
 DEFAULT_VIDEO_FILES_SIZE_IN_MB = 200
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class DatasetInfo(BaseModel):
@@ -128,7 +130,7 @@ def load_json_object(data: bytes | str, where: str, what: str) -> dict[str, Any]
     return raw
 
 
-def parse_model(model: type[BaseModel], raw: Any, where: str) -> Any:
+def parse_model(model: type[ModelT], raw: Any, where: str) -> ModelT:
     """Validate ``raw`` as ``model``; errors become a :class:`SchemaError` naming ``where``."""
     try:
         return model.model_validate(raw)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Dataset(SelectedEpisodes, torch.utils.data.Dataset):
+class Dataset(SelectedEpisodes, torch.utils.data.Dataset[dict[str, Any]]):
     """Random access to the frames of a LeRobot v3.0 dataset on any backend.
 
     ``ds[i]`` is a dict like lerobot's ``LeRobotDataset[i]``: every non-video feature

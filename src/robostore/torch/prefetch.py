@@ -105,15 +105,15 @@ class SpanFile(io.RawIOBase):
                 return data, position - start
             i -= 1
         block = position - position % MISS_BLOCK
-        data = self._blocks.get(block)
-        if data is None:
+        held = self._blocks.get(block)
+        if held is None:
             self.misses += 1
             log.debug("%s: reading bytes %d.. outside the prefetched ones", self.name, block)
-            data = self._fetch(block, min(self.size, block + MISS_BLOCK))
-            self._blocks[block] = data
+            held = self._fetch(block, min(self.size, block + MISS_BLOCK))
+            self._blocks[block] = held
             while len(self._blocks) > 4:
                 self._blocks.popitem(last=False)
-        return data, position - block
+        return held, position - block
 
 
 class _Recorder(io.RawIOBase):
@@ -167,7 +167,8 @@ class VideoLayout:
             recorder = _Recorder(raw)
             with wrap_av_errors(name, "reading the container index", "re-copy the video file"), av.open(recorder, mode="r") as container:
                 if not container.streams.video:
-                    return cls(size, *(np.empty(0) for _ in range(4)), recorder.chunks)
+                    none = np.empty(0)
+                    return cls(size, none, none, none, none, recorder.chunks)
                 stream = container.streams.video[0]
                 base = float(stream.time_base or 1)
                 # IndexEntry objects point into the open stream: read them before it closes.

@@ -7,19 +7,27 @@ both hold the tabular arrays of their episodes and a source of camera frames, an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from robostore.meta import DatasetMeta
 from robostore.torch.deltas import PAD_SUFFIX, neighbours
-from robostore.torch.frames import VideoFrames, episode_videos
+from robostore.torch.frames import episode_videos
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
 from robostore.video.decode import DecodedFrames, decode_image
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class FrameSource(Protocol):
+    """What the assembler asks of its videos (a VideoFrames, or a stream's per-episode ones)."""
+
+    def frames(
+        self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int, key: str | None = None
+    ) -> np.ndarray | DecodedFrames: ...
 
 
 class SampleAssembler:
@@ -43,7 +51,7 @@ class SampleAssembler:
         index: EpisodeIndex,
         tabular: TabularData,
         offsets: Mapping[str, np.ndarray],
-        videos: VideoFrames,
+        videos: FrameSource,
         images: ImageBytes,
         tolerance_s: float,
         image_transforms: Transform | None = None,
@@ -129,7 +137,8 @@ def finish_camera(
 def unit_float(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 frames as float32 ``x / 255``, as lerobot computes it (one pass, no
     intermediate copy), into ``out`` when given."""
-    return np.divide(frames, np.float32(255), out=out, dtype=np.float32)
+    scaled: np.ndarray = np.divide(frames, np.float32(255), out=out, dtype=np.float32)
+    return scaled
 
 
 def _tensor(value: Any) -> Any:

@@ -70,7 +70,7 @@ class _Progress:
     yielded: int
 
 
-class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
+class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset[dict[str, Any]]):
     """Streams the frames of a LeRobot v3.0 dataset, decoding each episode once, in order.
 
     Samples are the map-style :class:`~robostore.torch.Dataset`'s: the sample whose
@@ -177,7 +177,8 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
     @property
     def episodes(self) -> list[int]:
         """The selected episode indices, ascending."""
-        return self._index.episodes.tolist()
+        episodes: list[int] = self._index.episodes.tolist()
+        return episodes
 
     def __repr__(self) -> str:
         return (
@@ -307,7 +308,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
                 self._index,
                 self._load_tabular(),
                 self._offsets,
-                frames,  # type: ignore[arg-type]  # duck-types VideoFrames.frames, per episode
+                frames,
                 ImageBytes(self._store),
                 self.tolerance_s,
                 None,

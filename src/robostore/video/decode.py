@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 ThreadMode = Literal["AUTO", "FRAME", "SLICE", "NONE"]
 
+#: What a VideoReader reads: a local path, or a seekable binary file object.
+VideoSource = str | IO[bytes] | io.RawIOBase
+
 _SMALL_FRAME_PIXELS = 320 * 240
 
 #: Decoded pixel formats whose planar RGB (``gbrp``) conversion equals the ``rgb24`` one,
@@ -78,7 +81,7 @@ class VideoReader:
 
     def __init__(
         self,
-        file: IO[bytes] | str,
+        file: VideoSource,
         name: str | None = None,
         *,
         thread_type: ThreadMode | None = None,
@@ -184,7 +187,7 @@ class VideoReader:
             finally:
                 self._container = None
                 if self._close_file and hasattr(self._file, "close"):
-                    self._file.close()  # type: ignore[union-attr]
+                    self._file.close()
 
     def __enter__(self) -> VideoReader:
         return self
@@ -340,7 +343,7 @@ class VideoReader:
             self._decoder = None
             self._recent.clear()
             raise
-        if frame is not None:
+        if frame is not None and frame.pts is not None:  # (the loop above skipped frames without one)
             t = frame.pts * self._seconds_per_tick
             self.decoded += 1
             if frame.key_frame:
@@ -412,7 +415,7 @@ class _RgbConverter:
                 planar = self._reformatter.reformat(frame, format="gbrp", threads=1)
                 h, w = planar.height, planar.width
                 for channel, plane in zip((1, 2, 0), planar.planes, strict=True):  # gbrp: G, B, R planes
-                    rows = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
+                    rows = np.frombuffer(memoryview(plane), np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
                     out[channel] = rows[:, :w]
                 return
             rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
@@ -433,13 +436,13 @@ class _Compact:
         self.planes = np.empty((h * 3 // 2, w), np.uint8)  # Y rows, then U and V (h/4 rows of w each)
         targets = (self.planes[:h], self.planes[h : h + h // 4], self.planes[h + h // 4 :])
         for plane, target, (rows, cols) in zip(frame.planes, targets, ((h, w), (h // 2, w // 2), (h // 2, w // 2)), strict=True):
-            source = np.frombuffer(plane, np.uint8, count=rows * plane.line_size).reshape(rows, plane.line_size)
+            source = np.frombuffer(memoryview(plane), np.uint8, count=rows * plane.line_size).reshape(rows, plane.line_size)
             target.reshape(rows, cols)[...] = source[:, :cols]  # (to_ndarray's layout, half its cost)
         self.colorspace, self.color_range = frame.colorspace, frame.color_range
 
     @classmethod
-    def of(cls, frame: av.VideoFrame) -> _Compact | av.VideoFrame:
-        if frame.format.name in cls.FORMATS and frame.width % 2 == 0 and frame.height % 4 == 0:
+    def of(cls, frame: _Compact | av.VideoFrame) -> _Compact | av.VideoFrame:
+        if isinstance(frame, av.VideoFrame) and frame.format.name in cls.FORMATS and frame.width % 2 == 0 and frame.height % 4 == 0:
             return cls(frame)
         return frame
 
@@ -463,7 +466,7 @@ class DecodedFrames:
 
     def __init__(
         self,
-        frames: list[av.VideoFrame],
+        frames: Sequence[_Compact | av.VideoFrame],
         times: list[float],
         rgb: _RgbConverter,
         single: bool = False,
@@ -474,8 +477,8 @@ class DecodedFrames:
             for f in frames:
                 if id(f) not in copies:
                     copies[id(f)] = _Compact.of(f)
-            frames = [copies[id(f)] for f in frames]  # type: ignore[misc]
-        self._frames: list[_Compact | av.VideoFrame] = frames  # type: ignore[assignment]
+            frames = [copies[id(f)] for f in frames]
+        self._frames = frames
         self._times, self._rgb, self._single = times, rgb, single
 
     def __len__(self) -> int:
@@ -492,7 +495,7 @@ class DecodedFrames:
 
     def first(self) -> DecodedFrames:
         """The first frame alone, written as [3, H, W]."""
-        return DecodedFrames(self._frames[:1], self._times[:1], self._rgb, single=True)  # type: ignore[arg-type]
+        return DecodedFrames(self._frames[:1], self._times[:1], self._rgb, single=True)
 
     def write(self, out: np.ndarray, channels_first: bool = True) -> np.ndarray:
         """Convert the frames to RGB into ``out`` (uint8 of :meth:`shape_for`); returns it."""
@@ -529,9 +532,8 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.mode != "RGB":
-                img = img.convert("RGB")
-            return np.asarray(img, dtype=np.uint8).copy()
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            return np.asarray(rgb, dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise CorruptDataset(
             f"{name}: cannot decode image bytes ({len(data)} bytes): {exc}. "

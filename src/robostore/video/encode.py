@@ -256,9 +256,9 @@ class EpisodeEncoder:
             with wrap_av_errors(self.name, f"encoding with {self.options.codec}"):
                 while True:
                     item = self._queue.get()
-                    if item is _STOP or self._aborted.is_set():
+                    if not isinstance(item, np.ndarray) or self._aborted.is_set():  # _STOP
                         break
-                    frame = av.VideoFrame.from_ndarray(item, format="rgb24")  # type: ignore[arg-type]
+                    frame = av.VideoFrame.from_ndarray(item, format="rgb24")
                     self._free.put(item)  # from_ndarray copied the pixels
                     frame.pts = pts
                     frame.time_base = Fraction(1, self.fps)
@@ -377,6 +377,8 @@ def _remux_append(dst: Path, segment: Segment, tmp: Path, label: str) -> float:
                 "start a new video file for a different codec or size"
             )
         old_tb, seg_tb = old_st.time_base, seg_st.time_base
+        if old_tb is None or seg_tb is None:
+            raise VideoError(f"{label}: a video stream without a time base; start a new video file")
         old_tpf = _ticks_per_frame(old_tb, segment.fps, label)
         with av.open(str(tmp), "w", format="mp4") as out:
             out_st = out.add_stream_from_template(old_st, opaque=True)
