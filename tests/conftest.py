@@ -16,6 +16,8 @@ if str(REPO_ROOT) not in sys.path:
 
 import pytest  # noqa: E402 - after the sys.path entry that makes `backends` importable
 
+# Imported here before pytest_plugins loads it: its asserts are rewritten all the same.
+pytest.register_assert_rewrite("backends.pytest_plugin")
 from backends.pytest_plugin import upload_folder  # noqa: E402 - as above
 
 # The backend fixtures (s3_server, backend_url, store_url, ...).

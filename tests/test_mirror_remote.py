@@ -26,6 +26,8 @@ from robostore.validate import validate
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
 PART = 8 * 2**20
+#: Longer than any response from a loaded local server takes; never reached unless it hangs.
+SILENCE_S = 600
 pytestmark = pytest.mark.remote
 
 PAIRS = [("local", "s3"), ("s3", "local"), ("s3", "gcs"), ("local", "hf"), ("hf", "s3"), ("gcs", "hf"), ("memory", "gcs")]
@@ -95,8 +97,13 @@ def test_resets_every_few_megabytes(tmp_path: Path, backend_url) -> None:
     src, _ = backend_url("memory")
     upload_folder(local, src)
     dst, opts = backend_url("s3")
-    # Tuned client: botocore retries each part up to 5 times (robostore's default is 2).
-    tuned = {**opts, "config_kwargs": {"retries": {"max_attempts": 5, "mode": "standard"}}}
+    # Tuned client: botocore retries each part up to 5 times (robostore's default is 2). The
+    # faults here are resets, which the client sees at once; its silence timeouts (and the
+    # upload deadline S3Store derives from them) are set far above what a CPU-starved moto
+    # takes to answer, so only the resets can interrupt a transfer, however loaded the
+    # machine. A real hang still ends, at the test's timeout.
+    patient = {"connect_timeout": SILENCE_S, "read_timeout": SILENCE_S}
+    tuned = {**opts, "config_kwargs": {**patient, "retries": {"max_attempts": 5, "mode": "standard"}}}
     with FaultProxy.for_url(opts["endpoint_url"]) as proxy:
         proxy.reset_every = 32 * 2**20
         report = robostore.mirror(
