@@ -47,7 +47,8 @@ import pyarrow.parquet as pq
 import robostore
 from robostore.cache import FrameCache
 from robostore.cache.layout import COMPRESSIONS
-from robostore.meta import DatasetMeta, tasks_table
+from robostore.layout import tasks_table
+from robostore.meta import DatasetMeta
 from robostore.video.decode import VideoReader
 
 log = logging.getLogger("frame_cache_bench")

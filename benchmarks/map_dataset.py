@@ -41,7 +41,8 @@ from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader
 
 from robostore import Dataset
-from robostore.meta import DatasetMeta, episodes_file
+from robostore.layout import episodes_file
+from robostore.meta import DatasetMeta
 from robostore.parquet import to_parquet_bytes
 from robostore.schema.arrow import data_schema
 from robostore.stats import aggregate_stats, compute_stats

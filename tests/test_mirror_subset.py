@@ -16,7 +16,7 @@ from robostore.backends import open_store
 from robostore.errors import SchemaError, VideoError
 from robostore.meta import DatasetMeta
 from robostore.mirror.remux import Span, cut
-from robostore.mirror.subset import parse_episodes
+from robostore.selection import parse_episodes
 from robostore.stats import aggregate_stats
 from robostore.validate import validate
 
@@ -28,7 +28,7 @@ RENUMBERED = {"index", "episode_index", "task_index"}
 def test_parse_episodes() -> None:
     assert parse_episodes("0-3,7, 5") == [0, 1, 2, 3, 5, 7]
     assert parse_episodes([4, 2, 2]) == [2, 4]
-    for bad in ("", "a", "3-1", "1,,2"):
+    for bad in ("", "a", "3-1", "1,,2", "0-99999999999"):
         with pytest.raises(SchemaError):
             parse_episodes(bad)
     with pytest.raises(SchemaError):

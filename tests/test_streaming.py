@@ -28,7 +28,8 @@ from robostore import (
     SchemaError,
     StreamingDataset,
 )
-from robostore.meta import DatasetMeta, episodes_file, tasks_table
+from robostore.layout import episodes_file, tasks_table
+from robostore.meta import DatasetMeta
 from robostore.parquet import to_parquet_bytes
 from robostore.schema.arrow import data_schema
 from robostore.stats import aggregate_stats, compute_stats

@@ -7,20 +7,39 @@ They need no data or video file, so :meth:`DatasetMeta.open` runs them on every 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel
 
+from robostore.layout import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH
+from robostore.schema import DatasetInfo, DatasetStats, Feature
 from robostore.schema.episodes import video_column
 
-if TYPE_CHECKING:
-    from robostore.meta import DatasetMeta
 
-INFO_PATH = "meta/info.json"
-STATS_PATH = "meta/stats.json"
-TASKS_PATH = "meta/tasks.parquet"
-EPISODES_DIR = "meta/episodes"
+class MetaTables(Protocol):
+    """What the checks read of a dataset's metadata (a :class:`~robostore.meta.DatasetMeta`)."""
+
+    @property
+    def info(self) -> DatasetInfo: ...
+    @property
+    def tasks(self) -> list[str]: ...
+    @property
+    def episodes(self) -> pa.Table: ...
+    @property
+    def stats(self) -> DatasetStats | None: ...
+    @property
+    def columns(self) -> Mapping[str, np.ndarray]: ...
+    @property
+    def num_episodes(self) -> int: ...
+    @property
+    def fps(self) -> int: ...
+    @property
+    def video_keys(self) -> list[str]: ...
+    @property
+    def features(self) -> Mapping[str, Feature]: ...
 
 
 class Problem(BaseModel):
@@ -38,7 +57,7 @@ class Problem(BaseModel):
         return f"{self.path}: {self.message}"
 
 
-def meta_problems(meta: DatasetMeta) -> list[Problem]:
+def meta_problems(meta: MetaTables) -> list[Problem]:
     """Every inconsistency between info.json, the episodes table, tasks and stats."""
     out: list[Problem] = []
     _counts(meta, out)
@@ -50,7 +69,7 @@ def meta_problems(meta: DatasetMeta) -> list[Problem]:
     return out
 
 
-def _counts(meta: DatasetMeta, out: list[Problem]) -> None:
+def _counts(meta: MetaTables, out: list[Problem]) -> None:
     info, n = meta.info, meta.num_episodes
     if info.total_episodes != n:
         out.append(Problem(path=INFO_PATH, message=f"total_episodes is {info.total_episodes} but the episodes table has {n} rows"))
@@ -65,7 +84,7 @@ def _counts(meta: DatasetMeta, out: list[Problem]) -> None:
         out.append(Problem(path=INFO_PATH, message=f"total_tasks is {info.total_tasks} but {TASKS_PATH} has {len(meta.tasks)} tasks"))
 
 
-def _ranges(meta: DatasetMeta, out: list[Problem]) -> None:
+def _ranges(meta: MetaTables, out: list[Problem]) -> None:
     if not meta.num_episodes:
         return
     cols = meta.columns
@@ -92,14 +111,14 @@ def _ranges(meta: DatasetMeta, out: list[Problem]) -> None:
         )
 
 
-def file_index_columns(meta: DatasetMeta) -> list[str]:
+def file_index_columns(meta: MetaTables) -> list[str]:
     """The episodes-table columns that number data and video files."""
     return ["data/chunk_index", "data/file_index"] + [
         video_column(key, field) for key in meta.video_keys for field in ("chunk_index", "file_index")
     ]
 
 
-def _file_indices(meta: DatasetMeta, out: list[Problem]) -> None:
+def _file_indices(meta: MetaTables, out: list[Problem]) -> None:
     cols = meta.columns
     for name in file_index_columns(meta):
         values = cols.get(name)
@@ -117,7 +136,7 @@ def _file_indices(meta: DatasetMeta, out: list[Problem]) -> None:
             )
 
 
-def _video_spans(meta: DatasetMeta, out: list[Problem]) -> None:
+def _video_spans(meta: MetaTables, out: list[Problem]) -> None:
     cols = meta.columns
     frame_s = 1.0 / meta.fps
     for key in meta.video_keys:
@@ -137,7 +156,7 @@ def _video_spans(meta: DatasetMeta, out: list[Problem]) -> None:
             )
 
 
-def _tasks(meta: DatasetMeta, out: list[Problem]) -> None:
+def _tasks(meta: MetaTables, out: list[Problem]) -> None:
     known = set(meta.tasks)
     indices = meta.columns["episode_index"]
     for row, tasks in enumerate(meta.episodes.column("tasks").to_pylist()):
@@ -146,7 +165,7 @@ def _tasks(meta: DatasetMeta, out: list[Problem]) -> None:
             out.append(Problem(path=EPISODES_DIR, message=f"episode {int(indices[row])} names tasks not in {TASKS_PATH}: {unknown}"))
 
 
-def _stats(meta: DatasetMeta, out: list[Problem]) -> None:
+def _stats(meta: MetaTables, out: list[Problem]) -> None:
     if meta.stats is None:
         if meta.num_episodes:
             out.append(Problem(path=STATS_PATH, message="missing, but the dataset has episodes"))

@@ -12,6 +12,7 @@ import typer
 
 from robostore.backends import open_store
 from robostore.cache.cli import cache_app
+from robostore.cli_common import JsonFlag, StorageOption, fail, human_size, parse_storage_options
 from robostore.errors import RobostoreError
 from robostore.meta import DatasetMeta
 from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX
@@ -24,44 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(cache_app, name="cache")
-
-StorageOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--storage-option",
-        "-o",
-        help="KEY=VALUE passed to the fsspec filesystem (repeatable); VALUE is parsed as JSON when it can be.",
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
-
-
-def parse_storage_options(pairs: list[str] | None) -> dict[str, Any]:
-    """Turn ``["key=value", ...]`` into storage options; values are JSON when they parse."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--storage-option")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
-def _fail(exc: RobostoreError) -> None:
-    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(2)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
 
 def dataset_summary(meta: DatasetMeta, with_files: bool = True) -> dict[str, Any]:
     """What ``robostore info`` shows, as a dict."""
@@ -97,7 +60,7 @@ def info(
         meta = DatasetMeta.open(url, parse_storage_options(storage_option))
         summary = dataset_summary(meta)
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -106,7 +69,7 @@ def info(
     typer.echo(f"fps       {summary['fps']}")
     typer.echo(f"episodes  {summary['episodes']}")
     typer.echo(f"frames    {summary['frames']}  ({summary['duration_s']:.1f} s)")
-    typer.echo(f"storage   {summary['files']} files, {_human(summary['bytes'])}")
+    typer.echo(f"storage   {summary['files']} files, {human_size(summary['bytes'])}")
     typer.echo("features")
     width = max(len(k) for k in summary["features"])
     for key, f in summary["features"].items():
@@ -127,13 +90,13 @@ def ls(
     try:
         files = open_store(url, parse_storage_options(storage_option)).list_info(prefix)
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps([{"path": f.path, "size": f.size, "token": f.token} for f in files], indent=2))
         return
     for f in files:
         typer.echo(f"{f.size:>12}  {f.path}")
-    typer.echo(f"{len(files)} files, {_human(sum(f.size for f in files))}")
+    typer.echo(f"{len(files)} files, {human_size(sum(f.size for f in files))}")
 
 
 @app.command("validate")
@@ -159,7 +122,7 @@ def validate_command(
             repaired = repair_dataset(url, options, dry_run=dry_run)
             after = validate(url, options) if not dry_run else report
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     if not repair or report.ok:
         _print_validation(report, as_json)
         if not report.ok:
@@ -230,7 +193,7 @@ def demo(
                 rec.save_episode()
                 typer.echo(f"recorded episode {index}")
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     info(url, storage_option=storage_option, as_json=False)
 @app.command("mirror")
 def mirror_command(
@@ -280,7 +243,7 @@ def mirror_command(
             progress=not as_json and sys.stderr.isatty(),
         )
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         typer.echo(report.to_json())
     else:

@@ -8,7 +8,6 @@ stays fast for datasets of 100k episodes.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from robostore.backends import open_store
-from robostore.checks import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, meta_problems
+from robostore.checks import meta_problems
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
-from robostore.parquet import read_parquet, to_parquet_bytes
+from robostore.layout import (
+    EPISODES_DIR,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    write_info,
+    write_stats,
+    write_tasks,
+)
+from robostore.parquet import read_parquet
 from robostore.schema import (
     DatasetInfo,
     DatasetStats,
@@ -37,12 +45,6 @@ from robostore.schema.info import load_json_object
 from robostore.store import Store
 
 log = logging.getLogger(__name__)
-EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-
-
-def episodes_file(chunk_index: int, file_index: int) -> str:
-    """Dataset-relative path of one episodes parquet file."""
-    return EPISODES_PATH.format(chunk_index=chunk_index, file_index=file_index)
 
 
 class DatasetMeta:
@@ -165,7 +167,7 @@ class DatasetMeta:
         if not any(f.is_video for f in feats.values()):
             options["video_path"] = None
         info = parse_model(DatasetInfo, options, store.describe(INFO_PATH))
-        store.write(INFO_PATH, info.to_json())
+        write_info(store, info)
         store.commit("Create dataset")
         return cls(store, info, [], _empty_episodes(info), None)
 
@@ -314,16 +316,16 @@ class DatasetMeta:
     # ------------------------------------------------------------------ writing
     def write_info(self) -> None:
         """Write ``meta/info.json`` (the last step of every commit)."""
-        self.store.write(INFO_PATH, self.info.to_json())
+        write_info(self.store, self.info)
 
     def write_tasks(self) -> None:
         """Write ``meta/tasks.parquet`` as lerobot does (task text as the pandas index)."""
-        self.store.write(TASKS_PATH, to_parquet_bytes(tasks_table(self.tasks)))
+        write_tasks(self.store, self.tasks)
 
     def write_stats(self) -> None:
         """Write ``meta/stats.json``."""
         if self.stats is not None:
-            self.store.write(STATS_PATH, json.dumps(self.stats.to_json_dict(), indent=4).encode())
+            write_stats(self.store, self.stats)
 
     # ------------------------------------------------------------------ checks
     def _check_episodes(self) -> None:
@@ -340,28 +342,6 @@ class DatasetMeta:
         if len(indices) and (np.diff(indices) == 0).any():
             dup = int(indices[1:][np.diff(indices) == 0][0])
             raise CorruptDataset(f"{where}: episode {dup} appears more than once in the episodes table")
-
-
-def tasks_table(tasks: Sequence[str]) -> pa.Table:
-    """``meta/tasks.parquet`` as lerobot writes it: task_index + the text as pandas index."""
-    pandas_meta = {
-        "index_columns": ["__index_level_0__"],
-        "column_indexes": [
-            {"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "str", "metadata": {"encoding": "UTF-8"}}
-        ],
-        "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
-            {"name": None, "field_name": "__index_level_0__", "pandas_type": "object", "numpy_type": "str", "metadata": None},
-        ],
-        "attributes": {},
-        "creator": {"library": "pyarrow", "version": pa.__version__},
-        "pandas_version": "3.1.1",
-    }
-    schema = pa.schema(
-        [("task_index", pa.int64()), ("__index_level_0__", pa.large_string())],
-        metadata={"pandas": json.dumps(pandas_meta)},
-    )
-    return pa.table([pa.array(range(len(tasks)), pa.int64()), pa.array(list(tasks), pa.large_string())], schema=schema)
 
 
 def _camera_feature(feature: Feature, dtype: str, fps: int) -> Feature:

@@ -40,17 +40,19 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from robostore.backends import open_store
-from robostore.checks import (
+from robostore.checks import meta_problems
+from robostore.errors import CorruptDataset, RobostoreError, SchemaError
+from robostore.layout import (
     EPISODES_DIR,
     INFO_PATH,
     STATS_PATH,
     TASKS_PATH,
-    meta_problems,
+    write_episodes,
+    write_tasks,
 )
-from robostore.errors import CorruptDataset, RobostoreError, SchemaError
-from robostore.meta import DatasetMeta, tasks_table
+from robostore.meta import DatasetMeta
 from robostore.mirror.copy import copy_file
-from robostore.parquet import read_parquet, read_parquet_schema, to_parquet_bytes
+from robostore.parquet import read_parquet, read_parquet_schema
 from robostore.record.lease import Lease
 from robostore.record.repair import leftover_files, trim_data_file
 from robostore.schema import DatasetInfo
@@ -202,7 +204,7 @@ def _carry_out(
         else:
             plan.rewrite(path, functools.partial(_write_rows, store, path, table, rows))
     if report.dropped_tasks:
-        plan.rewrite(TASKS_PATH, lambda: store.write(TASKS_PATH, to_parquet_bytes(tasks_table(kept.tasks))))
+        plan.rewrite(TASKS_PATH, lambda: write_tasks(store, kept.tasks))
     if any(per_episode):
         kept.stats = aggregate_stats(per_episode)
         plan.rewrite(STATS_PATH, kept.write_stats)
@@ -253,7 +255,7 @@ def _intact_prefix(meta: DatasetMeta) -> tuple[int, str | None]:
 
 
 def _write_rows(store: Store, path: str, table: pa.Table, rows: pa.Array) -> None:
-    store.write(path, to_parquet_bytes(table.filter(rows)))
+    write_episodes(store, path, table.filter(rows))
 
 
 def _check_episode(

@@ -17,8 +17,9 @@ from pydantic import BaseModel, Field
 
 from robostore import errors
 from robostore.backends import open_store
-from robostore.checks import INFO_PATH, Problem, meta_problems
+from robostore.checks import Problem, meta_problems
 from robostore.errors import CorruptDataset, RobostoreError, SchemaError, VideoError
+from robostore.layout import INFO_PATH
 from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet, read_parquet_schema
 from robostore.schema import Feature

@@ -10,6 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
+from robostore.cli_common import JsonFlag, episodes_option, fail, human_size, parse_storage_options
+from robostore.errors import RobostoreError
+
 cache_app = typer.Typer(
     help="The Zarr frame cache: decoded video frames kept for later epochs (local folder or any fsspec URL).",
     no_args_is_help=True,
@@ -19,28 +22,10 @@ CacheOption = Annotated[
     list[str] | None,
     typer.Option("--cache-option", help="KEY=VALUE for the cache's fsspec filesystem (repeatable)."),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
-
-
-def parse_episodes(text: str | None) -> list[int] | None:
-    """``"0,3,5-9"`` -> ``[0, 3, 5, 6, 7, 8, 9]``; None stays None (all episodes)."""
-    if text is None:
-        return None
-    out: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        try:
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-        except ValueError:
-            raise typer.BadParameter(f"expected episode numbers and ranges like 0,3,5-9, got {part!r}") from None
-    return out
 
 
 def _open(path: str, options: list[str] | None, **kwargs: Any) -> Any:
     from robostore.cache import FrameCache
-    from robostore.cli import parse_storage_options
 
     return FrameCache(path, parse_storage_options(options), **kwargs)
 
@@ -61,15 +46,12 @@ def warm_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Decode the dataset's videos into the cache ahead of training, in parallel."""
-    from robostore.cli import _fail, parse_storage_options
-    from robostore.errors import RobostoreError
-
     try:
         report = _open(cache, cache_option, compression=compression).warm(
-            url, parse_episodes(episodes), workers, parse_storage_options(storage_option), progress=progress
+            url, episodes_option(episodes), workers, parse_storage_options(storage_option), progress=progress
         )
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(
         f"{report.filled} shards filled, {report.already_cached} already cached, {report.skipped} skipped "
         f"(of {report.shards}) in {report.seconds:.1f} s"
@@ -83,20 +65,17 @@ def info_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Show the cache's size, coverage per dataset and camera, and hit rate."""
-    from robostore.cli import _fail, _human
-    from robostore.errors import RobostoreError
-
     try:
         info = _open(path, cache_option).info()
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(info.to_json_dict(), indent=2))
         return
     counters = info.counters
     rate = "n/a" if info.hit_rate is None else f"{100 * info.hit_rate:.1f} %"
     typer.echo(f"cache     {info.url}")
-    typer.echo(f"size      {_human(info.bytes)} in {info.files} files")
+    typer.echo(f"size      {human_size(info.bytes)} in {info.files} files")
     typer.echo(f"hit rate  {rate} ({counters['hits']} frames from the cache, {counters['misses']} decoded)")
     typer.echo(
         f"filled    {counters['filled_shards']} shards; evicted {counters['evicted_shards']}; "
@@ -108,7 +87,7 @@ def info_command(
         for a in dataset.arrays:
             typer.echo(
                 f"  {a.video_key}  {a.frames_cached}/{a.layout.num_frames} frames ({100 * a.coverage:.1f} %), "
-                f"{a.shards_cached}/{a.layout.num_shards} shards, {_human(a.bytes)}"
+                f"{a.shards_cached}/{a.layout.num_shards} shards, {human_size(a.bytes)}"
             )
 
 
@@ -119,13 +98,10 @@ def clear_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete everything in the cache (refuses locations that are not a frame cache)."""
-    from robostore.cli import _fail
-    from robostore.errors import RobostoreError
-
     if not yes:
         typer.confirm(f"delete the frame cache at {path}?", abort=True)
     try:
         deleted = _open(path, cache_option).clear()
     except RobostoreError as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"deleted {deleted} files")

@@ -13,7 +13,7 @@ import hashlib
 import logging
 
 from robostore.cache.layout import FORMAT_VERSION
-from robostore.checks import EPISODES_DIR, INFO_PATH
+from robostore.layout import EPISODES_DIR, INFO_PATH, VIDEOS_DIR
 from robostore.meta import DatasetMeta
 from robostore.store import content_hash
 
@@ -30,7 +30,7 @@ def dataset_fingerprint(meta: DatasetMeta) -> str:
     digest.update(store.read(INFO_PATH))
     listed = {f.path: f for f in store.list_info(EPISODES_DIR)}
     if meta.video_keys:
-        listed.update({f.path: f for f in store.list_info("videos")})
+        listed.update({f.path: f for f in store.list_info(VIDEOS_DIR)})
     wanted = sorted(set(meta.episode_files) | set(meta.video_files()))
     for path in wanted:
         found = listed.get(path)

@@ -39,6 +39,7 @@ from robostore.cache.layout import (
 )
 from robostore.cache.source import FrameSource
 from robostore.cache.stats import StatsRecorder, read_stats
+from robostore.cache.warm import WarmReport, warm
 from robostore.errors import (
     CorruptDataset,
     NotFound,
@@ -53,7 +54,6 @@ from robostore.store import Store
 if TYPE_CHECKING:
     import zarr
 
-    from robostore.cache.warm import WarmReport
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,6 @@ class FrameCache:
 
         Runs ``workers`` processes (default: the CPU count), with a progress bar.
         """
-        from robostore.cache.warm import warm
-
         return warm(self.for_dataset(dataset, storage_options), episodes, workers, progress)
 
     # ------------------------------------------------------------------ maintenance

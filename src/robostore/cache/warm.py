@@ -16,13 +16,36 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Protocol
 
 from tqdm.auto import tqdm
 
-from robostore.cache.frame_cache import DatasetFrameCache
+from robostore.cache.layout import ArrayLayout
 from robostore.errors import SchemaError
+from robostore.meta import DatasetMeta
 
 log = logging.getLogger(__name__)
+
+
+class _Flushes(Protocol):
+    def flush(self) -> None: ...
+
+
+class _HasStats(Protocol):
+    @property
+    def stats(self) -> _Flushes: ...
+
+
+class ShardFiller(Protocol):
+    """What warming needs of one dataset's cache (a :class:`~robostore.cache.DatasetFrameCache`)."""
+
+    @property
+    def meta(self) -> DatasetMeta: ...
+    @property
+    def cache(self) -> _HasStats: ...
+    def layout(self, video_key: str) -> ArrayLayout: ...
+    def cached_shards(self, video_key: str) -> set[int]: ...
+    def fill(self, video_key: str, shards: Iterable[int]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +59,7 @@ class WarmReport:
     seconds: float
 
 
-def target_shards(frames: DatasetFrameCache, episodes: Iterable[int] | None) -> dict[str, list[int]]:
+def target_shards(frames: ShardFiller, episodes: Iterable[int] | None) -> dict[str, list[int]]:
     """Per video key, the sorted shards holding frames of ``episodes`` (all when None)."""
     meta = frames.meta
     chosen = meta.episode_indices.tolist() if episodes is None else sorted({int(e) for e in episodes})
@@ -66,10 +89,10 @@ def _batches(key: str, shards: list[int], size: int) -> list[tuple[str, list[int
     return out
 
 
-_worker_frames: DatasetFrameCache | None = None
+_worker_frames: ShardFiller | None = None
 
 
-def _init_worker(frames: DatasetFrameCache) -> None:
+def _init_worker(frames: ShardFiller) -> None:
     global _worker_frames
     _worker_frames = frames
 
@@ -83,7 +106,7 @@ def _fill_batch(key: str, shards: list[int]) -> int:
 
 
 def warm(
-    frames: DatasetFrameCache, episodes: Iterable[int] | None = None, workers: int | None = None, progress: bool = True
+    frames: ShardFiller, episodes: Iterable[int] | None = None, workers: int | None = None, progress: bool = True
 ) -> WarmReport:
     """Fill every missing shard covering ``episodes`` with ``workers`` processes."""
     began = time.perf_counter()

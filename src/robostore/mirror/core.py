@@ -105,7 +105,8 @@ def mirror(
     subset: list[int] | None = None
     limits = Limits(whole_max=whole_file_max, budget=ByteBudget(memory_limit))
     if episodes is not None:
-        from robostore.mirror.subset import SubsetSource, parse_episodes
+        from robostore.mirror.subset import SubsetSource
+        from robostore.selection import parse_episodes
 
         subset = parse_episodes(episodes)
         source = SubsetSource(src, subset, limits, check=check)

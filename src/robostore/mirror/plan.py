@@ -6,10 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from robostore.layout import INFO_PATH, META_DIR
 from robostore.mirror.manifest import MANIFEST_PATH, Manifest
 from robostore.store import FileInfo
-
-INFO_PATH = "meta/info.json"
 
 #: Write order: payload (data, videos, anything else), then meta/, then meta/info.json.
 PAYLOAD, META, INFO = 0, 1, 2
@@ -19,7 +18,7 @@ def phase_of(path: str) -> int:
     """The write phase of a destination path (see :data:`PAYLOAD`, :data:`META`, :data:`INFO`)."""
     if path == INFO_PATH:
         return INFO
-    if path.startswith("meta/"):
+    if path.startswith(META_DIR + "/"):
         return META
     return PAYLOAD
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -30,9 +28,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robostore.checks import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH
 from robostore.errors import CorruptDataset, NotFound, SchemaError
-from robostore.meta import DatasetMeta, episodes_file, tasks_table
+from robostore.layout import (
+    EPISODES_DIR,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    episodes_file,
+    episodes_parquet,
+    info_json,
+    stats_json,
+    tasks_parquet,
+)
+from robostore.meta import DatasetMeta
 from robostore.mirror.copy import (
     DEFAULT_LIMITS,
     Limits,
@@ -51,33 +59,9 @@ from robostore.schema.episodes import STATS_PREFIX, video_column
 from robostore.stats import aggregate_stats, compute_stats, episode_stats_dicts
 from robostore.store import FileInfo, Store
 
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 #: Features whose per-episode stats change when episodes and tasks are renumbered.
 _RENUMBERED = ("index", "episode_index", "task_index")
 _SHIFTED_STATS = ("min", "max", "mean", "q01", "q10", "q50", "q90", "q99")
-
-
-def parse_episodes(episodes: Iterable[int] | str) -> list[int]:
-    """``"0-99,200"`` or an iterable of ints → sorted unique episode indices."""
-    if isinstance(episodes, str):
-        out: set[int] = set()
-        for part in episodes.split(","):
-            match = _RANGE.match(part)
-            if not match:
-                raise SchemaError(f"episodes {episodes!r}: {part!r} is not an index or a range like 3-7")
-            lo, hi = int(match[1]), int(match[2] if match[2] is not None else match[1])
-            if hi < lo:
-                raise SchemaError(f"episodes {episodes!r}: range {part.strip()!r} runs backwards")
-            out.update(range(lo, hi + 1))
-        chosen = sorted(out)
-    else:
-        chosen = sorted(set(episodes))
-        if any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 0 for e in chosen):
-            raise SchemaError(f"episodes must be non-negative integers, got {chosen}")
-        chosen = [int(e) for e in chosen]
-    if not chosen:
-        raise SchemaError("episodes: the selection is empty")
-    return chosen
 
 
 @dataclass
@@ -202,12 +186,12 @@ class SubsetSource:
         if path in self.video_out:
             return self._write_video(self.video_out[path], dst, on_bytes)
         if path == episodes_file(0, 0):
-            return self._put(dst, path, to_parquet_bytes(self.episodes_table), on_bytes)
+            return self._put(dst, path, episodes_parquet(self.episodes_table), on_bytes)
         if path == TASKS_PATH:
-            return self._put(dst, path, to_parquet_bytes(tasks_table(self.new_tasks)), on_bytes)
+            return self._put(dst, path, tasks_parquet(self.new_tasks), on_bytes)
         if path == STATS_PATH:
             stats = aggregate_stats(episode_stats_dicts(self.episodes_table))
-            return self._put(dst, path, json.dumps(stats.to_json_dict(), indent=4).encode(), on_bytes)
+            return self._put(dst, path, stats_json(stats), on_bytes)
         if path == INFO_PATH:
             return self._put(dst, path, self._info_json(), on_bytes)
         raise SchemaError(f"{dst.describe(path)}: not a file of this subset")
@@ -333,7 +317,7 @@ class SubsetSource:
                 "splits": {"train": f"0:{len(self.selection)}"},
             }
         )
-        return info.to_json()
+        return info_json(info)
 
 
 def _chunk_file(position: int, chunks_size: int) -> tuple[int, int]:

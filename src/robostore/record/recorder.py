@@ -14,8 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from robostore.backends import open_store
-from robostore.checks import INFO_PATH
 from robostore.errors import RobostoreError, SchemaError
+from robostore.layout import INFO_PATH
 from robostore.meta import DatasetMeta
 from robostore.record.episode import EpisodeBuffer
 from robostore.record.files import FileIndex

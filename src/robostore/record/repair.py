@@ -19,7 +19,6 @@ dataset first and refuses a broken one (``robostore validate --repair`` fixes th
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -27,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from robostore.checks import STATS_PATH, TASKS_PATH
-from robostore.meta import DatasetMeta, tasks_table
-from robostore.parquet import read_parquet, to_parquet_bytes
+from robostore.layout import STATS_PATH, TASKS_PATH, write_episodes, write_stats, write_tasks
+from robostore.meta import DatasetMeta
+from robostore.parquet import read_parquet
 from robostore.record._crash import crashpoint
 from robostore.schema.episodes import video_column
 from robostore.stats import aggregate_stats, episode_stats_dicts
@@ -56,7 +55,7 @@ def repair(store: Store) -> DatasetMeta:
             removed.append(path)
         else:
             table = read_parquet(store, path)
-            store.write(path, to_parquet_bytes(table.filter(pc.less(table.column("episode_index"), total))))
+            write_episodes(store, path, table.filter(pc.less(table.column("episode_index"), total)))
             removed.append(f"rows of {path}")
         crashpoint("repair_step")
 
@@ -69,7 +68,7 @@ def repair(store: Store) -> DatasetMeta:
         removed.append(f"rows of {data_files[-1]}")
 
     if store.exists(TASKS_PATH) and read_parquet(store, TASKS_PATH).num_rows > len(meta.tasks):
-        store.write(TASKS_PATH, to_parquet_bytes(tasks_table(meta.tasks)))
+        write_tasks(store, meta.tasks)
         removed.append(f"tasks past {len(meta.tasks)}")
 
     if lost_rows:
@@ -77,7 +76,7 @@ def repair(store: Store) -> DatasetMeta:
         meta = DatasetMeta.open(store)
         per_episode = episode_stats_dicts(meta.episode_stats())
         if per_episode:
-            store.write(STATS_PATH, json.dumps(aggregate_stats(per_episode).to_json_dict(), indent=4).encode())
+            write_stats(store, aggregate_stats(per_episode))
         else:
             store.delete(STATS_PATH, missing_ok=True)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from robostore.backends.local import TMP_MARKER, LocalStore
 from robostore.errors import RobostoreError, StoreError
+from robostore.layout import EPISODES_DIR, INFO_PATH, META_FILES
 from robostore.record._crash import crashpoint
 from robostore.record.lease import Lease
 from robostore.store import Store
@@ -130,12 +131,9 @@ class PublishJob:
 
 
 def _tier(path: str) -> int:
-    if path.startswith("meta/episodes/"):
+    if path.startswith(EPISODES_DIR + "/"):
         return 1
     return 0
-
-
-META_ORDER = ("meta/tasks.parquet", "meta/stats.json", "meta/info.json")
 
 
 class Publisher:
@@ -291,9 +289,9 @@ class Publisher:
             paths = [p for p in job.files if _tier(p) == tier]
             list(self._pool.map(lambda p: self._put_file(p, job.files[p]), paths))
             crashpoint(f"publish_tier{tier}")
-        for path in META_ORDER:
+        for path in META_FILES:
             if path in job.meta:
-                if path == "meta/info.json":
+                if path == INFO_PATH:
                     crashpoint("publish_before_info")
                 self.store.write(path, job.meta[path])
                 self.uploaded_bytes += len(job.meta[path])

@@ -10,7 +10,6 @@ faster than they can be written waits here (bounded memory) rather than growing.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -20,10 +19,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from robostore.checks import TASKS_PATH
 from robostore.errors import RobostoreError, StoreError
-from robostore.meta import episodes_file, tasks_table
-from robostore.parquet import to_parquet_bytes
+from robostore.layout import (
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    episodes_file,
+    info_json,
+    stats_json,
+    tasks_parquet,
+)
 from robostore.record._crash import crashpoint
 from robostore.record.episode import EpisodeBuffer
 from robostore.record.files import FileIndex, ParquetSeries, VideoSeries
@@ -232,11 +237,11 @@ class EpisodeWriter:
         crashpoint("episode_staged")
 
         meta = {
-            "meta/stats.json": json.dumps(self.stats.to_json_dict(), indent=4).encode(),
-            "meta/info.json": info.to_json(),
+            STATS_PATH: stats_json(self.stats),
+            INFO_PATH: info_json(info),
         }
         if new_tasks:
-            meta[TASKS_PATH] = to_parquet_bytes(tasks_table(self.tasks))
+            meta[TASKS_PATH] = tasks_parquet(self.tasks)
         self.publisher.submit(PublishJob(self.staging.snapshot(changed), meta, info.total_episodes))
 
     def _data_table(self, values: dict[str, np.ndarray], pngs: dict[str, list[bytes]], n: int) -> pa.Table:
