@@ -109,7 +109,7 @@ def test_dataset_raises_the_typed_error(broken, tmp_path):
 def expect_from_workers(case, dataset):
     """``case``'s error comes out of 2 DataLoader workers as its own type: no hang (the
     loader's timeout), no dead worker."""
-    batches = iter(torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, timeout=30))
+    batches = iter(torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, timeout=300))
     try:
         expect(case, lambda: list(batches))
         assert all(w.is_alive() for w in batches._workers), "a worker died instead of reporting the error"

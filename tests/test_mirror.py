@@ -301,11 +301,16 @@ def test_cli_mirror_passes_its_transfer_limits_in_bytes(tmp_path: Path, monkeypa
 
 
 class SlowStore(MemoryStore):
-    """A memory store whose writes of ``extras/`` files take a while, counting how many overlap."""
+    """A memory store that holds each write of an ``extras/`` file until ``expected`` of them
+    have been inside at once (or a long time has passed), then a while longer (room for one
+    too many to get in), counting how many overlap. Waiting for the others, not only
+    sleeping, makes reaching ``expected`` independent of how fast a loaded machine gets
+    the workers there."""
 
     active = 0
     most = 0
-    lock = threading.Lock()
+    expected = 1
+    lock = threading.Condition()
 
     def write(self, path, data):
         slow = path.startswith("extras/")
@@ -313,6 +318,8 @@ class SlowStore(MemoryStore):
             with self.lock:
                 SlowStore.active += 1
                 SlowStore.most = max(SlowStore.most, SlowStore.active)
+                self.lock.notify_all()
+                self.lock.wait_for(lambda: SlowStore.most >= SlowStore.expected, timeout=60)
             time.sleep(0.1)
         try:
             super().write(path, data)
@@ -329,6 +336,7 @@ def test_memory_limit_bounds_whole_file_transfers(memory_limit: int, most: int, 
     for i in range(8):
         (src / "extras" / f"blob-{i}.bin").write_bytes(os.urandom(2**20))
     SlowStore.active = SlowStore.most = 0
+    SlowStore.expected = most
     dst = SlowStore.from_url(memory_url())
     report = robostore.mirror(str(src), dst, workers=8, memory_limit=memory_limit, progress=False)
     assert report.ok
@@ -349,8 +357,8 @@ def test_budget_larger_than_itself_is_clipped_not_deadlocked() -> None:
         waiting = threading.Thread(target=small)
         waiting.start()
         assert not got.wait(0.2)
-    assert got.wait(5)
-    waiting.join(5)
+    assert got.wait(60)
+    waiting.join(60)
 
 
 def test_manifest_maybe_flush_does_not_wait_for_a_flush_in_progress(memory_url) -> None:
@@ -359,19 +367,20 @@ def test_manifest_maybe_flush_does_not_wait_for_a_flush_in_progress(memory_url) 
     class BlockingStore(MemoryStore):
         def write(self, path, data):
             entered.set()
-            release.wait(5)
+            release.wait(60)  # set below; the bound only ends a broken run
             super().write(path, data)
 
     manifest = Manifest(BlockingStore.from_url(memory_url()), ManifestModel(), interval=0)
     manifest.record("a", Entry(size=1, source_token="t", sha256="s"))
     flushing = threading.Thread(target=manifest.flush)
     flushing.start()
-    assert entered.wait(5)
+    assert entered.wait(60)
     manifest.record("b", Entry(size=1, source_token="t", sha256="s"))
-    start = time.monotonic()
-    manifest.maybe_flush()  # a transfer thread: must not queue behind the write in progress
-    assert time.monotonic() - start < 1
+    # A transfer thread: must not queue behind the write in progress. The signal is not a
+    # duration (which a loaded CPU stretches) but that it returns while that write is held.
+    manifest.maybe_flush()
+    assert flushing.is_alive()
     release.set()
-    flushing.join(5)
+    flushing.join(60)
     manifest.flush()  # the final flush does wait, and writes what the skipped one did not
     assert set(ManifestModel.model_validate_json(manifest.store.read(MANIFEST_PATH)).files) == {"a", "b"}

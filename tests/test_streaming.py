@@ -156,7 +156,7 @@ def indices(sds: StreamingDataset, workers: int = 0, batch_size: int = 5) -> lis
     """Global frame indices one process streams (through a DataLoader when ``workers``)."""
     if workers == 0:
         return [int(item["index"]) for item in sds]
-    loader = DataLoader(sds, batch_size=batch_size, num_workers=workers, multiprocessing_context=FORK, timeout=60)
+    loader = DataLoader(sds, batch_size=batch_size, num_workers=workers, multiprocessing_context=FORK, timeout=300)
     return [int(i) for batch in loader for i in batch["index"]]
 
 
