@@ -92,7 +92,8 @@ def test_unsafe_feature_keys_are_rejected(key):
         ({"chunks_size": 0}, "chunks_size"),
         ({"data_files_size_in_mb": -5}, "data_files_size_in_mb"),
         ({"features": "none"}, "features"),
-        ({"codebase_version": "v2.1"}, "v2.1"),
+        ({"codebase_version": "v2.0"}, "neither v3.x nor v2.1"),
+        ({"codebase_version": "v2.1"}, "lacks the field"),
         ({"video_path": None}, "video_path is null"),
     ],
 )

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from robostore.backends import open_store, register_backend
+from robostore.convert import convert
 from robostore.errors import (
     CorruptDataset,
     LeaseError,
@@ -63,6 +64,7 @@ __all__ = [  # noqa: PLE0604 - `*_LAZY` spreads the dict's keys, which are names
     "ValidationReport",
     "VideoError",
     "__version__",
+    "convert",
     "mirror",
     "open_store",
     "register_backend",

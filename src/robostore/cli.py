@@ -1,4 +1,4 @@
-"""The ``robostore`` command line: info, ls, validate, demo, mirror and cache."""
+"""The ``robostore`` command line: info, ls, validate, demo, mirror, convert and cache."""
 
 from __future__ import annotations
 
@@ -252,6 +252,55 @@ def mirror_command(
                 typer.echo(f"would copy  {path}")
             for path in report.extra:
                 typer.echo(f"{'would delete' if delete else 'extra'}  {path}")
+        for path, why in report.failed.items():
+            typer.echo(f"failed  {path}: {why}", err=True)
+        typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("convert")
+def convert_command(
+    src: Annotated[str, typer.Argument(help="The LeRobot v2.1 dataset (any backend).")],
+    dst: Annotated[str, typer.Argument(help="Where the v3.0 dataset goes (any backend).")],
+    data_mb: Annotated[float, typer.Option("--data-mb", help="Size limit of each data file, MiB (lerobot's measure).")] = 100,
+    video_mb: Annotated[float, typer.Option("--video-mb", help="Size limit of each mp4, MiB.")] = 200,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Files written at the same time.")] = 8,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: print what would be written.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip reading written files back.")] = False,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Skip validating the source first.")] = False,
+    src_option: Annotated[
+        list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
+    ] = None,
+    dst_option: Annotated[
+        list[str] | None, typer.Option("--dst-option", help="KEY=VALUE storage option of the destination (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert a LeRobot v2.1 dataset to v3.0: videos joined by stream copy, resumable, metadata last."""
+    from robostore.convert import convert
+
+    try:
+        report = convert(
+            src,
+            dst,
+            data_mb=data_mb,
+            video_mb=video_mb,
+            workers=workers,
+            verify=not no_verify,
+            check=not no_check,
+            dry_run=dry_run,
+            src_options=parse_storage_options(src_option),
+            dst_options=parse_storage_options(dst_option),
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    except RobostoreError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        for path in report.planned if dry_run else []:
+            typer.echo(f"would write  {path}")
         for path, why in report.failed.items():
             typer.echo(f"failed  {path}: {why}", err=True)
         typer.echo(report.summary())

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from robostore import v21
 from robostore.backends import open_store
 from robostore.checks import meta_problems
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
@@ -95,6 +96,9 @@ class DatasetMeta:
                 "check the URL, or create one with Recorder.create"
             ) from exc
         info = DatasetInfo.from_json(raw_info, store.describe(INFO_PATH))
+        if info.per_episode_files:
+            legacy = v21.read_meta(store, info)
+            return cls._checked(cls(store, info, legacy.tasks, legacy.episodes, legacy.stats), check)
         episode_files = [p for p in store.list(EPISODES_DIR) if p.endswith(".parquet")]
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(episode_files)))) as pool:
             tables = list(
@@ -110,10 +114,14 @@ class DatasetMeta:
             episodes = episodes.filter(committed)
         tasks = _read_tasks(store)[: info.total_tasks] if store.exists(TASKS_PATH) or episodes.num_rows else []
         stats = _read_stats(store)
-        meta = cls(store, info, tasks, episodes, stats, episode_files)
+        return cls._checked(cls(store, info, tasks, episodes, stats, episode_files), check)
+
+    @staticmethod
+    def _checked(meta: DatasetMeta, check: bool) -> DatasetMeta:
         if check:
             problems = meta_problems(meta)
             if problems:
+                store = meta.store
                 listed = "; ".join(f"{store.describe(p.path)}: {p.message}" for p in problems[:5])
                 more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
                 raise CorruptDataset(
@@ -170,6 +178,15 @@ class DatasetMeta:
         write_info(store, info)
         store.commit("Create dataset")
         return cls(store, info, [], _empty_episodes(info), None)
+
+    def require_v3(self, doing: str) -> None:
+        """Raise :class:`SchemaError` for a v2.1 dataset: robostore reads those, but
+        ``doing`` (e.g. "resume recording into") needs the v3.0 layout."""
+        if self.info.per_episode_files:
+            raise SchemaError(
+                f"{self.store.describe(INFO_PATH)}: a LeRobot {self.info.codebase_version} dataset; robostore "
+                f"reads it but cannot {doing} it. Convert it first: robostore convert {self.url} DESTINATION"
+            )
 
     # ------------------------------------------------------------------ views
     @property
@@ -302,6 +319,8 @@ class DatasetMeta:
 
     def episode_stats(self) -> pa.Table:
         """The per-episode ``stats/...`` columns (read on demand), with episode_index."""
+        if self.info.per_episode_files:
+            return v21.episode_stats_table(self.store, self.episode_indices.tolist())
         tables = [
             read_parquet(
                 self.store, p, columns=lambda n: n == "episode_index" or n.startswith(STATS_PREFIX)

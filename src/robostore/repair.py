@@ -135,6 +135,7 @@ def repair_dataset(
     """
     store = open_store(url, storage_options)
     meta = DatasetMeta.open(store, check=False)
+    meta.require_v3("repair")
     report = RepairReport(url=store.url, dry_run=dry_run)
     report.uncommitted_rows = _uncommitted_rows(meta)
 

@@ -113,11 +113,34 @@ def mirror(
     else:
         source = CopySource(src, limits, check=check)
     report = MirrorReport(source=src.url, destination=dst.url, dry_run=dry_run, subset=subset)
+    return transfer(
+        source, dst, report, workers=workers, verify=verify, delete=delete, dry_run=dry_run, progress=progress, start=start
+    )
 
+
+def transfer(
+    source: Source,
+    dst: Store,
+    report: MirrorReport,
+    *,
+    workers: int = 16,
+    verify: bool = True,
+    delete: bool = False,
+    dry_run: bool = False,
+    progress: bool = True,
+    start: float | None = None,
+    label: str = "mirror",
+) -> MirrorReport:
+    """Write every file ``source`` says the destination should hold, the way
+    :func:`mirror` does (plan from listings and the manifest, payload, then ``meta/``,
+    then ``meta/info.json``, verify, record). :func:`robostore.convert` runs it with
+    its own source; ``label`` names the progress bar."""
+    start = time.monotonic() if start is None else start
+    src = source.store
     src_listing = src.list_info()
     targets = source.targets(src_listing)
     dst_listing = {f.path: f for f in dst.list_info()}
-    manifest = Manifest.load(dst, src.url, subset)
+    manifest = Manifest.load(dst, src.url, report.subset)
     plan = make_plan(targets, dst_listing, manifest)
     source.check([i.target for i in plan.to_write])
     report.skipped = [i.path for i in plan.items if i.action == "skip"]
@@ -126,11 +149,11 @@ def mirror(
 
     if dry_run:
         report.planned = [i.path for i in plan.to_write]
-        report.bytes_planned = sum(i.target.size or 0 for i in plan.to_write)
+        report.bytes_planned = sum(i.target.size or i.target.estimate or 0 for i in plan.to_write)
         report.seconds = time.monotonic() - start
         return report
 
-    runner = _Runner(source, dst, manifest, report, workers=workers, verify=verify, progress=progress)
+    runner = _Runner(source, dst, manifest, report, workers=workers, verify=verify, progress=progress, label=label)
     try:
         runner.run(plan)
         if delete and plan.extra and not report.failed:
@@ -163,6 +186,7 @@ class _Runner:
         workers: int,
         verify: bool,
         progress: bool,
+        label: str,
     ) -> None:
         self.source = source
         self.dst = dst
@@ -175,13 +199,13 @@ class _Runner:
         self.lock = threading.Lock()
         self.transactional = type(dst).commit is not Store.commit
         self.items: dict[str, Item] = {}
-        self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="mirror", disable=not progress)
+        self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress)
 
     # ------------------------------------------------------------------ phases
     def run(self, plan: Plan) -> None:
         to_write = plan.to_write
         self.items = {i.path: i for i in to_write}
-        self.bar.total = sum(i.target.size or 0 for i in to_write if i.action == "copy")
+        self.bar.total = sum(i.target.size or i.target.estimate or 0 for i in to_write if i.action == "copy")
         self.bar.refresh()
         for phase in (PAYLOAD, META, INFO):
             items = [i for i in to_write if phase_of(i.path) == phase]

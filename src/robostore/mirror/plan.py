@@ -28,14 +28,16 @@ class Target:
     """A file the destination should hold.
 
     ``source`` is the source path for a plain copy, ``None`` for a file derived from
-    several source files (subsets). ``token`` is the source token (for derived files,
-    a digest of their inputs); ``size`` the expected size when known.
+    several source files (subsets, conversions). ``token`` is the source token (for
+    derived files, a digest of their inputs); ``size`` the expected size when known;
+    ``estimate`` a rough size of a derived file, for the progress bar only.
     """
 
     path: str
     token: str | None
     size: int | None
     source: str | None
+    estimate: int | None = None
 
 
 Action = Literal["copy", "check", "skip"]

@@ -87,6 +87,7 @@ class SubsetSource:
     def targets(self, listing: list[FileInfo]) -> list[Target]:
         require_dataset(self.store, listing)
         self.meta = meta = DatasetMeta.open(self.store)
+        meta.require_v3("mirror a subset of")
         self.tokens = {f.path: f.token for f in listing}
         have = set(meta.episode_indices.tolist())
         missing = [e for e in self.selection if e not in have]

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 def repair(store: Store) -> DatasetMeta:
     """Remove what an interrupted publish left past info.json; return the metadata."""
     meta = DatasetMeta.open(store)
+    meta.require_v3("resume recording into")
     total = meta.info.total_episodes
     removed: list[str] = []
 

@@ -13,6 +13,8 @@ from robostore.schema.features import Feature
 from robostore.schema.templates import PathTemplate, check_key
 
 CODEBASE_VERSION = "v3.0"
+#: The per-episode layout (one parquet and one mp4 per episode, jsonl metadata), read in place.
+V21 = "v2.1"
 DEFAULT_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 DEFAULT_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 DEFAULT_CHUNKS_SIZE = 1000
@@ -43,11 +45,11 @@ class DatasetInfo(BaseModel):
 
     @field_validator("codebase_version")
     @classmethod
-    def _v3(cls, value: str) -> str:
-        if not value.startswith("v3."):
+    def _known_version(cls, value: str) -> str:
+        if not value.startswith("v3.") and value != V21:
             raise ValueError(
-                f"codebase_version {value!r} is not v3.x; convert older datasets with lerobot's "
-                "v2.1→v3.0 converter first"
+                f"codebase_version {value!r} is neither v3.x nor v2.1; open it with lerobot 0.3 and "
+                "re-save it as v2.1, or convert it with lerobot's converters"
             )
         return value
 
@@ -71,16 +73,26 @@ class DatasetInfo(BaseModel):
             self.video_template  # noqa: B018 - evaluated for its parse errors
         return self
 
+    @property
+    def per_episode_files(self) -> bool:
+        """True for the v2.1 layout: one data file and one mp4 per episode, numbered by
+        ``episode_chunk`` / ``episode_index`` (see :mod:`robostore.v21`)."""
+        return self.codebase_version == V21
+
+    @property
+    def _numbering(self) -> set[str]:
+        return {"episode_chunk", "episode_index"} if self.per_episode_files else {"chunk_index", "file_index"}
+
     # pydantic keeps cached_property values out of validation and dumps.
     @cached_property
     def data_template(self) -> PathTemplate:
-        return PathTemplate(self.data_path, name="data_path", required={"chunk_index", "file_index"})
+        return PathTemplate(self.data_path, name="data_path", required=self._numbering)
 
     @cached_property
     def video_template(self) -> PathTemplate:
         if self.video_path is None:
             raise SchemaError("this dataset has no video_path template (it has no video features)")
-        return PathTemplate(self.video_path, name="video_path", required={"video_key", "chunk_index", "file_index"})
+        return PathTemplate(self.video_path, name="video_path", required={"video_key", *self._numbering})
 
     @property
     def video_keys(self) -> list[str]:
@@ -95,12 +107,16 @@ class DatasetInfo(BaseModel):
         return [k for k, f in self.features.items() if f.is_camera]
 
     def data_file(self, chunk_index: int, file_index: int) -> str:
-        """Dataset-relative path of a data parquet file."""
-        return self.data_template.format(chunk_index=chunk_index, file_index=file_index)
+        """Dataset-relative path of a data parquet file.
+
+        In the v2.1 layout a file holds one episode: ``chunk_index`` is its
+        ``episode_chunk`` and ``file_index`` its ``episode_index``.
+        """
+        return self.data_template.format(**_numbers(chunk_index, file_index))
 
     def video_file(self, video_key: str, chunk_index: int, file_index: int) -> str:
-        """Dataset-relative path of a camera's mp4 file."""
-        return self.video_template.format(video_key=video_key, chunk_index=chunk_index, file_index=file_index)
+        """Dataset-relative path of a camera's mp4 file (numbered as in :meth:`data_file`)."""
+        return self.video_template.format(video_key=video_key, **_numbers(chunk_index, file_index))
 
     def to_json_dict(self) -> dict[str, Any]:
         """The dict written to info.json."""
@@ -116,6 +132,11 @@ class DatasetInfo(BaseModel):
     def from_json(cls, data: bytes | str, where: str = "meta/info.json") -> DatasetInfo:
         """Parse info.json; any problem is a :class:`SchemaError` naming ``where``."""
         return parse_model(cls, load_json_object(data, where, "an info.json"), where)
+
+
+def _numbers(chunk_index: int, file_index: int) -> dict[str, int]:
+    """A file's numbers under the names of both layouts (a template uses one pair)."""
+    return {"chunk_index": chunk_index, "file_index": file_index, "episode_chunk": chunk_index, "episode_index": file_index}
 
 
 def load_json_object(data: bytes | str, where: str, what: str) -> dict[str, Any]:
