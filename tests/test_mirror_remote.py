@@ -26,8 +26,6 @@ from robostore.validate import validate
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
 PART = 8 * 2**20
-#: Longer than any response from a loaded local server takes; never reached unless it hangs.
-SILENCE_S = 600
 pytestmark = pytest.mark.remote
 
 PAIRS = [("local", "s3"), ("s3", "local"), ("s3", "gcs"), ("local", "hf"), ("hf", "s3"), ("gcs", "hf"), ("memory", "gcs")]
@@ -89,6 +87,15 @@ def write_blobs(root: Path, count: int, size: int) -> None:
         (root / "extras" / f"blob-{i:03d}.bin").write_bytes(os.urandom(size))
 
 
+def part_upload_s(backend_url) -> float:
+    """Seconds moto takes now to store one PART, straight (no proxy), in a fresh root."""
+    url, opts = backend_url("s3")
+    with open_store(url, opts) as store:
+        start = time.monotonic()
+        store.write("probe.bin", bytes(PART))
+        return time.monotonic() - start
+
+
 @pytest.mark.usefixtures("s3_server")
 def test_resets_every_few_megabytes(tmp_path: Path, backend_url) -> None:
     local = tmp_path / "src"
@@ -97,12 +104,12 @@ def test_resets_every_few_megabytes(tmp_path: Path, backend_url) -> None:
     src, _ = backend_url("memory")
     upload_folder(local, src)
     dst, opts = backend_url("s3")
-    # Tuned client: botocore retries each part up to 5 times (robostore's default is 2). The
-    # faults here are resets, which the client sees at once; its silence timeouts (and the
-    # upload deadline S3Store derives from them) are set far above what a CPU-starved moto
-    # takes to answer, so only the resets can interrupt a transfer, however loaded the
-    # machine. A real hang still ends, at the test's timeout.
-    patient = {"connect_timeout": SILENCE_S, "read_timeout": SILENCE_S}
+    # Tuned client: botocore retries each part up to 5 times (robostore's default is 2). A
+    # reset can leave a request waiting in silence, which only the client's timeouts end;
+    # they scale with how long moto takes right now to take one part (a loaded machine
+    # starves it), so a slow answer is not mistaken for a dead connection.
+    silence = max(15.0, 10 * part_upload_s(backend_url))
+    patient = {"connect_timeout": silence, "read_timeout": silence}
     tuned = {**opts, "config_kwargs": {**patient, "retries": {"max_attempts": 5, "mode": "standard"}}}
     with FaultProxy.for_url(opts["endpoint_url"]) as proxy:
         proxy.reset_every = 32 * 2**20
