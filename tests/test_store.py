@@ -1,4 +1,7 @@
-"""The Store's behaviour, the same on every backend: local, memory, s3, gcs, hf.
+"""The Store's behaviour, the same on every backend: local, memory, s3, gcs, the Hub's
+repos and buckets — the conformance suite of ``tests/store_conformance.py``, one class
+per backend, each with out-of-band access to the bytes — then what is particular to a
+backend (Hub commits and revisions, local atomicity) and how failures look.
 
 Remote backends run against real servers on 127.0.0.1 started by the fixtures in
 backends/pytest_plugin.py; each test gets a fresh, empty dataset root.
@@ -6,61 +9,228 @@ backends/pytest_plugin.py; each test gets a fresh, empty dataset root.
 
 from __future__ import annotations
 
-import io
 import logging
-import pickle
+import os
 import socket
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
 from typing import Any
 
 import pytest
-from fsspec.asyn import AsyncFileSystem
+from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 
 from robostore.backends import open_store
-from robostore.errors import NotFound, PathError, StoreError
+from robostore.errors import StoreError
 from robostore.store import Store
-
-MakeStore = Callable[..., Store]
-
-
-def seed(store: Store, files: dict[str, bytes]) -> None:
-    """Write many files quickly: one concurrent batch on object stores, one commit on the Hub."""
-    if isinstance(store.fs, AsyncFileSystem):
-        store.fs.pipe({store.full_path(p): data for p, data in files.items()})
-    else:
-        for path, data in files.items():
-            store.write(path, data)
-    store.commit("seed")
+from store_conformance import Raw, StoreTests, UrlAndOptions
 
 
-# ---------------------------------------------------------------------- writes
-def test_write_read_overwrite(make_store: MakeStore) -> None:
-    store = make_store()
-    store.write("meta/info.json", b'{"fps": 30, "long": "' + b"x" * 1000 + b'"}')
-    store.commit()
-    store.write("meta/info.json", b'{"fps": 10}')
-    store.commit()
-    assert store.read("meta/info.json") == b'{"fps": 10}'
-    assert store.list() == ["meta/info.json"]
-    assert store.exists("meta/info.json")
-    assert not store.exists("meta/other.json")
+# ---------------------------------------------------------------------- out-of-band access
+def _http(url: str, data: bytes | None = None, method: str = "GET", headers: dict[str, str] | None = None) -> bytes | None:
+    """One HTTP request on loopback; None for a 404."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
 
 
-def test_write_local_file(make_store: MakeStore, tmp_path: Any) -> None:
-    store = make_store()
-    local = tmp_path / "episode.bin"
-    payload = bytes(range(256)) * 4096  # 1 MiB
-    local.write_bytes(payload)
-    store.write("videos/file-000.mp4", local)
-    local.write_bytes(b"changed after write")  # the store keeps what was written
-    store.commit()
-    assert store.read("videos/file-000.mp4") == payload
-    assert store.info("videos/file-000.mp4").size == len(payload)
+class LocalRaw(Raw):
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def get(self, path: str) -> bytes | None:
+        file = self.root / path
+        return file.read_bytes() if file.is_file() else None
+
+    def put(self, path: str, data: bytes) -> None:
+        (self.root / path).parent.mkdir(parents=True, exist_ok=True)
+        (self.root / path).write_bytes(data)
 
 
+class MemoryRaw(Raw):
+    """fsspec's process-global dict of memory files."""
+
+    def __init__(self, url: str) -> None:
+        self.root = "/" + url.removeprefix("memory://").strip("/")
+
+    def get(self, path: str) -> bytes | None:
+        entry = MemoryFileSystem.store.get(f"{self.root}/{path}")
+        return None if entry is None else bytes(entry.getbuffer())
+
+    def put(self, path: str, data: bytes) -> None:
+        key = f"{self.root}/{path}"
+        MemoryFileSystem.store[key] = MemoryFile(None, key, data)
+
+
+class S3Raw(Raw):
+    """boto3 against the S3 server (not s3fs, which the store uses)."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        import boto3
+
+        self.bucket, _, self.prefix = url.removeprefix("s3://").partition("/")
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=options["endpoint_url"],
+            aws_access_key_id=options["key"],
+            aws_secret_access_key=options["secret"],
+            region_name="us-east-1",
+        )
+
+    def get(self, path: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{path}")["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def put(self, path: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{path}", Body=data)
+
+    def put_many(self, files: dict[str, bytes]) -> None:
+        with ThreadPool(16) as pool:
+            list(pool.map(lambda item: self.put(*item), files.items()))
+
+
+class GCSRaw(Raw):
+    """The JSON API of the GCS server, over plain HTTP (not gcsfs, which the store uses)."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self.endpoint = options["endpoint_url"].rstrip("/")
+        self.bucket, _, self.prefix = url.removeprefix("gs://").partition("/")
+
+    def _name(self, path: str) -> str:
+        return urllib.parse.quote(f"{self.prefix}/{path}", safe="")
+
+    def get(self, path: str) -> bytes | None:
+        return _http(f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{self._name(path)}?alt=media")
+
+    def put(self, path: str, data: bytes) -> None:
+        _http(f"{self.endpoint}/upload/storage/v1/b/{self.bucket}/o?uploadType=media&name={self._name(path)}", data, "POST")
+
+    def put_many(self, files: dict[str, bytes]) -> None:
+        with ThreadPool(16) as pool:
+            list(pool.map(lambda item: self.put(*item), files.items()))
+
+
+class HfRepoRaw(Raw):
+    """The Hub's HTTP API: files resolved by URL, written by a commit of huggingface_hub's
+    own (not through the store)."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        from huggingface_hub import HfApi
+
+        self.endpoint = options["endpoint"].rstrip("/")
+        self.headers = {"Authorization": f"Bearer {options['token']}"}
+        self.repo_id = url.removeprefix("hf://datasets/")
+        self.api = HfApi(endpoint=self.endpoint, token=options["token"])
+
+    def get(self, path: str) -> bytes | None:
+        return _http(f"{self.endpoint}/datasets/{self.repo_id}/resolve/main/{path}", headers=self.headers)
+
+    def put(self, path: str, data: bytes) -> None:
+        self.put_many({path: data})
+
+    def put_many(self, files: dict[str, bytes]) -> None:
+        from huggingface_hub import CommitOperationAdd
+
+        operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=d) for p, d in files.items()]
+        self.api.create_commit(self.repo_id, operations=operations, commit_message="raw", repo_type="dataset")
+
+
+class HfBucketRaw(Raw):
+    """The emulator's bucket files: written through its admin route, read by URL."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self.endpoint = options["endpoint"].rstrip("/")
+        self.bucket, self.prefix = url.removeprefix("hf://buckets/").split("/", 2)[:2], url.split("/", 5)[5]
+
+    def get(self, path: str) -> bytes | None:
+        namespace, name = self.bucket
+        return _http(f"{self.endpoint}/buckets/{namespace}/{name}/resolve/{self.prefix}/{path}")
+
+    def put(self, path: str, data: bytes) -> None:
+        namespace, name = self.bucket
+        _http(f"{self.endpoint}/_emulator/buckets/{namespace}/{name}/{self.prefix}/{path}", data, "PUT")
+
+
+# ---------------------------------------------------------------------- one class per backend
+class TestLocalStore(StoreTests):
+    backend = "local"
+
+    def make_raw(self, request: pytest.FixtureRequest, url: str, options: dict[str, Any]) -> Raw:
+        return LocalRaw(url)
+
+    def test_adopted_file_is_linked_not_copied(self, store: Store, tmp_path: Path) -> None:
+        local = tmp_path / "staged.bin"
+        local.write_bytes(b"payload")
+        store.adopt_file("data/file.bin", str(local))
+        assert os.stat(store.local_path("data/file.bin") or "").st_ino == local.stat().st_ino
+
+
+class TestMemoryStore(StoreTests):
+    backend = "memory"
+
+    def make_raw(self, request: pytest.FixtureRequest, url: str, options: dict[str, Any]) -> Raw:
+        return MemoryRaw(url)
+
+
+@pytest.mark.remote
+class TestS3Store(StoreTests):
+    backend = "s3"
+
+    def make_raw(self, request: pytest.FixtureRequest, url: str, options: dict[str, Any]) -> Raw:
+        return S3Raw(url, options)
+
+
+@pytest.mark.remote
+class TestGCSStore(StoreTests):
+    backend = "gcs"
+
+    def make_raw(self, request: pytest.FixtureRequest, url: str, options: dict[str, Any]) -> Raw:
+        return GCSRaw(url, options)
+
+
+@pytest.mark.remote
+class TestHfRepoStore(StoreTests):
+    backend = "hf"
+
+    def make_raw(self, request: pytest.FixtureRequest, url: str, options: dict[str, Any]) -> Raw:
+        return HfRepoRaw(url, options)
+
+
+@pytest.mark.remote
+class TestHfBucketStore(StoreTests):
+    backend = "hf-bucket"
+    # The emulator holds bucket files but takes no writes through HfFileSystem (the Hub
+    # stores them in xet storage), so only reads are checked here.
+    writable = False
+
+    @pytest.fixture
+    def url(self, hf_server: Any) -> UrlAndOptions:
+        bucket = f"robostore/bucket-{uuid.uuid4().hex[:12]}"
+        _http(f"{hf_server.url}/_emulator/buckets/{bucket}/elsewhere/keep", b"", "PUT")  # the bucket exists
+        return f"hf://buckets/{bucket}/dataset", hf_server.storage_options()
+
+    def make_raw(self, request: pytest.FixtureRequest, url: str, options: dict[str, Any]) -> Raw:
+        return HfBucketRaw(url, options)
+
+    def test_not_found_is_typed(self, store: Store, raw: Raw) -> None:
+        super().test_not_found_is_typed(store, raw)
+        assert not store.transactional
+
+
+# ---------------------------------------------------------------------- local disk
 def test_local_writes_are_atomic(tmp_path: Any) -> None:
     """A reader during a rewrite sees the old or the new content, never a mix; no temp file is listed."""
     store = open_store(str(tmp_path / "ds"))
@@ -82,137 +252,6 @@ def test_local_writes_are_atomic(tmp_path: Any) -> None:
     stop.set()
     thread.join()
     assert seen <= {b"aa" + str(len(old)).encode(), b"bb" + str(len(new)).encode()}
-
-
-# ---------------------------------------------------------------------- reads
-def test_range_and_suffix_reads(make_store: MakeStore) -> None:
-    store = make_store()
-    data = bytes(range(256)) * 10
-    store.write("v.mp4", data)
-    store.commit()
-    assert store.read_range("v.mp4", 10, 20) == data[10:20]
-    assert store.read_range("v.mp4", 2000) == data[2000:]
-    assert store.read_range("v.mp4", -100) == data[-100:]
-    assert store.read_range("v.mp4", 2500, 9999) == data[2500:]
-    assert store.read_range("v.mp4", 5, 5) == b""
-    with pytest.raises(ValueError, match="end 10 < start 20"):
-        store.read_range("v.mp4", 20, 10)
-
-
-def test_open_is_seekable(make_store: MakeStore) -> None:
-    store = make_store()
-    data = bytes(range(256)) * 40_000  # ~10 MB: several blocks of the remote caches
-    store.write("videos/ep.mp4", data)
-    store.commit()
-    with store.open("videos/ep.mp4") as fh:
-        fh.seek(5_000_000)
-        assert fh.read(100) == data[5_000_000:5_000_100]
-        fh.seek(-10, io.SEEK_END)
-        assert fh.read() == data[-10:]
-        fh.seek(3)
-        assert fh.tell() == 3
-        assert fh.read(5) == data[3:8]
-
-
-def test_read_many(make_store: MakeStore) -> None:
-    store = make_store()
-    files = {f"data/chunk-{i % 3:03d}/file-{i:03d}.parquet": f"payload {i}".encode() * (i + 1) for i in range(60)}
-    seed(store, files)
-    order = list(reversed(files))
-    got = store.read_many(order)
-    assert list(got) == order
-    assert got == files
-    assert store.read_many([]) == {}
-    with pytest.raises(NotFound, match=r"missing\.parquet"):
-        store.read_many([order[0], "data/missing.parquet", order[1]])
-
-
-def test_concurrent_reads(make_store: MakeStore) -> None:
-    store = make_store()
-    files = {f"f{i}.bin": bytes([i]) * (1000 + i) for i in range(16)}
-    seed(store, files)
-
-    def check(i: int) -> None:
-        path = f"f{i % 16}.bin"
-        assert store.read(path) == files[path]
-        assert store.read_range(path, -7) == files[path][-7:]
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(check, range(64)))
-
-
-# ---------------------------------------------------------------------- listings
-def test_list_2000_files(make_store: MakeStore, store_url: tuple[str, dict[str, Any]]) -> None:
-    # On the Hub the 2,001 files go in one commit.
-    store = make_store(commit_every_files=5000) if store_url[0].startswith("hf://") else make_store()
-    files = {f"data/chunk-{i // 500:03d}/file-{i:04d}.bin": str(i).encode() for i in range(2000)}
-    files["meta/info.json"] = b"{}"
-    seed(store, files)
-    listed = store.list_info()
-    assert [f.path for f in listed] == sorted(files)
-    assert all(f.size == len(files[f.path]) and f.token for f in listed)
-    assert store.list("data/chunk-001") == sorted(p for p in files if p.startswith("data/chunk-001/"))
-    assert store.list("meta") == ["meta/info.json"]
-    assert store.list("nothing/here") == []
-
-
-def test_info_token_changes_with_content(make_store: MakeStore) -> None:
-    store = make_store()
-    store.write("meta/stats.json", b"first version")
-    store.commit()
-    first = store.info("meta/stats.json")
-    store.write("meta/stats.json", b"other version")  # same size, new content
-    store.commit()
-    second = store.info("meta/stats.json")
-    assert first.size == second.size == 13
-    assert first.token and second.token and first.token != second.token
-    assert store.list_info("meta") == [second]
-
-
-# ---------------------------------------------------------------------- errors
-def test_not_found_is_typed(make_store: MakeStore) -> None:
-    store = make_store()
-    store.write("present.txt", b"x")
-    store.commit()
-    for call in (
-        lambda: store.read("absent.txt"),
-        lambda: store.read_range("absent.txt", 0, 1),
-        lambda: store.info("absent.txt"),
-        lambda: store.open("absent.txt").read(),
-        lambda: store.delete("absent.txt"),
-    ):
-        with pytest.raises(NotFound, match=r"absent\.txt"):
-            call()
-    store.delete("absent.txt", missing_ok=True)
-    assert not store.exists("absent.txt")
-
-
-def test_delete(make_store: MakeStore) -> None:
-    store = make_store()
-    seed(store, {"a/1.bin": b"1", "a/2.bin": b"2"})
-    store.delete("a/1.bin")
-    store.commit()
-    assert store.list() == ["a/2.bin"]
-    assert not store.exists("a/1.bin")
-    with pytest.raises(NotFound):
-        store.read("a/1.bin")
-
-
-@pytest.mark.parametrize("bad", ["../escape.txt", "/etc/passwd", "a/../../b", "a\\b", "nul\x00byte", "s3://x/y"])
-def test_paths_escaping_the_root_are_rejected(make_store: MakeStore, bad: str) -> None:
-    store = make_store()
-    for call in (lambda: store.read(bad), lambda: store.write(bad, b"x"), lambda: store.list(bad)):
-        with pytest.raises(PathError):
-            call()
-
-
-def test_pickle_round_trip(make_store: MakeStore) -> None:
-    store = make_store()
-    store.write("meta/info.json", b"{}")
-    store.commit()
-    clone = pickle.loads(pickle.dumps(store))
-    assert type(clone) is type(store) and clone.url == store.url
-    assert clone.read("meta/info.json") == b"{}"
 
 
 # ---------------------------------------------------------------------- the Hub
@@ -294,21 +333,6 @@ def test_hf_lfs_upload(lfs_hub: Any) -> None:
     import hashlib
 
     assert store.info("videos/ep.mp4").token == hashlib.sha256(big).hexdigest()
-
-
-@pytest.mark.remote
-def test_hf_bucket_reads(hf_server: Any) -> None:
-    import urllib.request
-
-    for path, data in {"ds/meta/info.json": b"{}", "ds/data/f.bin": b"0123456789"}.items():
-        urllib.request.urlopen(
-            urllib.request.Request(f"{hf_server.url}/_emulator/buckets/org/bucket/{path}", data=data, method="PUT")
-        ).close()
-    store = open_store("hf://buckets/org/bucket/ds", hf_server.storage_options())
-    assert store.list() == ["data/f.bin", "meta/info.json"]
-    assert store.read("meta/info.json") == b"{}"
-    assert store.read_range("data/f.bin", -3) == b"789"
-    assert store.info("data/f.bin").token
 
 
 # ---------------------------------------------------------------------- failures

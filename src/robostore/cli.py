@@ -14,6 +14,7 @@ from robostore.backends import open_store
 from robostore.cache.cli import cache_app
 from robostore.cli_common import JsonFlag, StorageOption, fail, human_size, parse_storage_options
 from robostore.errors import RobostoreError
+from robostore.layout import DATA_DIR, META_DIR, VIDEOS_DIR
 from robostore.meta import DatasetMeta
 from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX
 from robostore.validate import ValidationReport, validate
@@ -43,7 +44,7 @@ def dataset_summary(meta: DatasetMeta, with_files: bool = True) -> dict[str, Any
         "tasks": meta.tasks,
     }
     if with_files:
-        files = meta.store.list_info("data") + meta.store.list_info("videos") + meta.store.list_info("meta")
+        files = [f for folder in (DATA_DIR, VIDEOS_DIR, META_DIR) for f in meta.store.list_info(folder)]
         summary["files"] = len(files)
         summary["bytes"] = sum(f.size for f in files)
     return summary

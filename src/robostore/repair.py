@@ -161,7 +161,7 @@ def repair_dataset(
     # Without per-episode stats (not every writer keeps them) stats.json stays as it is.
     per_episode = episode_stats_dicts(meta.episode_stats().slice(0, keep)) if dropping or _stats_broken(meta) else []
 
-    lease = None if dry_run else Lease.acquire(store, ttl_s=None if type(store).commit is not Store.commit else 600.0)
+    lease = None if dry_run else Lease.acquire(store, ttl_s=None if store.transactional else 600.0)
     try:
         _carry_out(store, meta, kept, report, per_episode, dry_run)
     finally:

@@ -6,6 +6,23 @@ Everything above this layer speaks in dataset-relative paths (``meta/info.json``
 filesystem is built from a URL, what an atomic write is, which field of a listing is a
 content token, and whether writes are transactions (:meth:`Store.commit`).
 
+Code above this layer never asks which backend it has; it asks the store for a
+capability (as zarr's ``supports_*`` properties and fsspec's ``local_file`` flag do):
+
+- :attr:`Store.transactional` — writes become visible only at :meth:`Store.commit`;
+- :meth:`Store.local_path` — the file's path on local disk, or None: callers hand it
+  to libraries that read files best by path (PyAV, pyarrow, zarr);
+- :meth:`Store.read_into` — a vectored read into caller-owned buffers (``preadv`` on
+  local disk, no copy);
+- :meth:`Store.write_parts` — an atomic write of several buffers, optionally without
+  flushing to stable storage (caches whose files carry their own checksums);
+- :meth:`Store.adopt_file` — publish a local file the caller hands over (a hard link
+  on local disk, an upload elsewhere);
+- :meth:`Store.open_writer` — an atomic streaming writer (:class:`AtomicWriter`) for
+  files too large to hold in memory;
+- :meth:`Store.upload_checksum` — which checksum of the bytes the backend reports as
+  the content token of a fresh upload, so a copy can be verified without reading back.
+
 The base class works on any fsspec filesystem, so it is also the generic fallback for
 protocols robostore has no dedicated backend for.
 """
@@ -18,7 +35,8 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
@@ -43,6 +61,82 @@ class FileInfo:
     path: str
     size: int
     token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadChecksum:
+    """Which checksum of the bytes a backend reports as the content token of an upload.
+
+    ``md5``: the md5 of the whole content (S3's ETag of a single PUT, GCS's md5Hash);
+    ``etag_part_size``: S3's multipart ETag, ``md5(part md5s)-N``, for parts of that size.
+    Neither: the backend's tokens are not a checksum a writer can compute.
+    """
+
+    md5: bool = False
+    etag_part_size: int | None = None
+
+
+class AtomicWriter:
+    """A file written in pieces that appears whole on :meth:`commit` or not at all."""
+
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk``."""
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """Make the file visible with everything written so far."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop what was written; the destination is left as it was."""
+        raise NotImplementedError
+
+
+class SpoolWriter(AtomicWriter):
+    """The default writer: a local spool file handed to :meth:`Store.write` at the end
+    (atomic on every backend)."""
+
+    def __init__(self, store: Store, path: str) -> None:
+        self.store = store
+        self.path = path
+        fd, self.tmp = tempfile.mkstemp(prefix="robostore-spool-")
+        self.fh: IO[bytes] = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+
+    def commit(self) -> None:
+        self.fh.close()
+        try:
+            self.store.write(self.path, self.tmp)
+        finally:
+            os.unlink(self.tmp)
+
+    def abort(self) -> None:
+        self.fh.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+class FileObjectWriter(AtomicWriter):
+    """An fsspec streaming upload (S3 multipart, GCS resumable): the object appears on
+    ``close``; ``discard`` aborts the upload so an interrupted one never becomes visible."""
+
+    def __init__(self, store: Store, path: str, part_size: int) -> None:
+        self.fh = store.fs.open(store.full_path(path), "wb", block_size=part_size)
+
+    def write(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+
+    def commit(self) -> None:
+        self.fh.close()
+
+    def abort(self) -> None:
+        # discard() aborts the multipart / resumable upload; close() would complete it.
+        with contextlib.suppress(Exception):
+            self.fh.discard()
+        # Mark it closed so the file's finaliser does not try to complete the upload.
+        self.fh.closed = True
 
 
 def normalize_path(path: str, *, allow_root: bool = False) -> str:
@@ -129,6 +223,11 @@ class Store:
         fs, root = fsspec.core.url_to_fs(url, **storage_options)
         return fs, root
 
+    def reopen(self) -> Store:
+        """A new store on the same root, with its own connections (for a forked process:
+        event loops and sockets do not survive a fork). Nothing pending is carried over."""
+        return type(self).from_url(self.url, self.storage_options)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild from the URL in the unpickling process: live connections and event
         # loops do not survive pickling, and workers started with spawn need a store.
@@ -136,6 +235,14 @@ class Store:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+    # ------------------------------------------------------------------ capabilities
+    @property
+    def transactional(self) -> bool:
+        """Writes and deletes are staged and become visible to others only at
+        :meth:`commit` (a Hub repo). Callers commit less often on such stores, and a
+        lease on one needs no expiry (nothing is visible before the commit)."""
+        return False
 
     # ------------------------------------------------------------------ paths
     def full_path(self, path: str) -> str:
@@ -266,6 +373,28 @@ class Store:
             fh: IO[bytes] = self.fs.open(self.full_path(path), "rb", **kwargs)
             return fh
 
+    def local_path(self, path: str = "") -> str | None:
+        """The path of dataset-relative ``path`` (the root when empty) on local disk, or
+        None when the store is not on local disk."""
+        normalize_path(path, allow_root=True)
+        return None
+
+    def read_into(self, path: str, buffers: Sequence[Any], offset: int) -> int:
+        """Read ``path`` from byte ``offset`` into the writable ``buffers``, filling
+        them in order; returns the bytes read (fewer at the end of the file).
+
+        Local disk reads straight into the buffers (one ``preadv``, no copy); other
+        backends read the range and copy it in.
+        """
+        views = [memoryview(b).cast("B") for b in buffers]
+        data = memoryview(self.read_range(path, offset, offset + sum(v.nbytes for v in views)))
+        pos = 0
+        for view in views:
+            take = min(view.nbytes, len(data) - pos)
+            view[:take] = data[pos : pos + take]
+            pos += take
+        return pos
+
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists as a file."""
         with self._errors(path):
@@ -324,6 +453,36 @@ class Store:
     def _write_file(self, full: str, local: str) -> None:
         self.fs.put_file(local, full)
 
+    def write_parts(self, path: str, parts: Sequence[bytes | memoryview], *, durable: bool = True) -> None:
+        """Write the concatenation of ``parts`` to ``path``, atomically like :meth:`write`.
+
+        ``durable=False`` allows skipping the flush to stable storage (local disk): after
+        a power loss the file may be empty or torn, so only files that carry their own
+        checksums (the frame cache's shards) should be written that way.
+        """
+        self.write(path, b"".join(parts))
+
+    def adopt_file(self, path: str, local: str) -> None:
+        """Make the local file ``local`` the content of ``path``.
+
+        The caller hands the file over: it will neither change nor need it afterwards
+        (it may delete it). Local stores link it in place (no copy); others upload it.
+        """
+        self.write(path, local)
+
+    def open_writer(self, path: str, part_size: int) -> AtomicWriter:
+        """An atomic writer of ``path`` for content that arrives in pieces of about
+        ``part_size`` bytes (see :class:`AtomicWriter`)."""
+        normalize_path(path)
+        return SpoolWriter(self, path)
+
+    def upload_checksum(self, *, part_size: int | None = None, file_size: int | None = None) -> UploadChecksum:
+        """The checksum this backend reports as the content token of an upload: of bytes
+        given to :meth:`write` (no argument), of content written through
+        :meth:`open_writer` in parts of ``part_size``, or of a local file of
+        ``file_size`` bytes given to :meth:`write`."""
+        return UploadChecksum()
+
     def delete(self, path: str, missing_ok: bool = False) -> None:
         """Delete ``path``; a missing file raises :class:`NotFound` unless ``missing_ok``."""
         full = self.full_path(path)
@@ -336,9 +495,8 @@ class Store:
             self.fs.rm_file(full)
 
     def commit(self, message: str = "robostore commit") -> None:
-        """Make pending writes visible, for backends where writes are transactions.
-
-        A no-op on filesystems where each write is visible at once.
+        """Make pending writes visible, for backends where writes are transactions
+        (:attr:`transactional`). A no-op on filesystems where each write is visible at once.
         """
 
     def close(self) -> None:

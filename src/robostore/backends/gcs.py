@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import gcsfs
 
-from robostore.store import Store
+from robostore.store import AtomicWriter, FileObjectWriter, Store, UploadChecksum
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "requests_timeout": aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=20),
@@ -48,6 +48,13 @@ class GCSStore(Store):
     def make_filesystem(cls, url: str, storage_options: dict[str, Any]) -> tuple[gcsfs.GCSFileSystem, str]:
         fs = gcsfs.GCSFileSystem(**{**DEFAULT_OPTIONS, **storage_options})
         return fs, fs._strip_protocol(url).rstrip("/")
+
+    def upload_checksum(self, *, part_size: int | None = None, file_size: int | None = None) -> UploadChecksum:
+        # Every upload that is not a composite object gets an md5Hash of its content.
+        return UploadChecksum(md5=True)
+
+    def open_writer(self, path: str, part_size: int) -> AtomicWriter:
+        return FileObjectWriter(self, path, part_size)
 
     def _token(self, path: str, detail: Mapping[str, Any]) -> str | None:
         if detail.get("md5Hash"):

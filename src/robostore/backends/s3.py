@@ -27,7 +27,7 @@ import s3fs
 from botocore.exceptions import BotoCoreError, ClientError
 from fsspec.exceptions import FSTimeoutError
 
-from robostore.store import Store
+from robostore.store import AtomicWriter, FileObjectWriter, Store, UploadChecksum
 
 #: botocore client settings robostore uses unless the user's ``config_kwargs`` say otherwise.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -38,6 +38,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_pool_connections": 64,
 }
 DEFAULT_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
+#: s3fs's ``put_file`` part size (multipart from two parts up): the ETag of a local file
+#: uploaded by :meth:`S3Store.write` is the multipart ETag for parts of this size.
+PUT_FILE_PART_SIZE = 50 * 2**20
 #: Slowest upload rate tolerated before a write is given up (bytes/s), see upload_deadline.
 UPLOAD_FLOOR_BPS = 64 * 1024
 
@@ -84,6 +87,15 @@ class S3Store(Store):
         silence = float(config.get("connect_timeout") or 60) + float(config.get("read_timeout") or 60)
         attempts = int((config.get("retries") or {}).get("max_attempts") or 1)
         return 2 * silence * attempts + nbytes / UPLOAD_FLOOR_BPS
+
+    def upload_checksum(self, *, part_size: int | None = None, file_size: int | None = None) -> UploadChecksum:
+        # A single PUT's ETag is the md5; a multipart upload's is md5(part md5s)-N.
+        if file_size is not None:
+            part_size = PUT_FILE_PART_SIZE if file_size >= 2 * PUT_FILE_PART_SIZE else None
+        return UploadChecksum(md5=part_size is None, etag_part_size=part_size)
+
+    def open_writer(self, path: str, part_size: int) -> AtomicWriter:
+        return FileObjectWriter(self, path, part_size)
 
     def _write_bytes(self, full: str, data: bytes) -> None:
         self._upload(lambda timeout: self.fs.pipe_file(full, data, timeout=timeout), len(data))

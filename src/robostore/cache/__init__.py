@@ -60,7 +60,7 @@ from typing import Any
 # Imported on first use, so that the CLI (robostore.cache.cli) loads without zarr.
 _LAZY = {
     "ArrayLayout": "robostore.cache.layout",
-    "CacheInfo": "robostore.cache.frame_cache",
+    "CacheInfo": "robostore.cache.reports",
     "DatasetFrameCache": "robostore.cache.frame_cache",
     "FrameCache": "robostore.cache.frame_cache",
     "VideoFileFrames": "robostore.cache.frame_cache",

@@ -1,4 +1,9 @@
-"""FrameCache (one cache location) and DatasetFrameCache (one dataset state in it)."""
+"""FrameCache (one cache location) and DatasetFrameCache (one dataset state in it).
+
+The concerns live in their own modules: :mod:`.shard_io` reads and writes shard files,
+:mod:`.fill` decodes missing shards, :mod:`.reports` builds ``cache info``,
+:mod:`.layout` is the on-disk format, :mod:`.warm` fills ahead of training.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +13,33 @@ import json
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fsspec.implementations.local import LocalFileSystem
 
 from robostore.backends import open_store
-from robostore.backends.local import atomic_write
 from robostore.cache import evict as eviction
 from robostore.cache.claims import Claims
+from robostore.cache.fill import ShardFiller
 from robostore.cache.fingerprint import dataset_fingerprint
 from robostore.cache.layout import (
-    CHECKSUM_BYTES,
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
     FORMAT_VERSION,
+    ROOT_ATTR,
     ArrayLayout,
-    ShardIndex,
     array_prefix,
-    check_chunk,
     choose_shard_frames,
-    decode_chunk,
-    encode_shard,
-    parse_index,
+    group_json,
     shard_key,
 )
-from robostore.cache.source import FrameSource
-from robostore.cache.stats import StatsRecorder, read_stats
+from robostore.cache.reports import CacheInfo, cache_info
+from robostore.cache.shard_io import ShardFiles
+from robostore.cache.stats import StatsRecorder
 from robostore.cache.warm import WarmReport, warm
-from robostore.errors import (
-    CorruptDataset,
-    NotFound,
-    RobostoreError,
-    SchemaError,
-    StoreError,
-)
+from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
 from robostore.forks import current_pid
 from robostore.meta import DatasetMeta
 from robostore.store import Store
@@ -57,15 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROOT_ATTR = "robostore_frame_cache"
 CLAIMS_DIR = "claims"
-_INDEX_CACHE_SIZE = 2048
-_FILLED_BYTES = 128 << 20  # shards this process filled, kept decoded (LRU)
-_MAX_RUN = 256
-
-
-def _group_json(attributes: dict[str, Any]) -> bytes:
-    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=2, sort_keys=True).encode()
 
 
 class FrameCache:
@@ -105,7 +90,7 @@ class FrameCache:
             raise SchemaError(f"frame cache {url}: compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
         self.compression = compression
         self.store: Store = open_store(self.url, self.storage_options)
-        self.local_root: str | None = self.store.root if isinstance(self.store.fs, LocalFileSystem) else None
+        self.local_root: str | None = self.store.local_path()
         if max_bytes is not None:
             if max_bytes <= 0:
                 raise SchemaError(f"frame cache {self.url}: max_bytes must be positive, got {max_bytes}")
@@ -166,48 +151,7 @@ class FrameCache:
     # ------------------------------------------------------------------ maintenance
     def info(self) -> CacheInfo:
         """Size, coverage per dataset and video key, and hit/miss counters of all processes."""
-        files = self.store.list_info("")
-        arrays: dict[str, ArrayInfo] = {}
-        groups: dict[str, dict[str, Any]] = {}
-        metadata_paths = [f.path for f in files if f.path.endswith("/zarr.json")]
-        for path, raw in self.store.read_many(metadata_paths).items():
-            try:
-                node = json.loads(raw)
-            except ValueError:
-                log.warning("frame cache: unreadable %s", self.store.describe(path))
-                continue
-            prefix = path[: -len("/zarr.json")]
-            if node.get("node_type") == "group":
-                groups[prefix] = node.get("attributes", {}).get(ROOT_ATTR, {})
-            elif node.get("node_type") == "array":
-                try:
-                    layout = ArrayLayout.from_metadata(node, self.store.describe(path))
-                except CorruptDataset as exc:
-                    log.warning("%s", exc)
-                    continue
-                fingerprint, _, key = prefix.partition("/")
-                arrays[prefix] = ArrayInfo(fingerprint, key, layout)
-        for f in files:
-            prefix, sep, rest = f.path.rpartition("/c/")
-            if sep and prefix in arrays and rest.endswith("/0/0/0"):
-                array = arrays[prefix]
-                shard = int(rest.split("/", 1)[0])
-                start, stop = array.layout.shard_range(shard)
-                array.shards_cached += 1
-                array.frames_cached += stop - start
-                array.bytes += f.size
-        datasets: dict[str, DatasetInfo] = {}
-        for array in arrays.values():
-            entry = datasets.setdefault(array.fingerprint, DatasetInfo(array.fingerprint, groups.get(array.fingerprint, {})))
-            entry.arrays.append(array)
-        return CacheInfo(
-            url=self.url,
-            bytes=sum(f.size for f in files),
-            files=len(files),
-            datasets=sorted(datasets.values(), key=lambda d: d.fingerprint),
-            counters=read_stats(self.store),
-            max_bytes=self.max_bytes,
-        )
+        return cache_info(self.store, self.url, self.max_bytes)
 
     def clear(self) -> int:
         """Delete everything in the cache; returns the number of files deleted.
@@ -257,7 +201,7 @@ class FrameCache:
         if self._root_checked:
             return
         if not self.store.exists("zarr.json"):
-            self.store.write("zarr.json", _group_json({ROOT_ATTR: {"format": FORMAT_VERSION}}))
+            self.store.write("zarr.json", group_json({ROOT_ATTR: {"format": FORMAT_VERSION}}))
         elif not self._is_cache():
             raise RobostoreError(f"{self.url} has a zarr.json that is not a robostore frame cache; use another location")
         self._root_checked = True
@@ -276,81 +220,6 @@ class FrameCache:
             self.evict()
 
 
-@dataclass
-class ArrayInfo:
-    """Coverage of one cached video key."""
-
-    fingerprint: str
-    video_key: str
-    layout: ArrayLayout
-    shards_cached: int = 0
-    frames_cached: int = 0
-    bytes: int = 0
-
-    @property
-    def coverage(self) -> float:
-        return self.frames_cached / self.layout.num_frames if self.layout.num_frames else 1.0
-
-
-@dataclass
-class DatasetInfo:
-    """The cached arrays of one dataset state."""
-
-    fingerprint: str
-    attributes: dict[str, Any]
-    arrays: list[ArrayInfo] = field(default_factory=list)
-
-
-@dataclass
-class CacheInfo:
-    """What ``robostore cache info`` shows."""
-
-    url: str
-    bytes: int
-    files: int
-    datasets: list[DatasetInfo]
-    counters: dict[str, int]
-    max_bytes: int | None = None
-
-    @property
-    def hit_rate(self) -> float | None:
-        """Frames served from the cache / frames asked for, over all processes (None before any)."""
-        asked = self.counters["hits"] + self.counters["misses"]
-        return self.counters["hits"] / asked if asked else None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "bytes": self.bytes,
-            "files": self.files,
-            "max_bytes": self.max_bytes,
-            "hit_rate": self.hit_rate,
-            "counters": self.counters,
-            "datasets": [
-                {
-                    "fingerprint": d.fingerprint,
-                    **d.attributes,
-                    "arrays": [
-                        {
-                            "video_key": a.video_key,
-                            "frames": a.layout.num_frames,
-                            "frame_shape": list(a.layout.frame_shape),
-                            "shard_frames": a.layout.shard_frames,
-                            "compression": a.layout.compression,
-                            "shards": a.layout.num_shards,
-                            "shards_cached": a.shards_cached,
-                            "frames_cached": a.frames_cached,
-                            "coverage": a.coverage,
-                            "bytes": a.bytes,
-                        }
-                        for a in d.arrays
-                    ],
-                }
-                for d in self.datasets
-            ],
-        }
-
-
 class DatasetFrameCache:
     """The cached frames of one dataset state: what readers call.
 
@@ -367,17 +236,18 @@ class DatasetFrameCache:
         self._init_process_state()
 
     def _init_process_state(self) -> None:
+        cache = self.cache
         self._pid = current_pid()
-        self._lock = threading.Lock()
-        self._decode_lock = threading.Lock()  # one FrameSource (open decoders) per process
-        self._source: FrameSource | None = None
-        self._index_cache: collections.OrderedDict[str, ShardIndex] = collections.OrderedDict()
-        self._touched: dict[str, float] = {}
-        self._full_paths: dict[str, str] = {}  # shard key -> local path
-        self._filled: collections.OrderedDict[tuple[str, int], np.ndarray] = collections.OrderedDict()
-        self._scratch = threading.local()  # per-thread read buffer of a local cache
-        self._arrays_written: set[str] = set()
-        self._writable = True
+        self._shards = ShardFiles(
+            cache.store,
+            self.fingerprint,
+            self.meta,
+            cache.stats,
+            ensure_root=cache._ensure_root,
+            wrote=cache._wrote,
+            touch_on_read=cache.max_bytes is not None,
+        )
+        self._filler = ShardFiller(self.meta, cache.claims, self._shards)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"cache": self.cache, "meta": self.meta, "fingerprint": self.fingerprint, "layouts": self._layouts}
@@ -418,9 +288,8 @@ class DatasetFrameCache:
         """The cached frames of ``video_key`` as a read-only ``zarr.Array`` (needs zarr)."""
         import zarr
 
-        if self.cache.local_root is not None:
-            zstore: Any = zarr.storage.LocalStore(self.cache.local_root, read_only=True)
-        else:
+        zstore: Any = self.cache.local_root  # zarr opens a local folder itself
+        if zstore is None:
             zstore = zarr.storage.FsspecStore.from_url(self.cache.url, storage_options=self.cache.storage_options, read_only=True)
         return zarr.open_array(zstore, path=array_prefix(self.fingerprint, video_key), mode="r")
 
@@ -455,14 +324,14 @@ class DatasetFrameCache:
         served = 0
         for shard, positions in by_shard.items():
             inner = [idx[p] - shard * layout.shard_frames for p in positions]
-            frames = self._recently_filled(video_key, shard)
+            frames = self._filler.recently_filled(video_key, shard)
             if frames is not None:
                 served += len(positions)
             else:
-                if self._read(video_key, layout, shard, inner, out, positions):
+                if self._shards.read(video_key, layout, shard, inner, out, positions):
                     served += len(positions)
                     continue
-                frames = self._fill(video_key, layout, shard) if fill else None
+                frames = self._filler.fill(video_key, layout, shard) if fill else None
                 if frames is None:
                     self.cache.stats.add(hits=served, misses=len(idx) - served)
                     return None
@@ -517,7 +386,7 @@ class DatasetFrameCache:
             start, end = layout.shard_range(shard)
             if end > stop:
                 break
-            if not self.has(video_key, shard) and self._write_shard(video_key, layout, shard, frames[start - first_index : end - first_index]):
+            if not self.has(video_key, shard) and self._shards.write(video_key, layout, shard, frames[start - first_index : end - first_index]):
                 written += 1
         return written
 
@@ -529,13 +398,11 @@ class DatasetFrameCache:
         """
         self._check_process()
         layout = self.layout(video_key)
-        return sum(self._fill(video_key, layout, shard) is not None for shard in shards)
+        return sum(self._filler.fill(video_key, layout, shard) is not None for shard in shards)
 
     def close(self) -> None:
         """Close the video readers this process opened for filling; flush the counters."""
-        if self._source is not None:
-            with self._decode_lock:
-                self._source.close()
+        self._filler.close()
         self.cache.stats.flush()
 
     def files(self, tolerance_s: float = 1e-4) -> VideoFileFrames:
@@ -546,255 +413,6 @@ class DatasetFrameCache:
     def _check_process(self) -> None:
         if self._pid != current_pid():  # forked: readers, claims and caches are the parent's
             self._init_process_state()
-
-    def _index(self, path: str, layout: ArrayLayout) -> ShardIndex | None:
-        with self._lock:
-            index = self._index_cache.get(path)
-            if index is not None:
-                self._index_cache.move_to_end(path)
-                return index
-        try:
-            raw = self._read_range(path, 0, layout.index_nbytes)
-        except (NotFound, FileNotFoundError):
-            return None
-        index = parse_index(layout, raw, self.cache.store.describe(path))
-        self._remember_index(path, index)
-        return index
-
-    def _remember_index(self, path: str, index: ShardIndex) -> None:
-        with self._lock:
-            self._index_cache[path] = index
-            while len(self._index_cache) > _INDEX_CACHE_SIZE:
-                self._index_cache.popitem(last=False)
-
-    def _forget_index(self, path: str) -> None:
-        """Drop what this process remembers of a shard (it is gone, or is being rewritten)."""
-        with self._lock:
-            self._index_cache.pop(path, None)
-
-    def _read(self, video_key: str, layout: ArrayLayout, shard: int, inner: list[int], out: np.ndarray, positions: list[int]) -> bool:
-        """Decode the chunks ``inner`` of a shard into ``out[positions]``; False when it cannot serve them."""
-        store = self.cache.store
-        path = shard_key(self.fingerprint, video_key, shard)
-        try:
-            index = self._index(path, layout)
-            if index is None:
-                return False
-            held: dict[int, int] = {}  # chunk -> position of out it was decoded into
-            for k, position in zip(inner, positions, strict=True):
-                held.setdefault(k, position)
-            chunks: list[tuple[int, tuple[int, int]]] = []
-            for k in held:
-                entry = index[k]
-                if entry is None:
-                    return False
-                chunks.append((k, entry))
-            # Runs of chunks that sit back to back: one ranged read each.
-            for run in _runs(sorted(chunks, key=lambda c: c[1][0])):
-                frames = [out[held[k]] for k, _ in run]
-                names = [_frame_name(store, path, shard * layout.shard_frames + k) for k, _ in run]
-                if layout.compression == "none" and self.cache.local_root is not None:
-                    self._read_into(path, run, frames, names)
-                    continue
-                lo, hi = run[0][1][0], sum(run[-1][1])
-                data = self._read_chunks(path, lo, hi)
-                for (_, (offset, length)), frame, name in zip(run, frames, names, strict=True):
-                    decode_chunk(layout, data[offset - lo : offset - lo + length], frame, name)
-            for k, position in zip(inner, positions, strict=True):
-                if held[k] != position:
-                    out[position] = out[held[k]]
-        except (NotFound, FileNotFoundError):
-            self._forget_index(path)  # evicted meanwhile
-            return False
-        except CorruptDataset as exc:
-            log.warning("frame cache: %s; decoding the shard again", exc)
-            self._forget_index(path)
-            self.cache.stats.add(corrupt_chunks=1)
-            return False
-        except (StoreError, OSError) as exc:
-            log.warning("frame cache: cannot read %s (%s); decoding instead", store.describe(path), exc)
-            return False
-        self._touch(path)
-        return True
-
-    def _read_chunks(self, path: str, start: int, end: int) -> np.ndarray:
-        """Bytes ``[start, end)`` of a shard; from a local cache they land in this thread's
-        scratch buffer (valid until its next read: no allocation, no page faults per frame)."""
-        if self.cache.local_root is None:
-            data = np.frombuffer(self._read_range(path, start, end), dtype=np.uint8)
-        else:
-            scratch = getattr(self._scratch, "buffer", None)
-            if scratch is None or len(scratch) < end - start:
-                scratch = self._scratch.buffer = np.empty(end - start, dtype=np.uint8)
-            data = scratch[: self._preadv(path, [scratch[: end - start]], start)]
-        if len(data) != end - start:
-            raise CorruptDataset(f"{self.cache.store.describe(path)}: shard is shorter than its index says")
-        return data
-
-    def _read_into(
-        self, path: str, run: list[tuple[int, tuple[int, int]]], frames: list[np.ndarray], names: list[Callable[[], str]]
-    ) -> None:
-        """Read a run of uncompressed chunks of a local shard straight into ``frames``
-        (one vectored read, no copy in between), then check each one's crc32c."""
-        checksums = np.empty((len(run), CHECKSUM_BYTES), dtype=np.uint8)
-        buffers: list[np.ndarray] = []
-        for (_, (_, length)), frame, checksum, name in zip(run, frames, checksums, names, strict=True):
-            if length != frame.nbytes + CHECKSUM_BYTES:
-                raise CorruptDataset(f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}")
-            buffers += [frame.reshape(-1), checksum]
-        start = run[0][1][0]
-        if self._preadv(path, buffers, start) != sum(run[-1][1]) - start:
-            raise CorruptDataset(f"{self.cache.store.describe(path)}: shard is shorter than its index says")
-        for frame, checksum, name in zip(frames, checksums, names, strict=True):
-            check_chunk(frame.reshape(-1), checksum, name)
-
-    def _preadv(self, path: str, buffers: list[Any], offset: int) -> int:
-        """Read a local shard from ``offset`` into ``buffers``, in order; bytes read."""
-        fd = os.open(self._local_path(path), os.O_RDONLY)
-        try:
-            return os.preadv(fd, buffers, offset)
-        finally:
-            os.close(fd)
-
-    def _read_range(self, path: str, start: int, end: int) -> bytes:
-        if self.cache.local_root is None:
-            return self.cache.store.read_range(path, start, end)
-        # Local: one pread, without fsspec's file object (a third of a warm read's cost).
-        buffer = bytearray(end - start)
-        return bytes(buffer[: self._preadv(path, [buffer], start)])
-
-    def _local_path(self, path: str) -> str:
-        full = self._full_paths.get(path)
-        if full is None:  # normalizing the path costs as much as a read of a cached frame
-            full = self._full_paths[path] = self.cache.store.full_path(path)
-        return full
-
-    def _touch(self, path: str) -> None:
-        if self.cache.max_bytes is None or self.cache.local_root is None:
-            return
-        now = time.monotonic()
-        if now - self._touched.get(path, -1e9) >= eviction.TOUCH_INTERVAL_S:
-            self._touched[path] = now
-            eviction.touch(self.cache.store.full_path(path))
-
-    def _frame_source(self) -> FrameSource:
-        if self._source is None:
-            self._source = FrameSource(self.meta)
-        return self._source
-
-    def _fill(self, video_key: str, layout: ArrayLayout, shard: int) -> np.ndarray | None:
-        """Decode a shard whole, write it, return its frames; None when not possible now."""
-        release = self.cache.claims.take(f"{self.fingerprint}/{video_key}/{shard}")
-        if release is None:
-            return None
-        try:
-            start, stop = layout.shard_range(shard)
-            try:
-                with self._decode_lock:
-                    frames = self._frame_source().decode(video_key, start, stop)
-            except RobostoreError as exc:
-                log.warning("frame cache: cannot decode frames %d..%d of %s: %s", start, stop - 1, video_key, exc)
-                return None
-            if frames.shape[1:] != layout.stored_shape:
-                log.warning(
-                    "frame cache: %s decodes to frames of %s (C, H, W) but info.json says %s; not caching it",
-                    video_key, frames.shape[1:], layout.stored_shape,
-                )
-                return None
-            self._write_shard(video_key, layout, shard, frames)
-            self._remember_fill(video_key, shard, frames)
-            return frames
-        finally:
-            release()
-
-    def _remember_fill(self, video_key: str, shard: int, frames: np.ndarray) -> None:
-        # A stream reads on through the shard it just filled: serving the rest of it from
-        # memory saves reading back (and checking) every frame just written.
-        with self._lock:
-            self._filled[(video_key, shard)] = frames
-            while sum(f.nbytes for f in self._filled.values()) > _FILLED_BYTES:
-                self._filled.popitem(last=False)
-
-    def _recently_filled(self, video_key: str, shard: int) -> np.ndarray | None:
-        with self._lock:
-            frames = self._filled.get((video_key, shard))
-            if frames is not None:
-                self._filled.move_to_end((video_key, shard))
-            return frames
-
-    def _write_shard(self, video_key: str, layout: ArrayLayout, shard: int, frames: np.ndarray) -> bool:
-        if not self._writable:
-            return False
-        path = shard_key(self.fingerprint, video_key, shard)
-        parts = encode_shard(layout, np.ascontiguousarray(frames))
-        nbytes = sum(len(p) for p in parts)
-        try:
-            self._ensure_array(video_key, layout)
-            if self.cache.local_root is not None:
-                _write_local(self.cache.store.full_path(path), parts)
-            else:
-                self.cache.store.write(path, b"".join(parts))
-        except (RobostoreError, OSError) as exc:
-            log.warning("frame cache: cannot write to %s (%s); serving decoded frames without caching them", self.cache.url, exc)
-            self._writable = False
-            return False
-        self._remember_index(path, parse_index(layout, bytes(parts[0]), path))
-        self.cache.stats.add(filled_shards=1, filled_bytes=nbytes)
-        self.cache._wrote(nbytes)
-        return True
-
-    def _ensure_array(self, video_key: str, layout: ArrayLayout) -> None:
-        if video_key in self._arrays_written:
-            return
-        store = self.cache.store
-        self.cache._ensure_root()
-        group = f"{self.fingerprint}/zarr.json"
-        if not store.exists(group):
-            info = self.meta.info
-            attributes = {
-                ROOT_ATTR: {
-                    "name": self.meta.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0],
-                    "robot_type": info.robot_type,
-                    "fps": info.fps,
-                    "total_episodes": info.total_episodes,
-                    "total_frames": info.total_frames,
-                    "video_keys": self.meta.video_keys,
-                }
-            }
-            store.write(group, _group_json(attributes))
-        array = f"{array_prefix(self.fingerprint, video_key)}/zarr.json"
-        if not store.exists(array):
-            store.write(array, json.dumps(layout.metadata(), indent=2).encode())
-        self._arrays_written.add(video_key)
-
-
-def _frame_name(store: Store, path: str, frame: int) -> Callable[[], str]:
-    """The name of a cached frame for messages, made only when one is needed."""
-    return lambda: f"{store.describe(path)} frame {frame}"
-
-
-def _runs(chunks: list[tuple[int, tuple[int, int]]]) -> list[list[tuple[int, tuple[int, int]]]]:
-    """``(chunk, (offset, length))`` in offset order, cut where the next chunk does not
-    start where the previous one ends (and every ``_MAX_RUN`` chunks: a vectored read
-    takes at most IOV_MAX = 1024 buffers, two per chunk)."""
-    runs: list[list[tuple[int, tuple[int, int]]]] = []
-    for chunk in chunks:
-        if runs and sum(runs[-1][-1][1]) == chunk[1][0] and len(runs[-1]) < _MAX_RUN:
-            runs[-1].append(chunk)
-        else:
-            runs.append([chunk])
-    return runs
-
-
-def _write_local(full: str, parts: list[bytes | memoryview]) -> None:
-    """Write a local shard atomically (a temporary file renamed over the destination).
-
-    Unlike ``LocalStore.write`` there is no fsync: after a power loss a shard may be
-    empty or torn, which its checksums catch (it is then decoded again), and skipping
-    the flush keeps filling close to the cost of decoding.
-    """
-    atomic_write(full, lambda fh: fh.writelines(parts), fsync=False)
-
 
 class VideoFileFrames:
     """A :class:`DatasetFrameCache` addressed by mp4 path and timestamps in it.

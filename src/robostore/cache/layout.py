@@ -19,6 +19,7 @@ decode, and lets a shard be written whole, atomically, through the robostore Sto
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from robostore.errors import CorruptDataset
 
 #: Version of this layout, part of every fingerprint and of the root group's attributes.
 FORMAT_VERSION = 2
+#: The attribute of the cache's root group (and each dataset's group) that marks a
+#: folder as a robostore frame cache.
+ROOT_ATTR = "robostore_frame_cache"
 
 #: Raw (uncompressed) bytes a shard aims at when ``shard_frames`` is not given.
 TARGET_SHARD_BYTES = 32 << 20
@@ -244,3 +248,8 @@ def check_chunk(body: np.ndarray, checksum: np.ndarray, where: Callable[[], str]
     """Raise CorruptDataset unless ``checksum`` (4 bytes) is the crc32c of ``body``."""
     if len(checksum) != CHECKSUM_BYTES or google_crc32c.value(body) != int.from_bytes(checksum.tobytes(), "little"):
         raise CorruptDataset(f"{where()}: chunk is damaged (crc32c mismatch)")
+
+
+def group_json(attributes: dict[str, Any]) -> bytes:
+    """A Zarr v3 group's ``zarr.json`` holding ``attributes``."""
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=2, sort_keys=True).encode()

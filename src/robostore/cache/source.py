@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
-from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import CorruptDataset, VideoError
 from robostore.meta import DatasetMeta
@@ -89,7 +88,7 @@ class FrameSource:
 
         store = self.meta.store
         source: IO[bytes] | str
-        source = store.full_path(path) if isinstance(store.fs, LocalFileSystem) else store.open(path)
+        source = store.local_path(path) or store.open(path)
         # One decoder thread: fills run in DataLoader workers or warm processes, one per core.
         return VideoReader(source, store.describe(path), thread_type="NONE", close_file=not isinstance(source, str))
 

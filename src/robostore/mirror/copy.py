@@ -5,15 +5,15 @@ request and one :meth:`Store.write` (one GET and one PUT on object stores: no
 multipart bookkeeping for the servers, no extra round trips), holding its size from a
 :class:`ByteBudget` shared by all transfers so that memory stays bounded. A larger
 local file is uploaded by the destination store from disk. A larger remote one is read
-in parts of ``part_size`` bytes (ranged reads) and written through a *sink* that keeps
-the destination atomic:
+in parts of ``part_size`` bytes (ranged reads) and written through the destination's
+atomic writer (:meth:`Store.open_writer`): a temporary file renamed over the target on
+local disk, the multipart / resumable upload on S3 and GCS (aborted on failure, so an
+interrupted upload never becomes a visible object), a local spool file handed to
+:meth:`Store.write` elsewhere.
 
-- local disk: a temporary file beside the target, renamed over it when complete;
-- S3 / GCS: the filesystem's streaming writer (multipart upload on S3, resumable
-  upload on GCS), completed on close and aborted (``discard``) on failure, so an
-  interrupted upload never becomes a visible object;
-- anything else (the Hub, memory, third-party backends): a local spool file handed to
-  :meth:`Store.write`, which is atomic on every backend.
+While the bytes pass, they are hashed: sha256 always, and the checksum the destination
+reports as its content token (:meth:`Store.upload_checksum`), so the copy is verified
+from a listing without reading it back.
 
 Streamed transfers hold at most two parts each in memory; whole-file transfers
 together hold at most the budget.
@@ -25,17 +25,13 @@ import base64
 import contextlib
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
-from fsspec.implementations.local import LocalFileSystem
-
-from robostore.backends.local import TMP_MARKER
 from robostore.errors import RobostoreError, StoreError
-from robostore.store import Store
+from robostore.store import Store, UploadChecksum
 
 #: Bytes per ranged read and per uploaded part (S3 parts must be at least 5 MiB).
 PART_SIZE = 8 * 2**20
@@ -44,17 +40,10 @@ PART_SIZE = 8 * 2**20
 WHOLE_FILE_MAX = 64 * 2**20
 #: Bytes that whole-file transfers together may hold in memory.
 MEMORY_LIMIT = 256 * 2**20
-#: Filesystems whose streaming writers are atomic (object appears on close) and abortable.
-STREAMING_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs"})
 
 #: Told the bytes moved, step by step (and 0 before a transfer starts); raising from it
 #: cancels the transfer.
 ProgressFn = Callable[[int], None]
-
-
-#: s3fs's ``put_file`` part size (multipart from two parts up): its multipart ETags are
-#: computed for local uploads.
-PUT_FILE_PART_SIZE = 50 * 2**20
 
 
 class ByteBudget:
@@ -122,13 +111,9 @@ class Hasher:
         self._fill = dict.fromkeys(sizes, 0)
 
     @classmethod
-    def for_store(cls, store: Store, part_size: int | None = None) -> Hasher:
-        """The hasher whose checksum ``store`` can confirm for an upload in one request,
-        or (``part_size``) in a multipart upload of parts of that size."""
-        protocols = _protocols(store)
-        if protocols & {"s3", "s3a"}:
-            return cls(md5=part_size is None, etag_part_size=part_size)
-        return cls(md5=bool(protocols & {"gs", "gcs"}))
+    def for_upload(cls, checksum: UploadChecksum) -> Hasher:
+        """The hasher that computes ``checksum`` (see :meth:`Store.upload_checksum`)."""
+        return cls(md5=checksum.md5, etag_part_size=checksum.etag_part_size)
 
     def update(self, chunk: bytes) -> None:
         self.sha.update(chunk)
@@ -159,11 +144,6 @@ class Hasher:
         return Written(self.size, self.sha.hexdigest(), frozenset(tokens))
 
 
-def _protocols(store: Store) -> set[str]:
-    proto = store.fs.protocol
-    return {proto} if isinstance(proto, str) else set(proto)
-
-
 def _read_parts(store: Store, path: str, part_size: int, size: int | None = None) -> Any:
     """``path`` in ranged reads of ``part_size``, up to ``size`` bytes (looked up when None)."""
     if size is None:
@@ -180,96 +160,6 @@ def _read_parts(store: Store, path: str, part_size: int, size: int | None = None
         yield b""
 
 
-class _Sink:
-    def write(self, chunk: bytes) -> None:
-        raise NotImplementedError
-
-    def commit(self) -> None:
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError
-
-
-class _LocalSink(_Sink):
-    """Temporary file in the target folder, renamed over the target when complete."""
-
-    def __init__(self, full: str) -> None:
-        self.full = full
-        folder, name = os.path.split(full)
-        os.makedirs(folder, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{name}{TMP_MARKER}", dir=folder)
-        self.fh: IO[bytes] = os.fdopen(fd, "wb")
-
-    def write(self, chunk: bytes) -> None:
-        self.fh.write(chunk)
-
-    def commit(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        os.chmod(self.tmp, 0o644)
-        os.replace(self.tmp, self.full)
-
-    def abort(self) -> None:
-        self.fh.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
-
-
-class _StreamSink(_Sink):
-    """The object store's own streaming upload (multipart / resumable)."""
-
-    def __init__(self, store: Store, full: str, part_size: int) -> None:
-        self.fh = store.fs.open(full, "wb", block_size=part_size)
-
-    def write(self, chunk: bytes) -> None:
-        self.fh.write(chunk)
-
-    def commit(self) -> None:
-        self.fh.close()
-
-    def abort(self) -> None:
-        # discard() aborts the multipart / resumable upload; close() would complete it.
-        with contextlib.suppress(Exception):
-            self.fh.discard()
-        # Mark it closed so the file's finaliser does not try to complete the upload.
-        self.fh.closed = True
-
-
-class _SpoolSink(_Sink):
-    """A local spool file uploaded with the store's atomic ``write`` at the end."""
-
-    def __init__(self, store: Store, path: str) -> None:
-        self.store = store
-        self.path = path
-        fd, self.tmp = tempfile.mkstemp(prefix="robostore-mirror-")
-        self.fh: IO[bytes] = os.fdopen(fd, "wb")
-
-    def write(self, chunk: bytes) -> None:
-        self.fh.write(chunk)
-
-    def commit(self) -> None:
-        self.fh.close()
-        try:
-            self.store.write(self.path, self.tmp)
-        finally:
-            os.unlink(self.tmp)
-
-    def abort(self) -> None:
-        self.fh.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
-
-
-def _sink(store: Store, path: str, part_size: int) -> _Sink:
-    if isinstance(store.fs, LocalFileSystem):
-        return _LocalSink(store.full_path(path))
-    if _protocols(store) & STREAMING_PROTOCOLS:
-        return _StreamSink(store, store.full_path(path), part_size)
-    return _SpoolSink(store, path)
-
-
 def write_chunks(
     dst: Store, path: str, chunks: Any, *, part_size: int = PART_SIZE, on_bytes: ProgressFn | None = None
 ) -> Written:
@@ -279,15 +169,15 @@ def write_chunks(
     second = next(iterator, None)
     if second is None:
         # One part: a single write (one PUT on object stores).
-        hasher = Hasher.for_store(dst)
+        hasher = Hasher.for_upload(dst.upload_checksum())
         hasher.update(first)
         dst.write(path, first)
         if on_bytes:
             on_bytes(len(first))
         return hasher.result()
-    hasher = Hasher.for_store(dst, part_size)
+    hasher = Hasher.for_upload(dst.upload_checksum(part_size=part_size))
     try:
-        sink = _sink(dst, path, part_size)
+        sink = dst.open_writer(path, part_size)
     except RobostoreError:
         raise
     except (OSError, ValueError) as exc:
@@ -336,10 +226,9 @@ def copy_file(
                 on_bytes(0)  # a transfer waiting for the budget may have been cancelled meanwhile
             whole = _read_parts(src, src_path, max(size, 1), size)
             return write_chunks(dst, dst_path, whole, part_size=limits.part_size, on_bytes=on_bytes)
-    if isinstance(src.fs, LocalFileSystem):
-        local = src.full_path(src_path)
-        multipart = os.path.getsize(local) >= 2 * PUT_FILE_PART_SIZE
-        hasher = Hasher.for_store(dst, PUT_FILE_PART_SIZE if multipart else None)
+    local = src.local_path(src_path)
+    if local is not None:
+        hasher = Hasher.for_upload(dst.upload_checksum(file_size=os.path.getsize(local)))
         with open(local, "rb") as fh:
             while chunk := fh.read(limits.part_size):
                 hasher.update(chunk)

@@ -197,7 +197,7 @@ class _Runner:
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="robostore-mirror")
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.transactional = type(dst).commit is not Store.commit
+        self.transactional = dst.transactional
         self.items: dict[str, Item] = {}
         self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress)
 

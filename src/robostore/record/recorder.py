@@ -36,10 +36,6 @@ _EPISODES_FILE = re.compile(r"chunk-(\d+)/file-(\d+)\.parquet$")
 _CODECS = {"av1": "libsvtav1", "h264": "libx264"}
 
 
-def _is_transactional(store: Store) -> bool:
-    return type(store).commit is not Store.commit
-
-
 class Recorder:
     """Records episodes into a LeRobot v3.0 dataset at a URL, as lerobot would.
 
@@ -72,7 +68,7 @@ class Recorder:
         publish_interval_s: float | None,
         image_writer_threads: int,
     ) -> None:
-        transactional = _is_transactional(store)
+        transactional = store.transactional
         _tune_malloc()
         self.store = store
         self.video = video
@@ -165,7 +161,7 @@ class Recorder:
                 f"{store.describe(INFO_PATH)}: a dataset already exists here; append to it with "
                 "Recorder.resume(url) or choose another URL"
             )
-        lease = Lease.acquire(store, ttl_s=None if _is_transactional(store) else 120.0, force=force)
+        lease = Lease.acquire(store, ttl_s=None if store.transactional else 120.0, force=force)
 
         def prepare() -> tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]:
             meta = DatasetMeta.create(
@@ -209,7 +205,7 @@ class Recorder:
         """
         store = open_store(url, storage_options)
         validate(store).raise_for_problems()
-        lease = Lease.acquire(store, ttl_s=None if _is_transactional(store) else 120.0, force=force)
+        lease = Lease.acquire(store, ttl_s=None if store.transactional else 120.0, force=force)
 
         def prepare() -> tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]:
             meta = repair(store)

@@ -26,7 +26,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from robostore.layout import STATS_PATH, TASKS_PATH, write_episodes, write_stats, write_tasks
+from robostore.layout import (
+    DATA_DIR,
+    STATS_PATH,
+    TASKS_PATH,
+    VIDEOS_DIR,
+    write_episodes,
+    write_stats,
+    write_tasks,
+)
 from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet
 from robostore.record._crash import crashpoint
@@ -103,13 +111,13 @@ def leftover_files(meta: DatasetMeta) -> list[str]:
     video_last = {k: newest(video_column(k, "chunk_index"), video_column(k, "file_index")) for k in meta.video_keys}
     leftovers: list[str] = []
     kept: list[str] = []
-    for path in meta.store.list("data"):
+    for path in meta.store.list(DATA_DIR):
         if path in referenced:
             continue
         found = meta.info.data_template.match(path)
         (leftovers if found is not None and past(found, data_last) else kept).append(path)
     if meta.video_keys:
-        for path in meta.store.list("videos"):
+        for path in meta.store.list(VIDEOS_DIR):
             if path in referenced:
                 continue
             found = meta.info.video_template.match(path)

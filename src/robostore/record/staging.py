@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robostore.backends.local import TMP_MARKER, LocalStore
 from robostore.errors import RobostoreError, StoreError
 from robostore.layout import EPISODES_DIR, INFO_PATH, META_FILES
 from robostore.record._crash import crashpoint
@@ -53,8 +52,9 @@ def staging_base(store: Store, staging_dir: str | os.PathLike[str] | None) -> Pa
     key = hashlib.sha256(store.url.encode()).hexdigest()[:16]
     if staging_dir is not None:
         return Path(staging_dir) / key
-    if isinstance(store, LocalStore):
-        root = Path(store.root)
+    local_root = store.local_path()
+    if local_root is not None:
+        root = Path(local_root)
         return root.parent / f".{root.name}.robostore-staging"
     base = os.environ.get(STAGING_ENV) or Path.home() / ".cache" / "robostore" / "staging"
     return Path(base) / key
@@ -306,22 +306,8 @@ class Publisher:
 
     def _put_file(self, path: str, local: Path) -> None:
         size = local.stat().st_size
-        if isinstance(self.store, LocalStore) and _link_into(self.store, path, local):
-            pass
-        else:
-            self.store.write(path, str(local))
+        # The snapshot is this job's own file, unlinked after the publish: hand it over.
+        self.store.adopt_file(path, str(local))
         self.uploaded_bytes += size
         crashpoint("publish_file")
 
-
-def _link_into(store: LocalStore, path: str, local: Path) -> bool:
-    """Publish a staged file into a local dataset by hard link; False when impossible."""
-    full = Path(store.full_path(path))
-    full.parent.mkdir(parents=True, exist_ok=True)
-    tmp = full.with_name(f".{full.name}{TMP_MARKER}{uuid.uuid4().hex[:8]}")
-    try:
-        os.link(local, tmp)
-    except OSError:  # another filesystem, or no hard links there
-        return False
-    os.replace(tmp, full)
-    return True

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import NotFound, RobostoreError, SchemaError, VideoError
 from robostore.meta import DatasetMeta
@@ -206,8 +205,8 @@ class VideoFrames:
         source: VideoSource
         if self.open_source is not None:
             source = self.open_source(path, episode)
-        elif isinstance(store.fs, LocalFileSystem):
-            source = store.full_path(path)
+        elif (local := store.local_path(path)) is not None:
+            source = local
             if not os.path.isfile(source):
                 raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset")
         else:

@@ -37,6 +37,6 @@ class PerProcessStore:
         if self._pid != current_pid():
             with self._lock:
                 if self._pid != current_pid():
-                    self._store = type(self._store).from_url(self._store.url, self._store.storage_options)
+                    self._store = self._store.reopen()
                     self._pid = current_pid()
         return self._store

@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch.utils.data
-from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import RobostoreError, SchemaError
 from robostore.meta import DatasetMeta
@@ -294,7 +293,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset[dict[s
         order = plan.episodes
         place = {slot: i for i, slot in enumerate(order)}
         prefetcher = None
-        if self.meta.video_keys and not isinstance(store.fs, LocalFileSystem):
+        if self.meta.video_keys and store.local_path() is None:
             prefetcher = Prefetcher(self.meta, store, threads=min(8, 2 * len(self.meta.video_keys)))
             # Before the tabular data loads: the first videos' index and bytes are the
             # longest wait of a remote stream's first batch.

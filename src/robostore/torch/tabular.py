@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec.implementations.local import LocalFileSystem
 
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
 from robostore.meta import DatasetMeta
@@ -223,8 +222,8 @@ def _as_int(value: Any, where: str) -> int:
 @contextlib.contextmanager
 def _parquet_source(store: Store, path: str) -> Iterator[Any]:
     """A source pyarrow can read: the local path, or a ranged, block-cached file object."""
-    if isinstance(store.fs, LocalFileSystem):
-        full = store.full_path(path)
+    full = store.local_path(path)
+    if full is not None:
         if not os.path.isfile(full):
             raise NotFound(f"{store.describe(path)}: not found")
         yield full
