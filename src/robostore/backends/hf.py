@@ -145,7 +145,9 @@ class HfStore(Store):
 
     def info(self, path: str) -> FileInfo:
         # HfFileSystem keeps what it listed with no expiry: look again, as list_info does.
-        self.fs.invalidate_cache(self.full_path(path))
+        full = self.full_path(path)
+        with self._errors(path):
+            self.fs.invalidate_cache(full)
         return super().info(path)
 
     def exists(self, path: str) -> bool:
