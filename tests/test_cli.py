@@ -51,3 +51,12 @@ def test_storage_options_parse_json_values():
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["info", str(fixture_path("video_basic")), "-o", "broken"])
     assert result.exit_code != 0
+
+
+@pytest.mark.parametrize("command", ["info", "mirror", "convert"])
+def test_every_command_reports_a_missing_dataset_as_an_error(command, tmp_path):
+    """Exit 2 and one ``error:`` line (the path of cli_common.fail), never a traceback."""
+    args = [command, str(tmp_path / "nothing-here")] + ([str(tmp_path / "dst")] if command in ("mirror", "convert") else [])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "error:" in result.output and "nothing-here" in result.output

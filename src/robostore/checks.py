@@ -8,7 +8,7 @@ They need no data or video file, so :meth:`DatasetMeta.open` runs them on every 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from robostore.layout import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH
 from robostore.schema import DatasetInfo, DatasetStats, Feature
-from robostore.schema.episodes import video_column
+from robostore.schema.episodes import span_agrees, span_at_last_frame, video_column
 
 
 class MetaTables(Protocol):
@@ -47,18 +47,26 @@ class Problem(BaseModel):
 
     ``error`` names the class in :mod:`robostore.errors` a reader raises for it
     (``NotFound`` for a missing file, ``VideoError`` for an undecodable mp4, ...).
+    ``level`` is ``"warning"`` for inconsistencies that change no value read (readers
+    issue a :class:`~robostore.errors.DatasetWarning` and go on), ``"error"`` otherwise.
     """
 
     path: str
     message: str
     error: str = "CorruptDataset"
+    level: Literal["error", "warning"] = "error"
+
+    @property
+    def is_warning(self) -> bool:
+        return self.level == "warning"
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
 
 
 def meta_problems(meta: MetaTables) -> list[Problem]:
-    """Every inconsistency between info.json, the episodes table, tasks and stats."""
+    """Every inconsistency between info.json, the episodes table, tasks and stats
+    (errors and warnings: see :attr:`Problem.level`)."""
     out: list[Problem] = []
     _counts(meta, out)
     _ranges(meta, out)
@@ -144,14 +152,29 @@ def _video_spans(meta: MetaTables, out: list[Problem]) -> None:
         end = cols[video_column(key, "to_timestamp")]
         expected = cols["length"] * frame_s
         # Written as "not good" so that NaN timestamps count as bad.
-        bad = np.nonzero(~((start >= 0) & (np.abs((end - start) - expected) <= frame_s / 2)))[0]
-        for row in bad[:5]:
+        bad = ~((start >= 0) & span_agrees(start, end, cols["length"], meta.fps))
+        # Some writers store the last frame's time as to_timestamp (one frame short).
+        # Readers locate frames by from_timestamp + frame_index / fps, as lerobot does,
+        # so no value changes: a warning.
+        last_frame = bad & (start >= 0) & span_at_last_frame(start, end, cols["length"], meta.fps)
+        for row in np.nonzero(bad & ~last_frame)[0][:5]:
             out.append(
                 Problem(
                     path=EPISODES_DIR,
                     message=f"episode {int(cols['episode_index'][row])}: {key} spans from_timestamp "
                     f"{float(start[row]):.4f} s to to_timestamp {float(end[row]):.4f} s, but its "
                     f"{int(cols['length'][row])} frames last {float(expected[row]):.4f} s",
+                )
+            )
+        if last_frame.any():
+            episodes = cols["episode_index"][last_frame]
+            out.append(
+                Problem(
+                    path=EPISODES_DIR,
+                    message=f"{key}: to_timestamp is the time of the last frame, not the end of the episode "
+                    f"(one frame short), in {len(episodes)} episode(s), e.g. {int(episodes[0])}; "
+                    "frames are located from from_timestamp, so nothing read changes",
+                    level="warning",
                 )
             )
 
@@ -167,15 +190,22 @@ def _tasks(meta: MetaTables, out: list[Problem]) -> None:
 
 def _stats(meta: MetaTables, out: list[Problem]) -> None:
     if meta.stats is None:
-        if meta.num_episodes:
-            out.append(Problem(path=STATS_PATH, message="missing, but the dataset has episodes"))
+        if meta.num_episodes:  # lerobot reads such datasets (its meta.stats is None too)
+            out.append(
+                Problem(
+                    path=STATS_PATH,
+                    message="missing, but the dataset has episodes (DatasetMeta.stats is None; "
+                    "Recorder.resume rebuilds it from the episodes table)",
+                    level="warning",
+                )
+            )
         return
     for key, stats in meta.stats.features.items():
         feature = meta.features.get(key)
-        if feature is None:
-            out.append(Problem(path=STATS_PATH, message=f"stats for {key!r}, which is not a feature"))
+        if feature is None:  # lerobot ignores them too
+            out.append(Problem(path=STATS_PATH, message=f"stats for {key!r}, which is not a feature", level="warning"))
             continue
-        expected = (feature.shape[-1], 1, 1) if feature.is_camera else feature.shape
+        expected = (feature.frame_size[2], 1, 1) if feature.is_camera else feature.shape
         for name in ("min", "max", "mean", "std"):
             value = getattr(stats, name)
             if value is None:

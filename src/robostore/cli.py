@@ -108,10 +108,17 @@ def validate_command(
         typer.Option("--repair", help="Cut a dataset damaged by a crash back to its last consistent episode (backups kept)."),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --repair: show the plan, write nothing.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 on warnings too (inconsistencies that change no value read).")
+    ] = False,
     storage_option: StorageOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Check that every file the metadata names exists and agrees with it; exit 1 on problems."""
+    """Check that every file the metadata names exists and agrees with it; exit 1 on problems.
+
+    Warnings (inconsistencies that change no value read, e.g. an episode filed under the
+    wrong data file) are listed but exit 0 unless --strict.
+    """
     if dry_run and not repair:
         raise typer.BadParameter("--dry-run goes with --repair", param_hint="--dry-run")
     options = parse_storage_options(storage_option)
@@ -126,7 +133,7 @@ def validate_command(
         fail(exc)
     if not repair or report.ok:
         _print_validation(report, as_json)
-        if not report.ok:
+        if not report.ok or (strict and report.warnings):
             raise typer.Exit(1)
         return
     if as_json:
@@ -152,11 +159,16 @@ def validate_command(
 def _print_validation(report: ValidationReport, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({**report.model_dump(), "ok": report.ok}, indent=2))
-    elif report.ok:
+        return
+    if report.ok:
         typer.echo(f"ok: {report.episodes} episodes, {report.frames} frames, {report.files_checked} files checked")
     else:
         typer.echo(f"{len(report.problems)} problem(s) in {report.url}:")
         for problem in report.problems:
+            typer.echo(f"  - {problem}")
+    if report.warnings:
+        typer.echo(f"warnings ({len(report.warnings)}):")
+        for problem in report.warnings:
             typer.echo(f"  - {problem}")
 
 

@@ -7,6 +7,9 @@ Messages say *what* is wrong, *where* (dataset URL and path) and, where it helps
 
 from __future__ import annotations
 
+import threading
+import warnings
+
 
 class RobostoreError(Exception):
     """Base class of every error robostore raises on purpose."""
@@ -38,3 +41,26 @@ class VideoError(CorruptDataset):
 
 class LeaseError(RobostoreError):
     """Another live writer holds the dataset (a second Recorder on the same URL)."""
+
+
+class DatasetWarning(UserWarning):
+    """A dataset deviates from the layout lerobot writes in a way that changes no value read.
+
+    Examples: an episodes table whose ``to_timestamp`` is its last frame's time, an episode
+    filed under the wrong data file. Readers go on with the same values lerobot returns;
+    ``robostore validate`` lists these under "warnings" (exit 1 only with ``--strict``).
+    Turn them into errors with ``warnings.simplefilter("error", DatasetWarning)``.
+    """
+
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_dataset(url: str, message: str) -> None:
+    """Issue a :class:`DatasetWarning` about the dataset at ``url``, once per process."""
+    with _warned_lock:
+        if (url, message) in _warned:
+            return
+        _warned.add((url, message))
+    warnings.warn(f"{url}: {message}", DatasetWarning, stacklevel=3)

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from robostore import v21
 from robostore.backends import open_store
 from robostore.checks import meta_problems
-from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
+from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, warn_dataset
 from robostore.layout import (
     EPISODES_DIR,
     INFO_PATH,
@@ -41,7 +41,13 @@ from robostore.schema import (
     default_features,
     parse_model,
 )
-from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, video_column
+from robostore.schema.episodes import (
+    REQUIRED_COLUMNS,
+    STATS_PREFIX,
+    VIDEO_COLUMNS,
+    frames_end,
+    video_column,
+)
 from robostore.schema.info import load_json_object
 from robostore.store import Store
 
@@ -85,7 +91,9 @@ class DatasetMeta:
         Raises :class:`NotFound` when there is no ``meta/info.json``,
         :class:`SchemaError` when it is malformed, :class:`CorruptDataset` when the
         episodes table, tasks or stats are unreadable or (with ``check``) inconsistent
-        with info.json (see :mod:`robostore.checks`).
+        with info.json (see :mod:`robostore.checks`). Inconsistencies that change no
+        value read are a :class:`~robostore.errors.DatasetWarning` instead (once per
+        dataset and process).
         """
         store = open_store(url, storage_options)
         try:
@@ -119,7 +127,12 @@ class DatasetMeta:
     @staticmethod
     def _checked(meta: DatasetMeta, check: bool) -> DatasetMeta:
         if check:
-            problems = meta_problems(meta)
+            problems = []
+            for problem in meta_problems(meta):
+                if problem.is_warning:
+                    warn_dataset(meta.store.url, str(problem))
+                else:
+                    problems.append(problem)
             if problems:
                 store = meta.store
                 listed = "; ".join(f"{store.describe(p.path)}: {p.message}" for p in problems[:5])
@@ -279,6 +292,35 @@ class DatasetMeta:
         cols = self.columns
         return self.info.data_file(int(cols["data/chunk_index"][row]), int(cols["data/file_index"][row]))
 
+    def misfiled_candidates(self, episode_index: int) -> list[str]:
+        """Data files that may hold an episode whose rows are not in :meth:`data_path`.
+
+        lerobot's v2.1→v3.0 converter files the first episode of each new data file under
+        the previous file (lerobot issue #2401). The rows then sit in a neighbouring file:
+        the next file the episodes table names, the next file by number (same chunk, or
+        the first of the next chunk), or the previous one. Nothing is listed or read here.
+        """
+        row = self._row(episode_index)
+        cols = self.columns
+        chunks, files = cols["data/chunk_index"], cols["data/file_index"]
+        chunk, file = int(chunks[row]), int(files[row])
+        pairs = [(chunk, file + 1), (chunk + 1, 0)]
+        later = np.nonzero((chunks[row:] != chunk) | (files[row:] != file))[0]
+        if len(later):
+            pairs.insert(0, (int(chunks[row + later[0]]), int(files[row + later[0]])))
+        if file > 0:
+            pairs.append((chunk, file - 1))
+        here = self.data_path(episode_index)
+        out: list[str] = []
+        for c, f in pairs:
+            try:
+                path = self.info.data_file(c, f)
+            except SchemaError:
+                continue
+            if path != here and path not in out:
+                out.append(path)
+        return out
+
     def video_span(self, episode_index: int, video_key: str) -> VideoSpan:
         """The mp4 of ``video_key`` holding an episode, and its from/to timestamps in it."""
         if video_key not in self.video_keys:
@@ -286,12 +328,15 @@ class DatasetMeta:
         row = self._row(episode_index)
         cols = self.columns
         chunk, file = (int(cols[video_column(video_key, f)][row]) for f in ("chunk_index", "file_index"))
+        start = float(cols[video_column(video_key, "from_timestamp")][row])
+        end = float(cols[video_column(video_key, "to_timestamp")][row])
         return VideoSpan(
             path=self.info.video_file(video_key, chunk, file),
             chunk_index=chunk,
             file_index=file,
-            from_timestamp=float(cols[video_column(video_key, "from_timestamp")][row]),
-            to_timestamp=float(cols[video_column(video_key, "to_timestamp")][row]),
+            from_timestamp=start,
+            to_timestamp=end,
+            end_timestamp=frames_end(start, end, int(cols["length"][row]), self.fps),
         )
 
     def data_files(self) -> list[str]:

@@ -57,9 +57,10 @@ from robostore.record.lease import Lease
 from robostore.record.repair import leftover_files, trim_data_file
 from robostore.schema import DatasetInfo
 from robostore.schema.arrow import column_mismatch
-from robostore.schema.episodes import video_column
+from robostore.schema.episodes import frames_end, span_agrees, span_at_last_frame, video_column
 from robostore.stats import aggregate_stats, episode_stats_dicts
 from robostore.store import Store
+from robostore.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ def repair_dataset(
     store = open_store(url, storage_options)
     meta = DatasetMeta.open(store, check=False)
     meta.require_v3("repair")
+    validate(store, check_videos=False).refuse_misfiled("repair")
     report = RepairReport(url=store.url, dry_run=dry_run)
     report.uncommitted_rows = _uncommitted_rows(meta)
 
@@ -290,8 +292,10 @@ def _check_episode(
     frame_s = 1.0 / meta.fps
     for key in meta.video_keys:
         span_from, span_to = (float(cols[video_column(key, c)][row]) for c in ("from_timestamp", "to_timestamp"))
-        if not (span_from >= 0 and abs((span_to - span_from) - length * frame_s) <= frame_s / 2):
+        benign = span_agrees(span_from, span_to, length, meta.fps) or span_at_last_frame(span_from, span_to, length, meta.fps)
+        if not (span_from >= 0 and benign):
             raise CorruptDataset(f"{store.describe(EPISODES_DIR)}: {key} spans {span_from:.4f}..{span_to:.4f} s")
+        span_to = frames_end(span_from, span_to, length, meta.fps)
         mp4 = _path(meta, functools.partial(_span_path, meta, ep, key))
         if mp4 not in videos:
             videos[mp4] = _open_video(meta, key, mp4)
@@ -362,7 +366,7 @@ def _uncommitted_rows(meta: DatasetMeta) -> list[int]:
 
 
 def _stats_broken(meta: DatasetMeta) -> bool:
-    return any(p.path == STATS_PATH for p in meta_problems(meta))
+    return any(p.path == STATS_PATH and not p.is_warning for p in meta_problems(meta))
 
 
 def _totals_differ(old: DatasetInfo, new: DatasetInfo) -> bool:

@@ -24,7 +24,7 @@ from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet, read_parquet_schema
 from robostore.schema import Feature
 from robostore.schema.arrow import column_mismatch
-from robostore.schema.episodes import video_column
+from robostore.schema.episodes import frames_end, video_column
 from robostore.store import Store
 
 INDEX_COLUMNS = ("index", "episode_index", "frame_index")
@@ -37,16 +37,37 @@ class ValidationReport(BaseModel):
 
     url: str
     problems: list[Problem] = Field(default_factory=list)
+    #: Inconsistencies that change no value read (readers warn and go on).
+    warnings: list[Problem] = Field(default_factory=list)
+    #: Episodes whose rows are in a neighbouring data file, not the one the episodes
+    #: table names (lerobot issue #2401); readers find them, writers must not append.
+    misfiled: list[int] = Field(default_factory=list)
     episodes: int = 0
     frames: int = 0
     files_checked: int = 0
 
     @property
     def ok(self) -> bool:
+        """No errors (warnings allowed)."""
         return not self.problems
 
     def add(self, path: str, message: str, error: type[RobostoreError] = CorruptDataset) -> None:
         self.problems.append(Problem(path=path, message=message, error=error.__name__))
+
+    def extend(self, found: list[Problem]) -> None:
+        """File ``found`` under :attr:`problems` or :attr:`warnings` by their level."""
+        for problem in found:
+            (self.warnings if problem.is_warning else self.problems).append(problem)
+
+    def refuse_misfiled(self, action: str) -> None:
+        """Raise :class:`CorruptDataset` when episodes are filed under the wrong data file:
+        ``action`` (a writer, a subset copy) would lose or mix up their rows."""
+        if self.misfiled:
+            raise CorruptDataset(
+                f"{self.url}: episodes {self.misfiled[:10]} are filed under the wrong data file in the "
+                f"episodes table (lerobot's v2.1→v3.0 converter does this, lerobot issue #2401); {action} "
+                "cannot work on such a dataset. Readers read it; copy it whole with `robostore mirror`"
+            )
 
     def raise_for_problems(self) -> None:
         """Raise the typed error of the first problem (listing up to five), if there is one.
@@ -84,7 +105,7 @@ def validate(url: str | Store, storage_options: Mapping[str, Any] | None = None,
         return report
     report.episodes = meta.num_episodes
     report.frames = meta.total_frames
-    report.problems.extend(meta_problems(meta))
+    report.extend(meta_problems(meta))
     _check_data_files(meta, report)
     if check_videos:
         _check_videos(meta, report)
@@ -125,7 +146,7 @@ def _check_files(report: ValidationReport, check: Callable[[str], list[Problem]]
     with ThreadPoolExecutor(max_workers=min(FILE_WORKERS, len(paths))) as pool:
         for problems in pool.map(check, paths):
             report.files_checked += 1
-            report.problems.extend(problems)
+            report.extend(problems)
 
 
 def _check_data_files(meta: DatasetMeta, report: ValidationReport) -> None:
@@ -161,23 +182,62 @@ def _check_data_files(meta: DatasetMeta, report: ValidationReport) -> None:
             bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
             out.append(_problem(path, f"task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)"))
         for row in by_file[path]:
-            ep = int(cols["episode_index"][row])
-            start, end = int(cols["dataset_from_index"][row]), int(cols["dataset_to_index"][row])
-            mask = episode == ep
-            got = index[mask]
-            if len(got) != end - start or not np.array_equal(np.sort(got), np.arange(start, end)):
-                out.append(
-                    _problem(
-                        path,
-                        f"episode {ep}: expected rows with index {start}..{end - 1}, found {len(got)} rows"
-                        + (f" with index {int(got.min())}..{int(got.max())}" if len(got) else ""),
-                    )
-                )
-            elif not np.array_equal(np.sort(frame[mask]), np.arange(end - start)):
-                out.append(_problem(path, f"episode {ep}: frame_index is not 0..{end - start - 1}"))
+            message = _episode_rows_problem(cols, row, index, episode, frame)
+            if message is not None:
+                unfound.append((row, path, message))
         return out
 
+    unfound: list[tuple[int, str, str]] = []  # (episodes row, filed data file, what is wrong)
     _check_files(report, check, list(by_file))
+    _find_misfiled(meta, report, sorted(unfound))
+
+
+def _episode_rows_problem(
+    cols: dict[str, np.ndarray], row: int, index: np.ndarray, episode: np.ndarray, frame: np.ndarray
+) -> str | None:
+    """What is wrong with episodes-table ``row``'s rows among a data file's index columns."""
+    ep = int(cols["episode_index"][row])
+    start, end = int(cols["dataset_from_index"][row]), int(cols["dataset_to_index"][row])
+    mask = episode == ep
+    got = index[mask]
+    if len(got) != end - start or not np.array_equal(np.sort(got), np.arange(start, end)):
+        return f"episode {ep}: expected rows with index {start}..{end - 1}, found {len(got)} rows" + (
+            f" with index {int(got.min())}..{int(got.max())}" if len(got) else ""
+        )
+    if not np.array_equal(np.sort(frame[mask]), np.arange(end - start)):
+        return f"episode {ep}: frame_index is not 0..{end - start - 1}"
+    return None
+
+
+def _find_misfiled(meta: DatasetMeta, report: ValidationReport, unfound: list[tuple[int, str, str]]) -> None:
+    """Episodes whose rows are not in their data file: a warning when a neighbouring file
+    holds them all (lerobot's converter files episodes so, and readers find them there),
+    otherwise the error found in the filed file."""
+    columns: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+    cols = meta.columns
+    for row, path, message in unfound:
+        ep = int(cols["episode_index"][row])
+        for candidate in meta.misfiled_candidates(ep):
+            if candidate not in columns:
+                try:
+                    table = read_parquet(meta.store, candidate, columns=list(INDEX_COLUMNS))
+                    columns[candidate] = tuple(table.column(c).to_numpy() for c in INDEX_COLUMNS)
+                except RobostoreError:
+                    columns[candidate] = None
+            found = columns[candidate]
+            if found is not None and _episode_rows_problem(cols, row, *found) is None:
+                report.misfiled.append(ep)
+                report.warnings.append(
+                    Problem(
+                        path=path,
+                        message=f"episode {ep} is filed under this file in the episodes table but its rows are in "
+                        f"{candidate} (lerobot's v2.1→v3.0 converter does this, lerobot issue #2401); readers find them there",
+                        level="warning",
+                    )
+                )
+                break
+        else:
+            report.problems.append(_problem(path, message))
 
 
 def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
@@ -191,10 +251,12 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         return
     cols = meta.columns
     frame_s = 1.0 / meta.fps
-    needed: dict[str, tuple[str, float]] = {}  # mp4 -> (video key, latest to_timestamp in it)
+    needed: dict[str, tuple[str, float]] = {}  # mp4 -> (video key, latest end of frames in it)
     for key in meta.video_keys:
         chunk, file = cols[video_column(key, "chunk_index")], cols[video_column(key, "file_index")]
-        ends = cols[video_column(key, "to_timestamp")]
+        to_timestamp = cols[video_column(key, "to_timestamp")]
+        # Where the frames end, or to_timestamp if it claims more (meta_problems reports that).
+        ends = np.fmax(to_timestamp, frames_end(cols[video_column(key, "from_timestamp")], to_timestamp, cols["length"], meta.fps))
         for row in range(meta.num_episodes):
             path = _file_of(meta.info.video_file, key, chunk[row], file[row])
             if path is None:
@@ -205,12 +267,12 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         key, end = needed[path]
         try:
             with meta.store.open(path) as fh, VideoReader(fh, meta.store.describe(path), thread_type="NONE") as video:
-                duration = video.duration
+                end_time = video.end_time
                 check_conformance(video, key, meta.features[key])
         except RobostoreError as exc:
             return [_problem(path, str(exc), type(exc))]
-        if duration is not None and duration + frame_s / 2 < end:
-            return [_problem(path, f"the video lasts {duration:.3f} s but episodes reach to_timestamp {end:.3f} s", VideoError)]
+        if end_time is not None and end_time + frame_s / 2 < end:
+            return [_problem(path, f"the video lasts until {end_time:.3f} s but episodes reach to_timestamp {end:.3f} s", VideoError)]
         return []
 
     _check_files(report, check, list(needed))

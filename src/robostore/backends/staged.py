@@ -21,7 +21,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 from robostore.errors import NotFound, StoreError
 from robostore.store import (
@@ -145,6 +145,7 @@ class StagedFile:
         return io.BytesIO(self.data) if self.data is not None else open(self.file or "", "rb")
 
 
+@runtime_checkable
 class CommitTarget(Protocol):
     """What :class:`StagedStore` commits to (:class:`robostore.backends.hf.HfRepoStore`)."""
 
@@ -168,7 +169,9 @@ class StagedStore(WrapperStore):
         super().__init__(inner)
         self.commit_every_files = commit_every_files
         self.commit_every_bytes = commit_every_bytes
-        self._target: CommitTarget = inner  # type: ignore[assignment]  # a Store that also commits: no intersection types
+        if not isinstance(inner, CommitTarget):
+            raise TypeError(f"{inner!r} cannot take staged commits (no commit_changes / staged_token)")
+        self._target: CommitTarget = inner
         self._staged: dict[str, StagedFile | None] = {}
         self._staged_bytes = 0
         self._lock = threading.Lock()

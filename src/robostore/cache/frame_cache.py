@@ -276,7 +276,7 @@ class DatasetFrameCache:
         try:
             layout = ArrayLayout.from_metadata(json.loads(self.cache.store.read(path)), self.cache.store.describe(path))
         except NotFound:
-            h, w, c = (int(x) for x in self.meta.features[video_key].shape)
+            h, w, c = self.meta.features[video_key].frame_size
             frames = self.cache.shard_frames or choose_shard_frames(h * w * c)
             layout = ArrayLayout(self.meta.total_frames, h, w, c, frames, self.cache.compression)
         except ValueError as exc:

@@ -49,7 +49,7 @@ class FrameSource:
             VideoError: a frame is missing or off in time, or the video is unreadable.
             CorruptDataset: an index lies in no episode.
         """
-        h, w, c = (int(x) for x in self.meta.features[video_key].shape)
+        h, w, c = self.meta.features[video_key].frame_size
         out = np.empty((stop - start, c, h, w), dtype=np.uint8)
         index = start
         while index < stop:

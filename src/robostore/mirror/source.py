@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from robostore.errors import NotFound
 from robostore.layout import INFO_PATH
@@ -11,6 +11,9 @@ from robostore.mirror.copy import DEFAULT_LIMITS, Limits, ProgressFn, Written, c
 from robostore.mirror.plan import Target, targets_from_listing
 from robostore.schema import DatasetInfo
 from robostore.store import FileInfo, Store
+
+if TYPE_CHECKING:
+    from robostore.validate import ValidationReport
 
 
 class Source(Protocol):
@@ -44,14 +47,17 @@ def require_dataset(store: Store, listing: list[FileInfo]) -> None:
         )
 
 
-def require_valid(store: Store) -> None:
-    """Raise the typed error of the first problem :func:`robostore.validate.validate` finds.
+def require_valid(store: Store) -> ValidationReport:
+    """Raise the typed error of the first problem :func:`robostore.validate.validate` finds;
+    return its report (warnings included).
 
     The mp4 headers are checked when PyAV is installed (a mirror needs no decoder).
     """
     from robostore.validate import validate
 
-    validate(store, check_videos=importlib.util.find_spec("av") is not None).raise_for_problems()
+    report = validate(store, check_videos=importlib.util.find_spec("av") is not None)
+    report.raise_for_problems()
+    return report
 
 
 class CopySource:

@@ -135,7 +135,7 @@ class SubsetSource:
                     offsets[span.path] = 0.0
                 by_source[span.path].episodes.append(e)
                 start = offsets[span.path]
-                end = start + (span.to_timestamp - span.from_timestamp)
+                end = start + (span.end_timestamp - span.from_timestamp)
                 offsets[span.path] = end
                 self.video_of[(e, key)] = (*_chunk_file(len(by_source) - 1, chunks), start, end)
 
@@ -173,7 +173,7 @@ class SubsetSource:
     def check(self, targets: list[Target]) -> None:
         # targets() already opened (and so checked) the source metadata; the files too:
         if self.check_source and targets:
-            require_valid(self.store)
+            require_valid(self.store).refuse_misfiled("mirror --episodes")
 
     # ------------------------------------------------------------------ writing
     def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
@@ -212,6 +212,13 @@ class SubsetSource:
                 raise CorruptDataset(f"{where}: data file lacks the column {column!r}")
         episode = table.column("episode_index").to_numpy()
         keep = np.isin(episode, out.episodes)
+        for e in out.episodes:
+            start, end = self.meta.frame_range(e)
+            if int((episode == e).sum()) != end - start:
+                raise CorruptDataset(
+                    f"{where}: holds {int((episode == e).sum())} of episode {e}'s {end - start} rows; the episodes "
+                    f"table does not match the data file (run `robostore validate {self.meta.url}`)"
+                )
         table = table.filter(pa.array(keep))
         episode = episode[keep]
         index = table.column("index").to_numpy()
@@ -237,7 +244,7 @@ class SubsetSource:
         spans = []
         for e in out.episodes:
             src_span = self.meta.video_span(e, key)
-            spans.append(Span(src_span.from_timestamp, src_span.to_timestamp, self.video_of[(e, key)][2]))
+            spans.append(Span(src_span.from_timestamp, src_span.end_timestamp, self.video_of[(e, key)][2]))
         fd, local = tempfile.mkstemp(prefix="robostore-cut-", suffix=".mp4")
         os.close(fd)
         try:

@@ -204,11 +204,20 @@ class Recorder:
             LeaseError: another Recorder is writing there.
         """
         store = open_store(url, storage_options)
-        validate(store).raise_for_problems()
+        report = validate(store)
+        report.raise_for_problems()
+        report.refuse_misfiled("Recorder.resume")
         lease = Lease.acquire(store, ttl_s=None if store.transactional else 120.0, force=force)
 
         def prepare() -> tuple[DatasetMeta, VideoOptions, dict[str, FileIndex]]:
             meta = repair(store)
+            channels_first = [k for k in meta.camera_keys if meta.features[k].channels_first]
+            if channels_first:
+                raise SchemaError(
+                    f"{store.url}: cameras {channels_first} are declared [channels, height, width] (as lerobot's "
+                    "v2.1→v3.0 converter leaves them); Recorder records [height, width, channels] only. "
+                    "Readers read this dataset; record into a new one"
+                )
             chosen = video
             if chosen is None:
                 codecs = {(meta.features[k].info or {}).get("video.codec", "") for k in meta.video_keys}

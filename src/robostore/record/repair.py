@@ -80,8 +80,12 @@ def repair(store: Store) -> DatasetMeta:
         write_tasks(store, meta.tasks)
         removed.append(f"tasks past {len(meta.tasks)}")
 
-    if lost_rows:
-        # stats.json is written between the episodes table and info.json.
+    no_stats = meta.stats is None and meta.num_episodes > 0
+    if lost_rows or no_stats:
+        # stats.json is written between the episodes table and info.json (or, by
+        # another writer, not at all: new episodes must not be aggregated alone).
+        if no_stats:
+            log.warning("%s: meta/stats.json is missing; rebuilt from the episodes table", store.url)
         meta = DatasetMeta.open(store)
         per_episode = episode_stats_dicts(meta.episode_stats())
         if per_episode:
@@ -92,6 +96,9 @@ def repair(store: Store) -> DatasetMeta:
     if removed:
         log.warning("%s: removed what an interrupted recording left uncommitted: %s", store.url, ", ".join(removed))
         store.commit("robostore: remove an interrupted recording's uncommitted files")
+    elif no_stats:
+        store.commit("robostore: rebuild meta/stats.json from the episodes table")
+    if removed or no_stats:
         meta = DatasetMeta.open(store)
     return meta
 

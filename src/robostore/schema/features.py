@@ -12,6 +12,10 @@ NUMERIC_DTYPES = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
 )
 DTYPES = NUMERIC_DTYPES | {"string", "image", "video"}
+#: Axis names that mark the channel axis of a camera shape.
+CHANNEL_NAMES = frozenset({"channel", "channels", "c"})
+#: Channel counts a camera may have (grey, RGB, RGBA).
+CHANNEL_COUNTS = frozenset({1, 3, 4})
 #: Largest size one feature may claim per frame. info.json comes from strangers: a
 #: claim beyond this is refused rather than trusted with an allocation.
 MAX_FRAME_BYTES = 1 << 30
@@ -48,7 +52,10 @@ class Feature(BaseModel):
 
     def model_post_init(self, __context: Any) -> None:
         if self.is_camera and len(self.shape) != 3:
-            raise ValueError(f"{self.dtype} features have shape [height, width, channels], got {list(self.shape)}")
+            raise ValueError(
+                f"{self.dtype} features have shape [height, width, channels] (or [channels, height, width]), "
+                f"got {list(self.shape)}"
+            )
         itemsize = 1 if self.is_camera or self.dtype in ("string", "bool") else np.dtype(self.dtype).itemsize
         claimed = int(np.prod(self.shape, dtype=object)) * itemsize
         if claimed > MAX_FRAME_BYTES:
@@ -69,6 +76,36 @@ class Feature(BaseModel):
     def is_camera(self) -> bool:
         """Video or image: a picture per frame."""
         return self.dtype in ("video", "image")
+
+    @property
+    def channels_first(self) -> bool:
+        """A camera declared ``[channels, height, width]``, as lerobot's v2.1→v3.0 converter
+        leaves many older datasets (lerobot writes ``[height, width, channels]``).
+
+        The axis names decide (``"channel"``/``"channels"`` first or last); without them,
+        a first axis of 1, 3 or 4 and a last axis of another size mean channel-first.
+        Either way frames are read as lerobot returns them: ``[channels, height, width]``.
+        """
+        if not self.is_camera:
+            return False
+        names = self.names if isinstance(self.names, list) and len(self.names) == 3 else None
+        if names is not None and all(isinstance(n, str) for n in names):
+            if names[0].lower() in CHANNEL_NAMES:
+                return True
+            if names[2].lower() in CHANNEL_NAMES:
+                return False
+        return self.shape[0] in CHANNEL_COUNTS and self.shape[2] not in CHANNEL_COUNTS
+
+    @property
+    def frame_size(self) -> tuple[int, int, int]:
+        """``(height, width, channels)`` of a camera feature, whichever layout it declares."""
+        if not self.is_camera:
+            raise ValueError(f"a {self.dtype} feature has no frame size")
+        if self.channels_first:
+            channels, height, width = self.shape
+        else:
+            height, width, channels = self.shape
+        return height, width, channels
 
     def to_json(self) -> dict[str, Any]:
         """The dict written to info.json (``info`` only when present)."""

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from robostore.errors import SchemaError
+from robostore.schema import Feature
 
+TIMESTAMP_KEY = "timestamp"
 #: Suffix of the padding mask returned beside each key with deltas.
 PAD_SUFFIX = "_is_pad"
 
@@ -24,7 +26,7 @@ def delta_indices(
     delta_timestamps: Mapping[str, Iterable[float]],
     fps: int,
     tolerance_s: float,
-    features: Iterable[str],
+    features: Mapping[str, Feature],
     where: str = "",
 ) -> dict[str, np.ndarray]:
     """Check ``delta_timestamps`` and turn them into integer frame offsets per key.
@@ -32,7 +34,9 @@ def delta_indices(
     Raises:
         SchemaError: a key is not a feature of the dataset, a delta list is empty or
             not numbers, or a delta is not within ``tolerance_s`` of a multiple of
-            ``1/fps``.
+            ``1/fps``; ``"timestamp"`` is a key of a dataset with video features
+            (video frames are found by the sample's own timestamp: lerobot fails on
+            every sample of such a dataset).
     """
     prefix = f"{where}: " if where else ""
     known = set(features)
@@ -42,6 +46,11 @@ def delta_indices(
             raise SchemaError(
                 f"{prefix}delta_timestamps key {key!r} is not a feature of the dataset "
                 f"(features: {sorted(known)})"
+            )
+        if key == TIMESTAMP_KEY and any(f.is_video for f in features.values()):
+            raise SchemaError(
+                f"{prefix}delta_timestamps cannot have the key 'timestamp' in a dataset with video features "
+                "(each sample's timestamp locates its video frames); ask for the neighbours of another feature"
             )
         try:
             values = [float(d) for d in deltas]

@@ -3,7 +3,7 @@
 An episode's frames sit in a contiguous stretch of its mp4 (episodes are concatenated).
 The container's index (``stream.index_entries``: pts, byte position and size of every
 packet) tells where: from the keyframe at or before the episode's ``from_timestamp`` to
-the last packet before its ``to_timestamp``. A :class:`Prefetcher` reads each file's
+the last packet before its end (``VideoSpan.end_timestamp``). A :class:`Prefetcher` reads each file's
 index once (per process), then fetches an episode's stretch in one ranged request on a
 background thread, while training consumes earlier episodes.
 
@@ -276,7 +276,7 @@ class Prefetcher:
         for key in self.meta.video_keys:
             span = self.meta.video_span(episode, key)
             if span.path == path:
-                return layout.stretch(span.from_timestamp, span.to_timestamp)
+                return layout.stretch(span.from_timestamp, span.end_timestamp)
         return None
 
     def _fetch(self, episode: int, key: str) -> bytes | None:
@@ -288,5 +288,5 @@ class Prefetcher:
                 f"{self.store.describe(span.path)}: video file not found (needed for episode {episode}); "
                 "re-copy the dataset"
             ) from exc
-        stretch = layout.stretch(span.from_timestamp, span.to_timestamp)
+        stretch = layout.stretch(span.from_timestamp, span.end_timestamp)
         return None if stretch is None else self.store.read_range(span.path, *stretch)

@@ -18,7 +18,7 @@ import collections
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError
+from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, warn_dataset
 from robostore.meta import DatasetMeta
 from robostore.schema import Feature
 from robostore.schema.arrow import column_mismatch
@@ -121,38 +121,109 @@ class TabularData:
         parts: dict[str, dict[int, np.ndarray]] = {k: {} for k in names}  # column -> slot -> its rows
         file_of = np.empty(n, dtype=np.int32)
         file_row = np.empty(n, dtype=np.int64)
+
+        def place(slot: int, file_no: int, rows: _Rows) -> bool:
+            """Take episode ``slot``'s rows from ``rows``; False when they are not all there."""
+            lo, hi = int(index.dataset_from[slot]), int(index.dataset_to[slot])
+            take = rows.take(lo, hi)
+            if take is None:
+                return False
+            # Only the selected episodes' rows: a file may also hold rows of an episode
+            # whose writer stopped before committing it (and its task).
+            tasks = rows.arrays["task_index"][take] if "task_index" in rows.arrays else None
+            if tasks is not None and len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
+                bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
+                raise CorruptDataset(
+                    f"{rows.where}: task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)"
+                )
+            for k in names:
+                parts[k][slot] = rows.arrays[k][take]
+            s0, s1 = int(index.starts[slot]), int(index.starts[slot + 1])
+            file_of[s0:s1] = file_no
+            file_row[s0:s1] = rows.rows_in_file[take]
+            return True
+
+        misfiled: list[tuple[int, str]] = []
         for file_no, (path, (table, rows_in_file)) in enumerate(zip(files, tables, strict=True)):
-            where = store.describe(path)
-            arrays = {k: _to_numpy(table.column(k), features[k], where, k) for k in names}
-            order = np.argsort(arrays[_INDEX], kind="stable")
-            sorted_index = arrays[_INDEX][order]
-            for slot in by_file[path]:
-                lo, hi = int(index.dataset_from[slot]), int(index.dataset_to[slot])
-                a, b = np.searchsorted(sorted_index, [lo, hi])
-                if b - a != hi - lo or not np.array_equal(sorted_index[a:b], np.arange(lo, hi)):
-                    raise CorruptDataset(
-                        f"{where}: episode {int(index.episodes[slot])} should hold frames {lo}..{hi - 1} "
-                        f"(index column) but the file has {b - a} of them; the episodes table does "
-                        "not match the data file: re-copy the dataset"
-                    )
-                take = order[a:b]
-                # Only the selected episodes' rows: a file may also hold rows of an episode
-                # whose writer stopped before committing it (and its task).
-                tasks = arrays["task_index"][take] if "task_index" in arrays else None
-                if tasks is not None and len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
-                    bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
-                    raise CorruptDataset(
-                        f"{where}: task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)"
-                    )
-                for k in names:
-                    parts[k][slot] = arrays[k][take]
-                s0, s1 = int(index.starts[slot]), int(index.starts[slot + 1])
-                file_of[s0:s1] = file_no
-                file_row[s0:s1] = rows_in_file[take]
+            rows = _Rows.of(table, rows_in_file, features, names, store.describe(path))
+            misfiled += [(slot, path) for slot in by_file[path] if not place(slot, file_no, rows)]
+        if misfiled:
+            _place_misfiled(meta, store, index, misfiled, files, names, features, place)
         columns = {
             k: np.concatenate([v[slot] for slot in slots]) if slots else _empty(features[k]) for k, v in parts.items()
         }
         return cls(columns, files, file_of, file_row)
+
+
+@dataclass
+class _Rows:
+    """One data file's selected rows as arrays, sorted by their ``index`` column."""
+
+    where: str
+    arrays: dict[str, np.ndarray]
+    rows_in_file: np.ndarray
+    order: np.ndarray
+    sorted_index: np.ndarray
+
+    @classmethod
+    def of(cls, table: pa.Table, rows_in_file: np.ndarray, features: dict[str, Feature], names: list[str], where: str) -> _Rows:
+        arrays = {k: _to_numpy(table.column(k), features[k], where, k) for k in names}
+        order = np.argsort(arrays[_INDEX], kind="stable")
+        return cls(where, arrays, rows_in_file, order, arrays[_INDEX][order])
+
+    def take(self, lo: int, hi: int) -> np.ndarray | None:
+        """Positions of the rows with index ``lo..hi-1``, or None unless all are here."""
+        a, b = np.searchsorted(self.sorted_index, [lo, hi])
+        if b - a != hi - lo or not np.array_equal(self.sorted_index[a:b], np.arange(lo, hi)):
+            return None
+        return self.order[a:b]
+
+
+def _place_misfiled(
+    meta: DatasetMeta,
+    store: Store,
+    index: EpisodeIndex,
+    misfiled: list[tuple[int, str]],
+    files: list[str],
+    names: list[str],
+    features: dict[str, Feature],
+    place: Callable[[int, int, _Rows], bool],
+) -> None:
+    """Find episodes whose rows are not in the data file the episodes table names, in
+    neighbouring files (:meth:`DatasetMeta.misfiled_candidates`); warn, or raise
+    :class:`CorruptDataset` when no neighbour holds them."""
+    read: dict[str, _Rows | None] = {}
+    wanted = [(int(index.dataset_from[slot]), int(index.dataset_to[slot])) for slot, _ in misfiled]
+    for slot, path in misfiled:
+        ep = int(index.episodes[slot])
+        lo, hi = int(index.dataset_from[slot]), int(index.dataset_to[slot])
+        for candidate in meta.misfiled_candidates(ep):
+            if candidate not in read:
+                try:
+                    table, rows_in_file = _read_ranged(store, candidate, wanted, names)
+                except NotFound:
+                    read[candidate] = None
+                    continue
+                read[candidate] = _Rows.of(table, rows_in_file, features, names, store.describe(candidate))
+            rows = read[candidate]
+            if rows is None:
+                continue
+            if candidate not in files:
+                files.append(candidate)
+            if place(slot, files.index(candidate), rows):
+                warn_dataset(
+                    meta.url,
+                    f"episode {ep} is filed under {path} in the episodes table but its rows are in "
+                    f"{candidate} (lerobot's v2.1→v3.0 converter does this, lerobot issue #2401); "
+                    "read from there",
+                )
+                break
+        else:
+            raise CorruptDataset(
+                f"{store.describe(path)}: episode {ep} should hold frames {lo}..{hi - 1} "
+                "(index column) but neither this file nor its neighbours hold them; the episodes "
+                "table does not match the data files: re-copy the dataset"
+            )
 
 
 class ImageBytes:

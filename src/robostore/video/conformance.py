@@ -44,7 +44,7 @@ def codec_family(name: str) -> str:
 
 def check_conformance(reader: VideoFacts, key: str, feature: Feature) -> None:
     """Raise :class:`VideoError` when the file's frame size or codec contradict info.json."""
-    height, width = feature.shape[0], feature.shape[1]
+    height, width, _ = feature.frame_size
     if (reader.height, reader.width) != (height, width):
         raise VideoError(
             f"{reader.name}: frames are {reader.height}x{reader.width} but info.json says {key} is "

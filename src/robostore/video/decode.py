@@ -165,6 +165,18 @@ class VideoReader:
         return None
 
     @property
+    def end_time(self) -> float | None:
+        """Time in seconds where the stream ends (its start time plus its duration), if known.
+
+        A stream need not start at 0: files cut from longer recordings start late.
+        """
+        duration = self.duration
+        if duration is None:
+            return None
+        start = self._stream.start_time
+        return duration + (float(start * self._time_base) if start is not None else 0.0)
+
+    @property
     def codec(self) -> str:
         """Codec name as FFmpeg reports it (``av1``, ``h264``...)."""
         return str(self._stream.codec_context.codec.canonical_name)
