@@ -256,3 +256,57 @@ def test_cli_convert_json(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["ok"] and "meta/info.json" in report["copied"]
     assert json.loads((tmp_path / "out/meta/info.json").read_text())["data_files_size_in_mb"] == 0.01
+
+
+def _packets(path: Path) -> list[tuple[float, bytes, bool]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(float(p.pts * stream.time_base), bytes(p), p.is_keyframe) for p in container.demux(stream) if p.size]
+
+
+def test_byte_join_equals_packet_join(tmp_path: Path) -> None:
+    """The fast path (mdat bytes + merged sample tables) against the packet-by-packet join."""
+    from robostore.mirror import remux
+    from robostore.mirror.mp4join import join_bytes
+
+    store = open_store(str(DATA / "v21_video"))
+    paths = [f"videos/chunk-00{e // 2}/observation.images.cam0/episode_{e:06d}.mp4" for e in range(3)]
+    with av.open(str(DATA / "v21_video" / paths[0])) as c, av.open(str(DATA / "v21_video" / paths[1])) as d:
+        first = float(c.streams.video[0].duration * c.streams.video[0].time_base)
+        second = float(d.streams.video[0].duration * d.streams.video[0].time_base)
+    pieces = [(store, p, dest) for p, dest in zip(paths, (0.0, first, first + second), strict=True)]
+    join_bytes(pieces, str(tmp_path / "bytes.mp4"))
+    with av.open(str(tmp_path / "packets.mp4"), "w", format="mp4") as out:
+        ostream = None
+        for store_, path, dest in pieces:
+            with store_.open(path) as fh, av.open(fh) as src:
+                istream = src.streams.video[0]
+                if ostream is None:
+                    ostream = out.add_stream_from_template(istream, opaque=True)
+                    ostream.time_base = istream.time_base
+                remux._copy_packets(src, istream, ostream, out, remux.Piece(store_, path, dest=dest), path)
+    assert _packets(tmp_path / "bytes.mp4") == _packets(tmp_path / "packets.mp4")
+    with av.open(str(tmp_path / "bytes.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 90
+
+
+def test_b_frames_fall_back_to_packets(tmp_path: Path) -> None:
+    """h264 with B-frames (composition offsets) is joined packet by packet, frames intact."""
+    from robostore.mirror.mp4join import NotJoinable, join_bytes
+    from robostore.mirror.remux import Piece, join
+
+    for name in ("a", "b"):
+        with av.open(str(tmp_path / f"{name}.mp4"), "w") as out:
+            stream = out.add_stream("libx264", rate=30, options={"bf": "2", "g": "10"})
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+            for t in range(20):
+                frame = np.full((48, 64, 3), (t * 12) % 256, np.uint8)
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            out.mux(stream.encode())
+    store = open_store(str(tmp_path))
+    with pytest.raises(NotJoinable):
+        join_bytes([(store, "a.mp4", 0.0), (store, "b.mp4", 20 / 30)], str(tmp_path / "x.mp4"))
+    join([Piece(store, "a.mp4", dest=0.0), Piece(store, "b.mp4", dest=20 / 30)], str(tmp_path / "joined.mp4"))
+    with av.open(str(tmp_path / "joined.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24")[0, 0, 0] for f in c.decode(video=0)]
+    assert len(frames) == 40

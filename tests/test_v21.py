@@ -202,3 +202,15 @@ def test_writers_refuse_v21(tmp_path: Path) -> None:
         Dataset(str(tmp_path / "copy"))[70]["observation.images.cam0"].numpy(), npz["item/70/observation.images.cam0"], atol=FRAME_ATOL
     )
     np.testing.assert_array_equal(Dataset(str(tmp_path / "copy"))[70]["action"].numpy(), npz["item/70/action"])
+
+
+def test_missing_episode_stats_warn_and_aggregate_the_rest(tmp_path: Path) -> None:
+    from robostore.errors import DatasetWarning
+
+    root = _broken(tmp_path)
+    lines = (root / "meta/episodes_stats.jsonl").read_text().splitlines()
+    (root / "meta/episodes_stats.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    with pytest.warns(DatasetWarning, match="1 episodes have no statistics"):
+        meta = DatasetMeta.open(str(root))
+    assert meta.stats is not None
+    assert meta.stats.features["observation.state"].count == [30 + 20]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,13 +29,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from robostore.errors import CorruptDataset, NotFound
+from robostore.errors import CorruptDataset, NotFound, warn_dataset
 from robostore.schema import DatasetInfo, DatasetStats
 from robostore.schema.episodes import STATS_PREFIX, video_column
 from robostore.stats import aggregate_stats
 from robostore.store import Store
-
-log = logging.getLogger(__name__)
 
 EPISODES_JSONL = "meta/episodes.jsonl"
 TASKS_JSONL = "meta/tasks.jsonl"
@@ -182,7 +179,11 @@ def read_meta(store: Store, info: DatasetInfo) -> V21Meta:
         present = [per_episode[r["episode_index"]] for r in rows if r["episode_index"] in per_episode]
         if len(present) < len(rows):
             # lerobot 0.3 aggregates whatever episodes_stats.jsonl holds; so do we.
-            log.warning("%s: %d episodes have no statistics", store.describe(EPISODES_STATS_JSONL), len(rows) - len(present))
+            warn_dataset(
+                store.url,
+                f"{EPISODES_STATS_JSONL}: {len(rows) - len(present)} episodes have no statistics; "
+                "the dataset statistics are aggregated from the others, as lerobot 0.3 does",
+            )
         try:
             stats = aggregate_stats(present) if present else None
         except (ValueError, TypeError) as exc:

@@ -10,11 +10,14 @@ the inputs and the size limits, so a second run writes only what is missing or c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import struct
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +48,7 @@ from robostore.layout import (
 from robostore.meta import DatasetMeta
 from robostore.mirror.copy import (
     DEFAULT_LIMITS,
+    Hasher,
     Limits,
     ProgressFn,
     Written,
@@ -53,10 +57,11 @@ from robostore.mirror.copy import (
     write_chunks,
     write_local_file,
 )
+from robostore.mirror.mp4join import NotJoinable, media_seconds
 from robostore.mirror.plan import Target
 from robostore.mirror.remux import Piece, join
 from robostore.mirror.source import require_dataset, require_valid
-from robostore.parquet import read_parquet
+from robostore.parquet import parse_parquet
 from robostore.schema import DatasetInfo, DatasetStats
 from robostore.schema.arrow import data_schema
 from robostore.schema.episodes import video_column
@@ -69,6 +74,8 @@ from robostore.store import FileInfo, Store
 
 #: Footers and mp4 headers read at the same time.
 HEADER_WORKERS = 8
+#: Episode parquet files fetched at once while building a data file.
+FETCH_BATCH = 32
 _MB = 1024 * 1024
 _FORMAT = "robostore-convert-v21-v30"
 
@@ -200,7 +207,8 @@ class ConvertSource:
 
     def durations(self) -> dict[str, float]:
         """Seconds of video in every input mp4, as lerobot's converter measures them
-        (stream duration, else container duration); read once, on first use."""
+        (FFmpeg's stream duration, else container duration; for FFmpeg's plain mp4 layout
+        that is the ``mdhd`` duration, read without opening a decoder); read once."""
         with self._durations_lock:
             if self._durations is None:
                 from robostore.video import VideoReader
@@ -212,8 +220,14 @@ class ConvertSource:
                 def duration(job: tuple[str, int]) -> float:
                     path, episode = job
                     where = self.store.describe(path)
-                    with self.store.open(path) as fh, VideoReader(fh, where, thread_type="NONE") as video:
-                        seconds = video.duration
+                    seconds: float | None
+                    with self.store.open(path) as fh:
+                        try:  # the box headers and moov alone, for the plain layout FFmpeg writes
+                            seconds = media_seconds(fh, where)
+                        except (NotJoinable, struct.error):
+                            fh.seek(0)
+                            with VideoReader(fh, where, thread_type="NONE") as video:
+                                seconds = video.duration
                     if seconds is None:
                         raise VideoError(f"{where}: the mp4 does not say how long it is")
                     if seconds + 0.5 / fps < lengths[episode] / fps:
@@ -257,21 +271,40 @@ class ConvertSource:
         return write_chunks(dst, path, [data], part_size=self.limits.part_size, on_bytes=on_bytes)
 
     def _local_then_upload(self, dst: Store, path: str, on_bytes: ProgressFn | None, make: Any) -> Written:
-        fd, local = tempfile.mkstemp(prefix="robostore-convert-", suffix=os.path.splitext(path)[1])
+        """Build ``path`` in a local file with ``make(local)`` and hand it to the destination:
+        on local disk it is built beside the target and linked in place (no second copy);
+        elsewhere it is uploaded in parts."""
+        near = dst.local_path(path)
+        folder = os.path.dirname(near) if near is not None else None
+        if folder is not None:
+            os.makedirs(folder, exist_ok=True)
+        # Beside the destination on local disk, so adopting it is a link, not a copy; named
+        # like the local store's own temporary files, which listings leave out.
+        fd, local = tempfile.mkstemp(prefix=".robostore-tmp-convert-", suffix=os.path.splitext(path)[1], dir=folder)
         os.close(fd)
         try:
             make(local)
-            return write_local_file(dst, path, local, part_size=self.limits.part_size, on_bytes=on_bytes)
+            if near is None:  # streamed up in parts: bounded memory whatever the file size
+                return write_local_file(dst, path, local, part_size=self.limits.part_size, on_bytes=on_bytes)
+            hasher = Hasher.for_upload(dst.upload_checksum(file_size=os.path.getsize(local)))
+            with open(local, "rb") as fh:
+                while chunk := fh.read(self.limits.part_size):
+                    hasher.update(chunk)
+            dst.adopt_file(path, local)
+            if on_bytes:
+                on_bytes(hasher.size)
+            return hasher.result()
         finally:
-            os.unlink(local)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(local)
 
     def _write_data(self, out: _Output, local: str) -> None:
         """The episodes' rows, one row group per episode, checked against the episodes table."""
         schema = data_schema(self.meta.features)
         with pq.ParquetWriter(local, schema, compression="snappy") as writer:
-            for episode, path in zip(out.episodes, out.inputs, strict=True):
-                table = read_parquet(self.store, path)
+            for episode, path, raw in self._fetched(out.inputs, out.episodes):
                 where = self.store.describe(path)
+                table = parse_parquet(raw, where)
                 missing = [n for n in schema.names if n not in table.column_names]
                 if missing:
                     raise CorruptDataset(f"{where}: lacks the columns {missing} that info.json declares")
@@ -287,6 +320,15 @@ class ConvertSource:
                         "the file holds other rows"
                     )
                 writer.write_table(table)
+
+    def _fetched(self, paths: list[str], episodes: list[int]) -> Iterator[tuple[int, str, bytes]]:
+        """``(episode, path, bytes)`` in order, fetched :data:`FETCH_BATCH` files at a time
+        (one concurrent request each on remote backends; memory stays bounded)."""
+        for start in range(0, len(paths), FETCH_BATCH):
+            batch = paths[start : start + FETCH_BATCH]
+            raw = self.store.read_many(batch)
+            for episode, path in zip(episodes[start : start + FETCH_BATCH], batch, strict=True):
+                yield episode, path, raw.pop(path)
 
     # ------------------------------------------------------------------ metadata
     def _spans(self, out: _Output) -> list[tuple[float, float]]:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from robostore.errors import RobostoreError, VideoError
+from robostore.mirror.mp4join import NotJoinable, join_bytes
 from robostore.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,13 +55,23 @@ def cut(store: Store, path: str, spans: Sequence[Span], out_path: str) -> None:
 def join(pieces: Sequence[Piece], out_path: str) -> None:
     """Write ``pieces`` (in order) into the local mp4 ``out_path`` by stream copy.
 
-    The output takes the first input's stream parameters and time base; every later
-    input must hold the same codec and frame size (else :class:`VideoError`).
+    Whole files in FFmpeg's plain layout are joined by copying their media data in
+    large blocks (:mod:`robostore.mirror.mp4join`); anything else packet by packet. The
+    output takes the first input's stream parameters and time base; every later input
+    must hold the same codec and frame size (else :class:`VideoError`).
     """
     import av
 
     if not pieces:
         raise VideoError(f"{out_path}: nothing to write (no input videos)")
+    if all(p.spans is None for p in pieces):
+        try:
+            join_bytes([(p.store, p.path, p.dest) for p in pieces], out_path)
+            return
+        except NotJoinable as exc:
+            log.debug("%s: joining packet by packet (%s)", out_path, exc)
+        except (OSError, ValueError, struct.error) as exc:
+            log.debug("%s: joining packet by packet (%s)", out_path, exc)
     with av.open(out_path, "w", format="mp4") as out:
         ostream: Any = None
         for piece in pieces:
