@@ -5,13 +5,14 @@ Run: PYTHONPATH=src python benchmarks/frame_cache.py [--episodes 20 --frames 200
 
 Writes a synthetic LeRobot v3.0 dataset (AV1 as lerobot encodes it: libsvtav1, yuv420p,
 GOP 2, crf 30, here preset 12; episodes back to back in one mp4 per camera; 240x320
-textured scenes with moving blocks and sensor noise) into a temporary folder, then
+camera-like scenes from benchmarks/scenes.py: textured room, moving objects and arm, drifting camera, sensor noise) into a temporary folder, then
 measures, each mode on the same dataset in this process:
 
 * map-style random access: one epoch of ``robostore.Dataset`` in a random order
   (num_workers=0), float32 frames as lerobot returns them; no cache, then a fresh
   cache (cold: every miss decodes and writes its whole shard), then the filled
-  cache (warm);
+  cache (warm); the same a batch of 32 per call (``ds[indices]``, what a DataLoader
+  with ``batch_size=32`` asks for through ``Dataset.__getitems__``);
 * streaming, frame level: episodes in a shuffled order, each decoded sequentially
   (``VideoReader.iter_frames``) without a cache, vs ``DatasetFrameCache.get`` of the
   episode's frame range, cold and warm;
@@ -33,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,34 +53,14 @@ from robostore.layout import tasks_table
 from robostore.meta import DatasetMeta
 from robostore.video.decode import VideoReader
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scenes import Room, episode_frames
+
 log = logging.getLogger("frame_cache_bench")
 FIXTURES = Path(__file__).parents[1] / "tests" / "data"
 
 FPS = 30
-
-
-def _scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A static, smooth, textured background (a table, a wall), uint8 [H, W, 3]."""
-    small = rng.integers(0, 255, (h // 16 + 2, w // 16 + 2, 3)).astype(np.float32)
-    big = np.kron(small, np.ones((16, 16, 1), np.float32))[:h, :w]
-    yy, xx = np.mgrid[0:h, 0:w]
-    big += 40 * np.sin(xx[..., None] / 7.0) * np.cos(yy[..., None] / 11.0)
-    return np.clip(big, 0, 255).astype(np.uint8)
-
-
-def _frames(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
-    """n frames: a background plus a few moving blocks (an arm, objects) and sensor noise."""
-    bg = _scene(rng, h, w)
-    out = np.empty((n, h, w, 3), np.uint8)
-    blobs = [(rng.uniform(0, h), rng.uniform(0, w), rng.uniform(-2, 2), rng.uniform(-3, 3), rng.integers(0, 255, 3)) for _ in range(3)]
-    for i in range(n):
-        frame = bg.copy()
-        for y0, x0, vy, vx, color in blobs:
-            y, x = int(y0 + vy * i) % h, int(x0 + vx * i) % w
-            frame[max(0, y - 20) : y + 20, max(0, x - 25) : x + 25] = color
-        noise = rng.integers(-3, 4, frame.shape)
-        out[i] = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    return out
+CASES = ("map_float32", "map_uint8", "batched_float32", "batched_uint8", "frame_layer", "streaming", "streaming_dataset")
 
 
 def _encode(path: Path, episodes: list[np.ndarray]) -> list[tuple[float, float]]:
@@ -125,7 +107,10 @@ def make_dataset(
         features[name] = {"dtype": dtype, "shape": [1], "names": None}
     spans = {}
     for key in keys:
-        spans[key] = _encode(root / "videos" / key / "chunk-000" / "file-000.mp4", [_frames(rng, frames, height, width) for _ in range(episodes)])
+        room = Room(rng, height, width)
+        spans[key] = _encode(
+            root / "videos" / key / "chunk-000" / "file-000.mp4", [episode_frames(room, rng, frames) for _ in range(episodes)]
+        )
     n = episodes * frames
     frame_index = np.tile(np.arange(frames), episodes)
     data = pa.table({
@@ -193,6 +178,18 @@ def map_style_epoch(url: str, order: list[int], cache: FrameCache | None, uint8:
     with Clock() as clock:
         for i in order:
             ds[i]
+    ds.close()
+    return clock
+
+
+def map_batched_epoch(url: str, order: list[int], cache: FrameCache | None, uint8: bool, batch: int = 32) -> Clock:
+    """One epoch of ``robostore.Dataset`` in ``order``, a batch per call (``ds[indices]``,
+    what a DataLoader with ``batch_size`` asks for through ``__getitems__``)."""
+    ds = robostore.Dataset(url, frame_cache=cache, return_uint8=uint8)
+    ds.load()
+    with Clock() as clock:
+        for i in range(0, len(order), batch):
+            ds[order[i : i + batch]]
     ds.close()
     return clock
 
@@ -289,11 +286,15 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
         cases = {
             "map_float32": lambda c: map_style_epoch(url, order, c, uint8=False),
             "map_uint8": lambda c: map_style_epoch(url, order, c, uint8=True),
+            "batched_float32": lambda c: map_batched_epoch(url, order, c, uint8=False),
+            "batched_uint8": lambda c: map_batched_epoch(url, order, c, uint8=True),
             "frame_layer": lambda c: frame_layer_epoch(meta, order, c),
             "streaming": lambda c: streaming_epoch(meta, episodes, c),
             "streaming_dataset": lambda c: streaming_dataset_epoch(url, c),
         }
         for name, run in cases.items():
+            if args.cases and name not in args.cases.split(","):
+                continue
             out[name] = best([three_modes(work, name, run) for _ in range(args.repeats)])
             log.info("%s: %s", name, out[name])
 
@@ -317,11 +318,15 @@ def report(r: dict) -> None:
     labels = {
         "map_float32": "Dataset[i], random order, float32 frames",
         "map_uint8": "Dataset[i], random order, return_uint8",
+        "batched_float32": "Dataset[batch of 32], random order, float32 frames",
+        "batched_uint8": "Dataset[batch of 32], random order, return_uint8",
         "frame_layer": "one frame, random order: VideoReader.frames_at vs cache.get",
         "streaming": "streaming, frame level: episode by episode (all cameras)",
         "streaming_dataset": "streaming: StreamingDataset epoch, return_uint8",
     }
     for name, label in labels.items():
+        if name not in r:
+            continue
         t = r[name]
         cells = [f"{t[m]['wall']:.2f} ({t[m]['cpu']:.2f})" for m in ("none", "cold", "warm")]
         print(
@@ -437,6 +442,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each case; the best is reported")
     parser.add_argument("--codecs", action="store_true", help="measure the candidate codecs instead")
     parser.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
+    parser.add_argument("--cases", default="", help="comma-separated cases to run (default: all): " + ", ".join(CASES))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.codecs:

@@ -5,7 +5,11 @@ Generates a synthetic LeRobot v3.0 video dataset (default 50 episodes x 200 fram
 2 cameras 240x320, AV1 GOP 2 crf 30 like lerobot, one mp4 per camera), then for
 num_workers in --workers and delta_timestamps off/on (action: 10 future steps, state and
 each camera: [-1/fps, 0], as peer/bench_lerobot.py uses) pulls --samples samples from
-DataLoader(shuffle=True, batch_size=32) and reports samples/s (median of --repeat runs).
+DataLoader(shuffle=True, batch_size=32) and reports samples/s (median of --repeat runs),
+twice: "per-sample" (the dataset behind a wrapper without ``__getitems__``: the
+DataLoader fetches samples one by one and collates them, as before batches were built)
+and "batched" (``Dataset.__getitems__``: the batch built per column). Frames are
+camera-like scenes (benchmarks/scenes.py), not flat patterns.
 
 The ceiling is PyAV itself on the same files, one thread: per sample and camera, a
 random seek to the keyframe before the wanted frame, decode forward to it (and to the
@@ -22,7 +26,6 @@ pixels, through one single-threaded reformatter: the fastest way PyAV has). Figu
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import random
@@ -48,6 +51,9 @@ from robostore.schema.arrow import data_schema
 from robostore.stats import aggregate_stats, compute_stats
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scenes import Room, Scene
+
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 FPS = 30
 TIME_BASE = Fraction(1, 15360)
@@ -56,17 +62,6 @@ PEER_BENCH = Path("/work/shared/peer/bench_lerobot.py")
 
 
 # ---------------------------------------------------------------------- dataset
-
-
-def _frame(cam: int, ep: int, i: int, h: int, w: int) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.empty((h, w, 3), np.uint8)
-    img[..., 0] = (x + 3 * i + 40 * cam) % 256
-    img[..., 1] = (y + 2 * i + 17 * ep) % 256
-    img[..., 2] = ((x // 16 + y // 16 + i // 4) % 2) * 200
-    cy, cx = (h // 2 + int(h / 3 * np.sin(i / 9))), (w // 2 + int(w / 3 * np.cos(i / 7)))
-    img[max(0, cy - 12) : cy + 12, max(0, cx - 12) : cx + 12] = (255, 255, 0)
-    return img
 
 
 def generate(root: Path, episodes: int, frames: int, height: int, width: int) -> None:
@@ -100,7 +95,8 @@ def generate(root: Path, episodes: int, frames: int, height: int, width: int) ->
     meta.store.write(data_path, to_parquet_bytes(table, row_group_size=frames))
 
     cam_stats: dict[str, list[dict]] = {cam: [] for cam in CAMERAS}
-    for c, cam in enumerate(CAMERAS):
+    for cam in CAMERAS:
+        room = Room(rng, height, width)
         out = root / info.video_file(cam, 0, 0)
         out.parent.mkdir(parents=True, exist_ok=True)
         with av.open(str(out), "w") as container:
@@ -109,7 +105,8 @@ def generate(root: Path, episodes: int, frames: int, height: int, width: int) ->
             stream.time_base = TIME_BASE
             ticks = int(1 / (FPS * TIME_BASE))
             for ep in range(episodes):
-                pics = [_frame(c, ep, i, height, width) for i in range(frames)]
+                scene = Scene(room, rng)
+                pics = [scene.frame(i) for i in range(frames)]
                 cam_stats[cam].append(
                     compute_stats(np.stack(pics[:: max(1, frames // 20)]).transpose(0, 3, 1, 2) / 255, camera=True)
                 )
@@ -207,13 +204,30 @@ def default_delta() -> dict[str, list[float]]:
     }
 
 
-def run_loader(url: str, options: dict | None, workers: int, delta: bool, samples: int, seed: int) -> dict:
+class PerSample(torch.utils.data.Dataset):
+    """The dataset without ``__getitems__``: the DataLoader asks sample by sample and
+    collates (the path before batches were built per column)."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.ds[i]
+
+
+def run_loader(
+    url: str, options: dict | None, workers: int, delta: bool, samples: int, seed: int, batched: bool = True, uint8: bool = False
+) -> dict:
     """Same protocol as peer/bench_lerobot.py: open, DataLoader, pull ``samples``."""
     t0 = time.perf_counter()
-    ds = Dataset(url, delta_timestamps=default_delta() if delta else None, storage_options=options)
+    ds = Dataset(url, delta_timestamps=default_delta() if delta else None, storage_options=options, return_uint8=uint8)
     g = torch.Generator()
     g.manual_seed(seed)
-    loader = DataLoader(ds, batch_size=32, shuffle=True, num_workers=workers, generator=g, persistent_workers=False)
+    source = ds if batched else PerSample(ds)
+    loader = DataLoader(source, batch_size=32, shuffle=True, num_workers=workers, generator=g, persistent_workers=False)
     n = n_after = 0
     t_first = None
     while n < samples:
@@ -250,7 +264,7 @@ def lerobot_numbers(root: Path, samples: int, workers: list[int], repeat: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=Path("/tmp/robostore-bench/map_dataset"))
+    ap.add_argument("--root", type=Path, default=None, help="dataset folder (default: one per size under /tmp/robostore-bench)")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--height", type=int, default=240)
@@ -258,9 +272,14 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=640)
     ap.add_argument("--workers", default="0,2")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--modes", default="per-sample,batched", help="per-sample (DataLoader collates), batched (__getitems__)")
+    ap.add_argument("--delta", choices=("off", "on", "both"), default="both")
+    ap.add_argument("--uint8", action="store_true", help="return_uint8=True")
     ap.add_argument("--s3", action="store_true", help="also read from a loopback S3 server (backends/s3)")
     ap.add_argument("--lerobot", action="store_true", help="also run lerobot (bash /work/shared/peer/setup.sh first)")
     args = ap.parse_args()
+    if args.root is None:
+        args.root = Path(f"/tmp/robostore-bench/map_dataset-{args.episodes}x{args.frames}-{args.height}x{args.width}-scenes")
     workers = [int(w) for w in args.workers.split(",")]
     torch.set_num_threads(1)
 
@@ -281,36 +300,46 @@ def main() -> None:
         upload_folder(args.root, url, options)
         sources["s3"] = (url, options)
 
-    results: dict[tuple[str, int, bool], float] = {}
+    modes = args.modes.split(",")
+    deltas = {"off": [False], "on": [True], "both": [False, True]}[args.delta]
+    results: dict[tuple[str, int, bool, str], float] = {}
     ceilings: dict[bool, float] = {}
     lines = []
     try:
-        for delta in (False, True):
+        for delta in deltas:
             ceilings[delta] = statistics.median(pyav_ceiling(args.root, total, 300, delta, s) for s in range(args.repeat))
             for source, (url, options) in sources.items():
                 for w in workers:
-                    r = median_runs(functools.partial(run_loader, url, options, w, delta, args.samples), args.repeat)
-                    results[(source, w, delta)] = r["samples_per_s"]
-                    lines.append(
-                        f"{source:>6} {w:>7} {delta!s:>5} {r['samples_per_s']:>10.1f} {r['after_first_batch']:>12.1f} "
-                        f"{r['first_batch_s']:>9.2f}"
-                    )
-                    print(lines[-1], file=sys.stderr, flush=True)
+                    for mode in modes:
+                        r = median_runs(
+                            lambda rep: run_loader(url, options, w, delta, args.samples, rep, mode == "batched", args.uint8),  # noqa: B023 - called in this iteration
+                            args.repeat,
+                        )
+                        results[(source, w, delta, mode)] = r["samples_per_s"]
+                        lines.append(
+                            f"{source:>6} {w:>7} {delta!s:>5} {mode:>10} {r['samples_per_s']:>10.1f} "
+                            f"{r['after_first_batch']:>12.1f} {r['first_batch_s']:>9.2f}"
+                        )
+                        print(lines[-1], file=sys.stderr, flush=True)
     finally:
         if server is not None:
             server.__exit__(None, None, None)
     peer = lerobot_numbers(args.root, args.samples, workers, args.repeat) if args.lerobot else {}
 
+    load = os.getloadavg()
     print(f"\ndataset: {args.root} ({args.episodes} episodes x {args.frames} frames, 2 cameras {args.height}x{args.width}, "
-          f"AV1 GOP 2); {os.cpu_count()} CPUs; median of {args.repeat}")
-    print("source workers delta  samples/s  after 1st batch  1st batch s")
+          f"AV1 GOP 2); {'uint8' if args.uint8 else 'float32'} frames; {os.cpu_count()} CPUs; median of {args.repeat}; "
+          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print("source workers delta       mode  samples/s  after 1st batch  1st batch s")
     print("\n".join(lines))
     print("\nPyAV ceiling, 1 thread (samples/s): " + ", ".join(f"delta={d}: {c:.1f}" for d, c in ceilings.items()))
-    for (source, w, delta), sps in results.items():
-        parts = [f"{source} workers={w} delta={delta}: {sps:.1f}/s"]
+    for (source, w, delta, mode), sps in results.items():
+        parts = [f"{source} workers={w} delta={delta} {mode}: {sps:.1f}/s"]
         parts.append(f"{sps / (max(w, 1) * ceilings[delta]):.2f}x the ceiling of {max(w, 1)} core(s)")
+        if mode == "batched" and (source, w, delta, "per-sample") in results:
+            parts.append(f"{sps / results[(source, w, delta, 'per-sample')]:.2f}x per-sample")
         if source == "s3":
-            parts.append(f"{sps / results[('local', w, delta)]:.2f}x local")
+            parts.append(f"{sps / results[('local', w, delta, mode)]:.2f}x local")
         if source == "local" and (w, delta) in peer:
             parts.append(f"lerobot {peer[(w, delta)]:.1f}/s -> {sps / peer[(w, delta)]:.2f}x lerobot")
         print("  " + "; ".join(parts))

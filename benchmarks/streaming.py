@@ -175,7 +175,7 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=Path("/tmp/robostore-bench/streaming"))
+    ap.add_argument("--root", type=Path, default=None, help="dataset folder (default: one per size under /tmp/robostore-bench)")
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--height", type=int, default=240)
@@ -185,7 +185,13 @@ def main() -> None:
     ap.add_argument("--map-samples", type=int, default=960)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--s3", action="store_true", help="also stream from a loopback S3 server (backends/s3)")
+    ap.add_argument("--s3-only", action="store_true", help="stream from the S3 server only (the ceilings still run)")
+    ap.add_argument("--delta", choices=("off", "on", "both"), default="both")
+    ap.add_argument("--frames-as", choices=("float32", "uint8", "both"), default="both", help="camera dtype(s) to run")
+    ap.add_argument("--no-map", action="store_true", help="leave out the map-style Dataset rows")
     args = ap.parse_args()
+    if args.root is None:
+        args.root = Path(f"/tmp/robostore-bench/streaming-{args.episodes}x{args.frames}-{args.height}x{args.width}-scenes")
     torch.set_num_threads(1)
 
     if not (args.root / "meta/info.json").exists():
@@ -199,13 +205,14 @@ def main() -> None:
     until_s = max(meta.video_span(e, CAMERAS[0]).to_timestamp for e in subset) - 0.5 / FPS
     ceiling = statistics.median(sequential_ceiling(args.root, until_s) for _ in range(args.repeat))
     print(f"PyAV sequential decode, 1 thread: {ceiling:.1f} samples/s", file=sys.stderr, flush=True)
-    kinds = (("", False), (" uint8", True))
+    kinds = tuple(k for k in (("", False), (" uint8", True)) if args.frames_as in ("both", k[0].strip() or "float32"))
+    deltas = {"off": (False,), "on": (True,), "both": (False, True)}[args.delta]
     modes = (("streaming", False), ("streaming batched", True))
     rows: dict[tuple[str, str, bool], dict[str, float]] = {}
     server = None
     server_cpu: list[float] = []
     try:
-        for source in ("local", "s3") if args.s3 else ("local",):
+        for source in ("s3",) if args.s3_only else ("local", "s3") if args.s3 else ("local",):
             url, options = str(args.root), None
             if source == "s3":
                 from backends.pytest_plugin import upload_folder
@@ -214,7 +221,7 @@ def main() -> None:
                 server = S3Server().__enter__()
                 url, options = f"s3://{server.new_bucket()}/dataset", server.storage_options()
                 upload_folder(args.root, url, options)
-            for delta in (False, True):
+            for delta in deltas:
                 for suffix, uint8 in kinds:
                     for mode, batched in modes:
                         runs = []
@@ -224,23 +231,26 @@ def main() -> None:
                             if server is not None:
                                 server_cpu.append((_cpu_seconds(server) - cpu) / (runs[-1]["n"] / runs[-1]["samples_per_s"]))
                         rows[(source, mode + suffix, delta)] = median(runs)
-                        if source == "local":
+                        if ("-", "transport" + mode.removeprefix("streaming") + suffix, delta) not in rows:
                             rows[("-", "transport" + mode.removeprefix("streaming") + suffix, delta)] = median(
-                                [transport(url, delta, args.workers, uint8, epoch_frames, batched) for _ in range(args.repeat)]
+                                [transport(str(args.root), delta, args.workers, uint8, epoch_frames, batched) for _ in range(args.repeat)]
                             )
-                    rows[(source, "map" + suffix, delta)] = median(
-                        [map_style(url, options, delta, args.workers, args.map_samples, rep, uint8) for rep in range(args.repeat)]
-                    )
+                    if not args.no_map:
+                        rows[(source, "map" + suffix, delta)] = median(
+                            [map_style(url, options, delta, args.workers, args.map_samples, rep, uint8) for rep in range(args.repeat)]
+                        )
                     for kind in ("streaming" + suffix, "streaming batched" + suffix, "map" + suffix):
-                        print(f"{source} {kind} delta={delta}: {rows[(source, kind, delta)]}", file=sys.stderr, flush=True)
+                        if (source, kind, delta) in rows:
+                            print(f"{source} {kind} delta={delta}: {rows[(source, kind, delta)]}", file=sys.stderr, flush=True)
     finally:
         if server is not None:
             server.__exit__(None, None, None)
 
     decode = args.workers * ceiling
     print(
-        f"\ndataset: {meta.total_episodes} episodes, {total} frames, 2 cameras, AV1 GOP 2; streaming epoch: "
-        f"{len(subset)} episodes; {os.cpu_count()} CPUs; {args.workers} DataLoader workers; median of {args.repeat}\n"
+        f"\ndataset: {meta.total_episodes} episodes, {total} frames, 2 cameras {args.height}x{args.width} (camera-like "
+        f"scenes), AV1 GOP 2; streaming epoch: {len(subset)} episodes; {os.cpu_count()} CPUs; {args.workers} DataLoader "
+        f"workers; median of {args.repeat}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n"
     )
     print("| source | dataset | delta | samples/s | after 1st batch | 1st batch (s) |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
@@ -260,9 +270,10 @@ def main() -> None:
         parts = [
             f"{sps / decode:.2f}x the decode ceiling of {args.workers} cores ({steady / decode:.2f}x after the first batch)",
             f"{sps / both:.2f}x decode+transport ({both:.0f}/s; transport alone {moving:.0f}/s)",
-            f"{sps / rows[(source, 'map' + suffix, delta)]['samples_per_s']:.1f}x the map-style Dataset",
         ]
-        if source != "local":
+        if (source, "map" + suffix, delta) in rows:
+            parts.append(f"{sps / rows[(source, 'map' + suffix, delta)]['samples_per_s']:.1f}x the map-style Dataset")
+        if source != "local" and (("local", kind, delta)) in rows:
             parts.append(f"{sps / rows[('local', kind, delta)]['samples_per_s']:.2f}x from local disk")
         print(f"- {source}, {kind}, delta {'on' if delta else 'off'}: " + "; ".join(parts))
     if server_cpu:

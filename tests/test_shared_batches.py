@@ -78,3 +78,19 @@ def test_only_the_receiving_process_gives_a_buffer_back() -> None:
     fd = os.open(f"/proc/{os.getpid()}/fd/{buffer.fd}", os.O_RDWR)
     shared_batches._give_back(fd, 1, pid=os.getpid())
     assert buffer.free
+
+
+def test_a_batch_not_sent_keeps_its_buffer_and_a_changed_one_pickles_as_a_dict() -> None:
+    pool = SharedBatchPool()
+    fields = [Field("x", (3,), "<f4", 0)]
+    buffer = pool.take(64)
+    batch = SharedBatch(buffer, fields, 1, {}, ["x"])
+    batch["x"][:] = 7
+    assert isinstance(batch, dict) and not buffer.free  # written, waiting to be sent
+    assert pool.take(64) is not buffer
+    batch["y"] = "added in the worker"
+    got = pickle.loads(pickle.dumps(batch))
+    assert type(got) is dict and got["y"] == "added in the worker" and got["x"].tolist() == [[7.0, 7.0, 7.0]]
+    del batch
+    gc.collect()
+    assert buffer.free  # never lent; nothing views it any more

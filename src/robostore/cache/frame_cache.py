@@ -295,12 +295,21 @@ class DatasetFrameCache:
 
     # ------------------------------------------------------------------ reading
     def get(
-        self, video_key: str, indices: Sequence[int] | np.ndarray, *, fill: bool = True, channels_first: bool = False
+        self,
+        video_key: str,
+        indices: Sequence[int] | np.ndarray,
+        *,
+        fill: bool = True,
+        channels_first: bool = False,
+        out: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """uint8 ``[len(indices), H, W, C]`` frames at global frame ``indices``, or None.
 
         With ``channels_first`` the frames come as ``[len(indices), C, H, W]``, the
-        layout the chunks store (no transposing: what torch readers ask for).
+        layout the chunks store (no transposing: what torch readers ask for); ``out``
+        (uint8 ``[len(indices), C, H, W]``, C-contiguous) then receives them directly
+        and is returned. Any set of frames is served in one call: the frames of one
+        shard are read together (one vectored read for chunks close together).
 
         All or nothing: frames come from the cache; with ``fill`` (the default) a shard
         that is missing, or whose chunks fail their checksum, is decoded whole from the
@@ -317,7 +326,18 @@ class DatasetFrameCache:
             raise SchemaError(
                 f"{self.meta.url}: frame indices {min(idx)}..{max(idx)} out of range 0..{layout.num_frames - 1}"
             )
-        out = np.empty((len(idx), *layout.stored_shape), dtype=np.uint8)
+        if out is None:
+            out = np.empty((len(idx), *layout.stored_shape), dtype=np.uint8)
+        elif (
+            not channels_first
+            or out.dtype != np.uint8
+            or out.shape != (len(idx), *layout.stored_shape)
+            or not out.flags.c_contiguous
+        ):
+            raise SchemaError(
+                f"{self.meta.url}: {video_key} frames are uint8 [{len(idx)}, {', '.join(map(str, layout.stored_shape))}] "
+                f"channels first; the output is {out.dtype} {list(out.shape)}"
+            )
         by_shard: dict[int, list[int]] = {}  # shard -> positions in out
         for position, i in enumerate(idx):
             by_shard.setdefault(i // layout.shard_frames, []).append(position)
@@ -441,6 +461,10 @@ class VideoFileFrames:
         for path, rows in by_path.items():
             rows.sort()
             self._spans[path] = (rows[0][3], [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        self._span_arrays = {
+            path: (np.asarray(starts, np.float64), np.asarray(first, np.int64), np.asarray(lengths, np.int64))
+            for path, (_, starts, first, lengths) in self._spans.items()
+        }
 
     def __getstate__(self) -> dict[str, Any]:
         return {"frames": self.frames, "tolerance_s": self.tolerance_s}
@@ -469,12 +493,52 @@ class VideoFileFrames:
             found.append(first_index[row] + frame)
         return key, np.array(found, dtype=np.int64)
 
+    def _many_indices(self, video_path: str, timestamps: np.ndarray) -> tuple[str, np.ndarray] | None:
+        """:meth:`indices` of many timestamps at once (float64 array), in numpy."""
+        spans = self._spans.get(video_path)
+        if spans is None or len(timestamps) == 0:
+            return None
+        starts, first_index, lengths = self._span_arrays[video_path]
+        rows = np.searchsorted(starts, timestamps + self.tolerance_s, side="right") - 1
+        if rows.min() < 0:
+            return None
+        frame = np.round((timestamps - starts[rows]) * self._fps)  # half to even, as round()
+        if (
+            (np.abs(starts[rows] + frame / self._fps - timestamps) >= self.tolerance_s).any()
+            or (frame < 0).any()
+            or (frame >= lengths[rows]).any()
+        ):
+            return None
+        return spans[0], first_index[rows] + frame.astype(np.int64)
+
     def get(self, video_path: str, timestamps: Sequence[float]) -> np.ndarray | None:
         """uint8 [T, C, H, W] frames at ``timestamps`` of ``video_path`` (filled on a miss), or None."""
         found = self.indices(video_path, timestamps)
         if found is None:
             return None
         return self.frames.get(*found, channels_first=True)
+
+    def get_many(self, queries: Sequence[tuple[str, Sequence[float]]], out: np.ndarray) -> bool:
+        """The frames of several ``(video_path, timestamps)`` queries of one video key,
+        in one cache read, written into ``out`` (uint8 [sum of T, C, H, W], queries in
+        order); False (``out`` then holds nothing meaningful) when any is not served."""
+        if not queries:
+            return False
+        lengths = [len(timestamps) for _, timestamps in queries]
+        times = np.concatenate([np.asarray(timestamps, np.float64) for _, timestamps in queries])
+        paths = [path for path, _ in queries]
+        ends = np.cumsum(lengths)
+        indices = np.empty(len(times), np.int64)
+        key = None
+        for path in dict.fromkeys(paths):  # each file's timestamps at once
+            mine = np.concatenate([np.arange(e - n, e) for p, n, e in zip(paths, lengths, ends, strict=True) if p == path])
+            found = self._many_indices(path, times[mine])
+            if found is None or (key is not None and found[0] != key):
+                return False
+            key = found[0]
+            indices[mine] = found[1]
+        assert key is not None
+        return self.frames.get(key, indices, channels_first=True, out=out) is not None
 
     def put(self, video_path: str, timestamps: Sequence[float], frames: np.ndarray) -> None:
         """Offer decoded frames (uint8 [T, C, H, W]); runs of consecutive frames covering

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 _INDEX_CACHE_SIZE = 2048
 _MAX_RUN = 256
+_MAX_GAP = 256 << 10  # chunks this close share one read (the bytes between are read and dropped)
 
 
 class ShardFiles:
@@ -120,7 +121,7 @@ class ShardFiles:
                 if entry is None:
                     return False
                 chunks.append((k, entry))
-            # Runs of chunks that sit back to back: one ranged read each.
+            # Runs of chunks that sit close together: one ranged read each.
             for run in _runs(sorted(chunks, key=lambda c: c[1][0])):
                 frames = [out[held[k]] for k, _ in run]
                 names = [_frame_name(store, path, shard * layout.shard_frames + k) for k, _ in run]
@@ -166,15 +167,26 @@ class ShardFiles:
         vectored read: no copy in between on local disk), then check each one's crc32c."""
         checksums = np.empty((len(run), CHECKSUM_BYTES), dtype=np.uint8)
         buffers: list[np.ndarray] = []
-        for (_, (_, length)), frame, checksum, name in zip(run, frames, checksums, names, strict=True):
+        gaps = self._gap_buffer()
+        end = run[0][1][0]
+        for (_, (offset, length)), frame, checksum, name in zip(run, frames, checksums, names, strict=True):
             if length != frame.nbytes + CHECKSUM_BYTES:
                 raise CorruptDataset(f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}")
+            if offset > end:  # bytes of chunks not asked for: into a buffer every gap shares
+                buffers.append(gaps[: offset - end])
             buffers += [frame.reshape(-1), checksum]
+            end = offset + length
         start = run[0][1][0]
-        if self.store.read_into(path, buffers, start) != sum(run[-1][1]) - start:
+        if self.store.read_into(path, buffers, start) != end - start:
             raise CorruptDataset(f"{self.store.describe(path)}: shard is shorter than its index says")
         for frame, checksum, name in zip(frames, checksums, names, strict=True):
             check_chunk(frame.reshape(-1), checksum, name)
+
+    def _gap_buffer(self) -> np.ndarray:
+        gaps = getattr(self._scratch, "gaps", None)
+        if gaps is None:
+            gaps = self._scratch.gaps = np.empty(_MAX_GAP, dtype=np.uint8)
+        return gaps
 
     def _read_range(self, path: str, start: int, end: int) -> bytes:
         buffer = bytearray(end - start)
@@ -242,12 +254,12 @@ def _frame_name(store: Store, path: str, frame: int) -> Callable[[], str]:
 
 
 def _runs(chunks: list[tuple[int, tuple[int, int]]]) -> list[list[tuple[int, tuple[int, int]]]]:
-    """``(chunk, (offset, length))`` in offset order, cut where the next chunk does not
-    start where the previous one ends (and every ``_MAX_RUN`` chunks: a vectored read
-    takes at most IOV_MAX = 1024 buffers, two per chunk)."""
+    """``(chunk, (offset, length))`` in offset order, cut where the next chunk starts
+    more than ``_MAX_GAP`` bytes after the previous one ends (and every ``_MAX_RUN``
+    chunks: a vectored read takes at most IOV_MAX = 1024 buffers, three per chunk)."""
     runs: list[list[tuple[int, tuple[int, int]]]] = []
     for chunk in chunks:
-        if runs and sum(runs[-1][-1][1]) == chunk[1][0] and len(runs[-1]) < _MAX_RUN:
+        if runs and 0 <= chunk[1][0] - sum(runs[-1][-1][1]) <= _MAX_GAP and len(runs[-1]) < _MAX_RUN:
             runs[-1].append(chunk)
         else:
             runs.append([chunk])

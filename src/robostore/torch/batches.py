@@ -10,20 +10,22 @@ copies into fresh shared memory.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.utils.data
 
 from robostore.errors import SchemaError
 from robostore.torch.sample import Transform, finish_camera, unit_float
-from robostore.torch.shared_batches import Field, SharedBatch, shared_batches_available, worker_pool
+from robostore.torch.shared_batches import (
+    BatchBuffer,
+    Field,
+    SharedBatch,
+    lend_batches,
+    plan_fields,
+)
 from robostore.video.decode import DecodedFrames
-
-_ALIGN = 64
 
 
 class BatchCollator:
@@ -59,12 +61,12 @@ class BatchCollator:
     def batches(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any] | SharedBatch]:
         """Batches of the samples, in order. In a DataLoader worker (on Linux) they are
         :class:`SharedBatch` objects, which reach the training process as dicts."""
-        pool = worker_pool() if torch.utils.data.get_worker_info() is not None and shared_batches_available() else None
+        shared = lend_batches()
         size = self.batch_size
         layout: tuple[list[Field], list[str], list[str], int] | None = None
         views: dict[str, np.ndarray] = {}
         others: dict[str, list[Any]] = {}
-        buffer: Any = None
+        buffer: BatchBuffer | None = None
         row = 0
         for sample in samples:
             sample = self._finished(sample)
@@ -72,23 +74,18 @@ class BatchCollator:
                 converted = self.camera_keys if self.image_transforms is None and not self.return_uint8 else frozenset()
                 layout = _layout(sample, size, converted)
             fields, other_keys, order, nbytes = layout
-            if row == 0:
-                if pool is not None:
-                    buffer = pool.take(nbytes)
-                    data = buffer.data
-                else:
-                    data = np.empty(nbytes, np.uint8)
-                views = {f.key: f.view(data, size) for f in fields}
+            if buffer is None:
+                buffer = BatchBuffer(fields, nbytes, size, shared)
+                views = buffer.views
                 others = {key: [] for key in other_keys}
             self._write(sample, row, views, others, fields, other_keys)
             row += 1
             if row == size:
-                batch = SharedBatch(buffer, fields, row, others, order) if pool is not None else _plain(views, others, order, row)
+                batch = buffer.finish(others, order)
                 views, buffer, row = {}, None, 0
                 yield batch
-        if row and not self.drop_last and layout is not None:
-            fields, _, order, _ = layout
-            yield SharedBatch(buffer, fields, row, others, order) if pool is not None else _plain(views, others, order, row)
+        if row and not self.drop_last and layout is not None and buffer is not None:
+            yield buffer.finish(others, layout[2], row)
 
     def _finished(self, sample: dict[str, Any]) -> dict[str, Any]:
         """Cameras finished here only when a transform must see them; otherwise they are
@@ -148,11 +145,10 @@ class BatchCollator:
 
 
 def _layout(sample: dict[str, Any], rows: int, to_float: frozenset[str]) -> tuple[list[Field], list[str], list[str], int]:
-    """Fields of the tensors (64-byte aligned; ``to_float`` keys as float32), the other
-    keys, the key order, the data's bytes."""
-    fields: list[Field] = []
+    """Fields of the tensors (``to_float`` keys as float32), the other keys, the key
+    order, the data's bytes."""
+    tensors: list[tuple[str, tuple[int, ...], np.dtype[Any]]] = []
     other_keys: list[str] = []
-    offset = 0
     for key, value in sample.items():
         if isinstance(value, DecodedFrames):
             dtype = np.dtype(np.float32 if key in to_float else np.uint8)
@@ -161,12 +157,6 @@ def _layout(sample: dict[str, Any], rows: int, to_float: frozenset[str]) -> tupl
         else:
             other_keys.append(key)
             continue
-        shape = tuple(value.shape)
-        fields.append(Field(key, shape, dtype.str, offset))
-        nbytes = rows * math.prod(shape) * dtype.itemsize
-        offset += -(-nbytes // _ALIGN) * _ALIGN
-    return fields, other_keys, list(sample), max(offset, 1)
-
-
-def _plain(views: dict[str, np.ndarray], others: dict[str, list[Any]], order: list[str], rows: int) -> dict[str, Any]:
-    return {key: torch.from_numpy(views[key][:rows]) if key in views else others[key] for key in order}
+        tensors.append((key, tuple(value.shape), dtype))
+    fields, nbytes = plan_fields(tensors, rows)
+    return fields, other_keys, list(sample), nbytes

@@ -8,10 +8,13 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
 import torch.utils.data
 
 from robostore.meta import DatasetMeta
 from robostore.store import Store
+from robostore.torch.batch_assembly import BatchAssembler, SampleRows
 from robostore.torch.deltas import delta_indices
 from robostore.torch.frames import (
     FrameCache,
@@ -21,6 +24,7 @@ from robostore.torch.frames import (
 )
 from robostore.torch.process import PerProcessStore
 from robostore.torch.sample import SampleAssembler, Transform
+from robostore.torch.shared_batches import lend_batches
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
 from robostore.torch.views import SelectedEpisodes
 
@@ -39,6 +43,11 @@ class Dataset(SelectedEpisodes, torch.utils.data.Dataset[dict[str, Any]]):
     (the task text). With ``delta_timestamps`` a key holds its neighbours stacked
     ``[len(deltas), ...]``, clamped to the episode, and ``<key>_is_pad`` flags the
     clamped ones.
+
+    ``ds[a:b]`` and ``ds[[i, j, ...]]`` return the batch of those samples, as
+    DataLoader's default collation of ``[ds[i] for i in ...]`` would, built column by
+    column; a DataLoader with a batch size asks for whole batches the same way
+    (``__getitems__``).
 
     Opening reads ``meta/`` only. The tabular data of the selected episodes is read on
     first access in each process (and carried along when the dataset is pickled after
@@ -99,6 +108,7 @@ class Dataset(SelectedEpisodes, torch.utils.data.Dataset[dict[str, Any]]):
         self._images = ImageBytes(self._store)
         self._tabular: TabularData | None = None
         self._assembler: SampleAssembler | None = None
+        self._batches: BatchAssembler | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ views
@@ -117,17 +127,51 @@ class Dataset(SelectedEpisodes, torch.utils.data.Dataset[dict[str, Any]]):
         )
 
     # ------------------------------------------------------------------ access
-    def __getitem__(self, idx: int) -> dict[str, Any]:
+    def __getitem__(self, idx: int | slice | Sequence[int] | np.ndarray | torch.Tensor) -> dict[str, Any]:
+        if isinstance(idx, (slice, Sequence, np.ndarray, torch.Tensor)) and not isinstance(idx, (str, bytes)):
+            if isinstance(idx, slice):
+                idx = range(*idx.indices(len(self._index)))
+            batch = self._batch(idx, shared=False).collated()
+            assert isinstance(batch, dict)
+            return batch
         n = len(self._index)
         try:
-            position = operator.index(idx)
+            position = operator.index(idx)  # type: ignore[arg-type]  # bytes raise the TypeError answered below
         except TypeError:
-            raise TypeError(f"Dataset indices must be integers, got {type(idx).__name__}") from None
+            raise TypeError(
+                f"Dataset indices must be integers, slices or lists of integers, got {type(idx).__name__}"
+            ) from None
         if position < 0:
             position += n
         if not 0 <= position < n:
             raise IndexError(f"index {int(idx)} is out of range for a dataset of {n} frames")
         return self._assemble().sample(position)
+
+    def __getitems__(self, indices: Sequence[int]) -> SampleRows:
+        """The samples at ``indices``, built as one batch (what DataLoader calls with
+        ``batch_size``): default collation of the result is that batch, equal to the
+        collation of ``[ds[i] for i in indices]``; in a DataLoader worker it travels
+        through a reused shared-memory buffer."""
+        return self._batch(indices, shared=lend_batches())
+
+    def _batch(self, indices: Sequence[int] | np.ndarray | torch.Tensor, shared: bool) -> SampleRows:
+        n = len(self._index)
+        try:
+            wanted = np.asarray(indices)
+            if wanted.ndim != 1 or (wanted.size and wanted.dtype.kind not in "iu"):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise TypeError(f"Dataset batch indices must be a flat list of integers, got {indices!r:.80}") from None
+        if wanted.size == 0:
+            raise IndexError("an empty selection of samples has no batch; ask for at least one index")
+        positions = wanted.astype(np.int64)
+        positions = np.where(positions < 0, positions + n, positions)
+        bad = (positions < 0) | (positions >= n)
+        if bad.any():
+            raise IndexError(f"index {int(wanted[bad][0])} is out of range for a dataset of {n} frames")
+        self._assemble()
+        assert self._batches is not None
+        return self._batches.batch(positions, shared)
 
     def load(self) -> None:
         """Read the tabular data now (otherwise done on first access in each process)."""
@@ -145,7 +189,7 @@ class Dataset(SelectedEpisodes, torch.utils.data.Dataset[dict[str, Any]]):
                     if self._tabular is None:
                         self._tabular = TabularData.load(self.meta, self._store.get(), self._index, self.meta.features)
                         log.debug("%s: loaded %d frames of tabular data", self.meta.url, len(self._index))
-                    self._assembler = SampleAssembler(
+                    made = SampleAssembler(
                         self.meta,
                         self._index,
                         self._tabular,
@@ -156,6 +200,8 @@ class Dataset(SelectedEpisodes, torch.utils.data.Dataset[dict[str, Any]]):
                         self.image_transforms,
                         self.return_uint8,
                     )
+                    self._batches = BatchAssembler(made)
+                    self._assembler = made  # last: other threads take a set _assembler as ready
                 assembler = self._assembler
         return assembler
 
@@ -165,6 +211,7 @@ class Dataset(SelectedEpisodes, torch.utils.data.Dataset[dict[str, Any]]):
         # re-reading them from the backend in every spawned worker).
         state = self.__dict__.copy()
         state["_assembler"] = None
+        state["_batches"] = None
         del state["_lock"]
         return state
 

@@ -167,29 +167,60 @@ class VideoFrames:
         key: str | None = None,
         *,
         decoded: bool = False,
+        out: np.ndarray | None = None,
     ) -> np.ndarray | DecodedFrames:
         """uint8 [T, 3, H, W] frames of ``path`` at ``timestamps`` (seconds in the file), one seek.
 
         ``key`` is the video feature ``path`` belongs to (checked against ``features``).
         With ``decoded``, frames that come from the PyAV decoder (no frame cache) are
         returned still decoded (:class:`~robostore.video.decode.DecodedFrames`), for
-        callers that convert them later, straight into their output.
+        callers that convert them later, straight into their output. With ``out``
+        (uint8 [T, 3, H, W], C-contiguous) the frames are written there and ``out`` is
+        returned.
         """
         if self.frame_cache is not None:
             cached = self.frame_cache.get(path, timestamps)
             if cached is not None:
-                return cached
+                return _into(cached, out)
         reader = self._pool.get(path, lambda: self._open(path, episode, key))
         try:
             if decoded and self.frame_cache is None and isinstance(reader, VideoReader):
                 return reader.decoded_at(timestamps, tolerance_s, episode=episode)
-            frames = reader.frames_at(timestamps, tolerance_s, episode=episode, channels_first=True)
+            if isinstance(reader, VideoReader):
+                frames = reader.frames_at(timestamps, tolerance_s, episode=episode, channels_first=True, out=out)
+            else:
+                frames = _into(reader.frames_at(timestamps, tolerance_s, episode=episode, channels_first=True), out)
         except BaseException:
             self._evict(path)  # its decoder state is unknown after a failure
             raise
         if self.frame_cache is not None:
             self.frame_cache.put(path, timestamps, frames)
         return frames
+
+    def frames_many(
+        self,
+        key: str,
+        queries: Sequence[tuple[str, Sequence[float], int]],
+        tolerance_s: float,
+        out: np.ndarray,
+    ) -> None:
+        """The frames of several ``(path, timestamps, episode)`` queries of video ``key``
+        into ``out`` (uint8 [len(queries), T, 3, H, W]).
+
+        With a frame cache that serves sets of frames (``get_many``) all come from one
+        cache read. Otherwise each file's queries are decoded in time order, so that
+        queries sharing a GOP (or overlapping) decode it once.
+        """
+        get_many = getattr(self.frame_cache, "get_many", None)
+        if get_many is not None:
+            flat = out.view()
+            flat.shape = (-1, *out.shape[2:])  # raises rather than copying
+            if get_many([(path, timestamps) for path, timestamps, _ in queries], flat):
+                return
+        order = sorted(range(len(queries)), key=lambda q: (queries[q][0], min(queries[q][1])))
+        for q in order:
+            path, timestamps, episode = queries[q]
+            self.frames(path, timestamps, tolerance_s, episode, key, out=out[q])
 
     def close(self) -> None:
         """Close every open reader of this process."""
@@ -235,6 +266,13 @@ class VideoFrames:
             if not isinstance(source, str):  # close_file
                 source.close()
             raise
+
+
+def _into(frames: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return frames
+    out[...] = frames
+    return out
 
 
 class _TorchcodecReader:

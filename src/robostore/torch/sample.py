@@ -67,12 +67,12 @@ class SampleAssembler:
         self.image_transforms = image_transforms
         self.return_uint8 = return_uint8
         features = meta.features
-        self._tabular_keys = [k for k, f in features.items() if not f.is_camera]
-        self._image_keys = [k for k, f in features.items() if f.is_image]
-        self._video_keys = [k for k, f in features.items() if f.is_video]
-        self._spans = episode_videos(meta, index.rows)
-        self._timestamps = tabular.columns["timestamp"]
-        self._task_index = tabular.columns["task_index"]
+        self.tabular_keys = [k for k, f in features.items() if not f.is_camera]
+        self.image_keys = [k for k, f in features.items() if f.is_image]
+        self.video_keys = [k for k, f in features.items() if f.is_video]
+        self.spans = episode_videos(meta, index.rows)
+        self.timestamps = tabular.columns["timestamp"]
+        self.task_index = tabular.columns["task_index"]
 
     def sample(self, position: int) -> dict[str, Any]:
         """The sample at ``position`` (0 <= position < len(index))."""
@@ -86,26 +86,27 @@ class SampleAssembler:
             rows[key] = self.index.position(slot, near.indices)
             item[key + PAD_SUFFIX] = torch.from_numpy(near.is_pad)
 
-        for key in self._video_keys:
-            span = self._spans[key]
-            times = np.atleast_1d(self._timestamps[rows.get(key, position)]).astype(np.float64)
+        for key in self.video_keys:
+            span = self.spans[key]
+            times = np.atleast_1d(self.timestamps[rows.get(key, position)]).astype(np.float64)
             wanted = (span.from_timestamp[slot] + times).tolist()
             frames = self.videos.frames(span.paths[slot], wanted, self.tolerance_s, episode, key)
             if isinstance(frames, DecodedFrames):  # the streaming dataset converts them on output
                 item[key] = frames if key in rows else frames.first()
             else:
                 item[key] = self._camera(frames if key in rows else frames[0])
-        for key in self._image_keys:
+        for key in self.image_keys:
             key_rows = np.atleast_1d(rows.get(key, position))
-            pictures = np.stack([self._image(key, int(r)) for r in key_rows])
+            pictures = np.stack([self.image(key, int(r)) for r in key_rows])
             chw = np.ascontiguousarray(np.moveaxis(pictures, -1, -3))
             item[key] = self._camera(chw if key in rows else chw[0])
-        for key in self._tabular_keys:
+        for key in self.tabular_keys:
             item[key] = _tensor(self.tabular.columns[key][rows.get(key, position)])
-        item["task"] = self.meta.task(int(self._task_index[position]))
+        item["task"] = self.meta.task(int(self.task_index[position]))
         return item
 
-    def _image(self, key: str, row: int) -> np.ndarray:
+    def image(self, key: str, row: int) -> np.ndarray:
+        """uint8 [H, W, 3] of image feature ``key`` at position ``row``."""
         path = self.tabular.files[int(self.tabular.file_of[row])]
         data = self.images.get(path, key, int(self.tabular.file_row[row]))
         return decode_image(data, f"{self.meta.url}/{path} ({key}, row {int(self.tabular.file_row[row])})")

@@ -25,11 +25,13 @@ import mmap
 import os
 import sys
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from robostore.errors import RobostoreError
 from robostore.forks import current_pid
@@ -40,6 +42,9 @@ _RETURNED_AT = 8
 
 #: Free buffers a worker keeps for reuse; more are closed.
 KEEP_FREE = 2
+
+#: Alignment of each tensor's data in a batch buffer.
+_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,52 @@ def shared_batches_available() -> bool:
     return hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd")
 
 
+def lend_batches() -> bool:
+    """Whether batches made now should go into a pool buffer: in a DataLoader worker
+    that can lend them."""
+    return torch.utils.data.get_worker_info() is not None and shared_batches_available()
+
+
+def plan_fields(tensors: Iterable[tuple[str, tuple[int, ...], np.dtype[Any]]], rows: int) -> tuple[list[Field], int]:
+    """Fields for ``(key, shape of one row, dtype)`` tensors of ``rows`` rows, each
+    64-byte aligned, and the bytes they take together."""
+    fields: list[Field] = []
+    offset = 0
+    for key, shape, dtype in tensors:
+        fields.append(Field(key, tuple(shape), np.dtype(dtype).str, offset))
+        nbytes = rows * math.prod(shape) * np.dtype(dtype).itemsize
+        offset += -(-nbytes // _ALIGN) * _ALIGN
+    return fields, max(offset, 1)
+
+
+class BatchBuffer:
+    """The memory one batch's tensors are written into: a pool buffer (lent to the
+    training process by :meth:`finish`) or plain memory.
+
+    Args:
+        fields: the batch's tensors (from :func:`plan_fields`).
+        nbytes: their bytes together.
+        rows: rows the buffer holds.
+        shared: take a buffer of this process's pool (see :func:`lend_batches`).
+    """
+
+    def __init__(self, fields: list[Field], nbytes: int, rows: int, shared: bool) -> None:
+        self.fields, self.rows = fields, rows
+        self._buffer = worker_pool().take(nbytes) if shared else None
+        data = self._buffer.lease() if self._buffer is not None else np.empty(nbytes, np.uint8)
+        #: Each field's ``[rows, *shape]`` array, to write the batch into.
+        self.views = {f.key: f.view(data, rows) for f in fields}
+
+    def finish(self, others: dict[str, Any], order: list[str], rows: int | None = None) -> dict[str, Any] | SharedBatch:
+        """The batch of the first ``rows`` rows (all by default), with the non-tensor
+        values ``others``, keys in ``order``: a plain dict of tensors, or a
+        :class:`SharedBatch` (a dict once it reaches the training process)."""
+        rows = self.rows if rows is None else rows
+        if self._buffer is not None:
+            return SharedBatch(self._buffer, self.fields, rows, others, order)
+        return {key: torch.from_numpy(self.views[key][:rows]) if key in self.views else others[key] for key in order}
+
+
 class _Buffer:
     """One memfd mapping: a header of two counters, then the batch data."""
 
@@ -76,11 +127,25 @@ class _Buffer:
             raise
         self.data = memoryview(self.map)[HEADER:]
         self._counts = np.frombuffer(self.map, np.int64, 2)
+        self._lease: weakref.ref[np.ndarray] | None = None
+
+    def lease(self) -> np.ndarray:
+        """The data as an array, for the arrays of the batch written into it now, which
+        all keep it alive: while any of them lives in this process the buffer is not
+        free (a batch not lent yet, or one whose tensors a collate_fn took into another
+        container, which torch copies only when it sends them). numpy holds no buffer
+        export of what it views, so a weak reference is what tells."""
+        data = self._lease() if self._lease is not None else None
+        if data is None:
+            data = np.frombuffer(self.map, np.uint8, self.size, HEADER)
+            self._lease = weakref.ref(data)
+        return data
 
     @property
     def free(self) -> bool:
-        """Every lend of this buffer has come back."""
-        return bool(self._counts[0] == self._counts[1])
+        """Every lend of this buffer has come back and nothing in this process views
+        the batch last written into it."""
+        return bool(self._counts[0] == self._counts[1]) and (self._lease is None or self._lease() is None)
 
     def lend(self) -> int:
         """Mark the buffer lent; the number the consumer writes back when done."""
@@ -90,6 +155,8 @@ class _Buffer:
     def close(self) -> bool:
         """Unmap and close; False (and nothing done) while arrays of this process still
         view the buffer."""
+        if self._lease is not None and self._lease() is not None:
+            return False
         try:
             self.data.release()
         except BufferError:
@@ -140,8 +207,15 @@ def worker_pool() -> SharedBatchPool:
     return _pool[1]
 
 
-class SharedBatch:
-    """A batch written into a pool buffer; unpickles as a plain dict of tensors.
+class SharedBatch(dict[str, Any]):
+    """A batch written into a pool buffer: in the worker a dict of tensors viewing the
+    buffer; pickled, the buffer's whereabouts, which unpickle as a plain dict of
+    tensors mapping the same memory (the buffer is lent, not copied).
+
+    A batch changed in the worker (keys added, removed or given other values, as a
+    collate_fn that post-processes ``default_collate``'s batch does) pickles as the
+    plain dict it has become: torch then copies its tensors as it copies any, and the
+    buffer is reused once nothing in the worker views it.
 
     Args:
         buffer: the buffer holding the tensors' data (already written).
@@ -152,10 +226,21 @@ class SharedBatch:
     """
 
     def __init__(self, buffer: _Buffer, fields: list[Field], rows: int, others: dict[str, Any], order: list[str]) -> None:
-        self._args = (os.getpid(), buffer.fd, HEADER + buffer.size, buffer.lend(), fields, rows, others, order)
+        data = buffer.lease()
+        tensors = {f.key: torch.from_numpy(f.view(data, rows)) for f in fields}
+        super().__init__((key, tensors[key] if key in tensors else others[key]) for key in order)
+        self._buffer = buffer
+        self._layout = (fields, rows, others, order)
+        self._written = dict(self)
+        self._lent: tuple[Any, ...] | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return _open_shared_batch, self._args
+        if list(self) != list(self._written) or any(self[k] is not v for k, v in self._written.items()):
+            return dict, (dict(self),)
+        if self._lent is None:  # once: each lend is given back once
+            buffer = self._buffer
+            self._lent = (os.getpid(), buffer.fd, HEADER + buffer.size, buffer.lend(), *self._layout)
+        return _open_shared_batch, self._lent
 
 
 def _open_shared_batch(

@@ -255,7 +255,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset[dict[s
         collator = BatchCollator(
             self.batch_size, self.drop_last, self.meta.camera_keys, self.return_uint8, self.image_transforms, self.meta.url
         )
-        return collator.batches(samples)  # type: ignore[return-value]  # SharedBatch unpickles as a dict
+        return collator.batches(samples)
 
     def plan(self, shard: ShardId, epoch: int) -> ShardPlan:
         """The reads and yields of ``shard`` in ``epoch`` (no I/O)."""
