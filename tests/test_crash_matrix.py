@@ -13,8 +13,9 @@ cadence, and one of three ways to die:
 The subprocess prints ``saved e`` after each ``save_episode`` and ``flushed e`` after
 each ``flush()`` returns. After the kill: the dataset validates; it holds every
 flushed episode (and nothing past the saved ones), each with the values recorded;
-``Recorder.resume`` continues at the next index, records more, and the whole dataset
-validates and reads back value for value.
+``Recorder.resume`` publishes every episode ``save_episode`` returned for (from the
+local staging journal, for remote destinations too), continues at the next index,
+records more, and the whole dataset validates and reads back value for value.
 """
 
 from __future__ import annotations
@@ -47,7 +48,16 @@ pytestmark = pytest.mark.timeout(900)
 HERE = Path(__file__).parent
 BASE_SEED = int(os.environ.get("ROBOSTORE_CRASH_SEED", "7321"))
 #: Named crash points of the recorder (robostore/record/_crash.py) and how often each is reached.
-STEPS = ("publish_file", "publish_tier0", "publish_tier1", "publish_before_info", "publish_committed", "episode_staged")
+STEPS = (
+    "publish_file",
+    "publish_tier0",
+    "publish_tier1",
+    "publish_before_info",
+    "publish_committed",
+    "episode_staged",
+    "journal_write",
+    "episode_journaled",
+)
 
 FEATURES: dict[str, dict[str, Any]] = {
     "observation.state": {"dtype": "float32", "shape": [4], "names": None},
@@ -205,15 +215,21 @@ def check_point(point: Point, url: str, options: dict[str, Any], staging: Path) 
     assert report.ok, f"{point}: after the kill: {report.problems}"
     committed = DatasetMeta.open(url, options).total_episodes
     assert outcome.flushed <= committed <= min(outcome.saved + 1, len(rec.episodes)), f"{point}: {outcome}, committed {committed}"
-    kept = dataclasses.replace(rec, episodes=rec.episodes[:committed])
     if committed:
-        check_dataset(Dataset(url, storage_options=options, return_uint8=True), kept)
+        check_dataset(Dataset(url, storage_options=options, return_uint8=True), dataclasses.replace(rec, episodes=rec.episodes[:committed]))
 
     more = [Episode(length, "after resume", point.seed * 10 + i) for i, length in enumerate((1, 4))]
     with Recorder.resume(url, options, video=LOSSLESS, staging_dir=staging) as recorder:
-        assert recorder.episode_index == committed, f"{point}: resume starts at {recorder.episode_index}, not {committed}"
+        # Every episode save_episode returned for survives (and the one being saved
+        # may too, if the kill came after it was on disk).
+        kept_count = recorder.episode_index
+        assert max(outcome.saved, committed) <= kept_count <= min(outcome.saved + 1, len(rec.episodes)), (
+            f"{point}: {outcome}, committed {committed}, resume continues at {kept_count}"
+        )
+        assert recorder.recovered == list(range(committed, kept_count)), f"{point}: recovered {recorder.recovered}"
         for episode in more:
             record_episode(recorder, rec.features, episode)
+    kept = dataclasses.replace(rec, episodes=rec.episodes[:kept_count])
     report = validate(url, options)
     assert report.ok, f"{point}: after resume: {report.problems}"
     final = dataclasses.replace(rec, episodes=[*kept.episodes, *more])

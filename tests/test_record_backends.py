@@ -91,12 +91,14 @@ def test_kill9_on_remote_then_resume(backend_url, tmp_path, backend, crash):
     committed = DatasetMeta.open(url, options).total_episodes
     assert flushed <= committed <= flushed + 1
     assert any((tmp_path / "staging").iterdir())  # left by the crash
+    saved = flushed + 1  # killed while publishing an episode save_episode returned for
     with Recorder.resume(url, options, video=LOSSLESS, staging_dir=tmp_path / "staging") as rec:
-        assert rec.episode_index == committed
-        record_episode(rec, committed, 4, "after crash")
+        assert rec.recovered == list(range(committed, saved))
+        assert rec.episode_index == saved
+        record_episode(rec, saved, 4, "after crash")
     report = validate(url, options)
     assert report.ok, report.problems
-    lengths = {e: 5 + e for e in range(committed)} | {committed: 4}
-    tasks = {e: f"task {e % 2}" for e in range(committed)} | {committed: "after crash"}
+    lengths = {e: 5 + e for e in range(saved)} | {saved: 4}
+    tasks = {e: f"task {e % 2}" for e in range(saved)} | {saved: "after crash"}
     check_values(url, lengths, tasks, options=options)
     assert not any((tmp_path / "staging").rglob("*.parquet"))

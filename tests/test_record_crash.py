@@ -2,8 +2,8 @@
 
 A subprocess records episodes (flushing after each) and is killed with SIGKILL at a
 named step (``ROBOSTORE_RECORD_CRASH_AT``). Then: the dataset opens and validates and
-holds at least every flushed episode; ``Recorder.resume`` cleans up, records more,
-and the dataset validates again with every value as recorded.
+holds at least every flushed episode; ``Recorder.resume`` cleans up, publishes every
+saved episode, records more, and the dataset validates again with every value as recorded.
 """
 
 from __future__ import annotations
@@ -45,17 +45,22 @@ SCRIPT = textwrap.dedent(
     """
 )
 
-# (step, nth time reached): between files, after the data/video tier, after the
-# episodes table, just before info.json, after the commit, and while staging.
+# (step, nth time reached, episodes past the flushed ones that survive): between files,
+# after the data/video tier, after the episodes table, just before info.json, after the
+# commit, and while staging -- all after save_episode returned for the episode being
+# flushed, which resume publishes; while journaling the episode (save_episode had not
+# returned: it is dropped) and just after (it is on disk: resume publishes it).
 STEPS = [
-    ("publish_file", 1),
-    ("publish_file", 4),
-    ("publish_tier0", 3),
-    ("publish_tier1", 1),  # the first publish: resume's repair removes the only episodes file
-    ("publish_tier1", 2),
-    ("publish_before_info", 3),
-    ("publish_committed", 2),
-    ("episode_staged", 2),
+    ("publish_file", 1, 1),
+    ("publish_file", 4, 1),
+    ("publish_tier0", 3, 1),
+    ("publish_tier1", 1, 1),  # the first publish: resume's repair removes the only episodes file
+    ("publish_tier1", 2, 1),
+    ("publish_before_info", 3, 1),
+    ("publish_committed", 2, 1),
+    ("episode_staged", 2, 1),
+    ("journal_write", 3, 0),
+    ("episode_journaled", 2, 1),
 ]
 
 
@@ -79,28 +84,30 @@ def _check_after_crash(url: str, flushed: int) -> int:
     return meta.total_episodes
 
 
-def _resume_and_finish(url: str, committed: int) -> None:
+def _resume_and_finish(url: str, committed: int, saved: int) -> None:
+    """Resume: it publishes the ``saved`` episodes first (those past ``committed`` from the journal)."""
     with Recorder.resume(url) as rec:
-        assert rec.episode_index == committed
-        for ep in range(committed, len(LENGTHS) + 1):
+        assert rec.recovered == list(range(committed, saved))
+        assert rec.episode_index == saved
+        for ep in range(saved, len(LENGTHS) + 1):
             record_episode(rec, ep, 3 + ep, f"task {ep % 3}")
     report = validate(url)
     assert report.ok, report.problems
-    lengths = {ep: LENGTHS[ep] for ep in range(committed)} | {ep: 3 + ep for ep in range(committed, len(LENGTHS) + 1)}
+    lengths = {ep: LENGTHS[ep] for ep in range(saved)} | {ep: 3 + ep for ep in range(saved, len(LENGTHS) + 1)}
     tasks = {ep: f"task {ep % 3}" for ep in lengths}
     # Episodes recorded after the resume use the dataset's codec at default quality.
-    check_values(url, {e: n for e, n in lengths.items() if e < committed}, tasks)
-    check_values(url, {e: n for e, n in lengths.items() if e >= committed}, tasks, max_err=8.0)
+    check_values(url, {e: n for e, n in lengths.items() if e < saved}, tasks)
+    check_values(url, {e: n for e, n in lengths.items() if e >= saved}, tasks, max_err=8.0)
 
 
-@pytest.mark.parametrize(("step", "nth"), STEPS, ids=[f"{s}-{n}" for s, n in STEPS])
-def test_kill9_then_validate_resume_record_validate(tmp_path, step, nth):
+@pytest.mark.parametrize(("step", "nth", "unflushed"), STEPS, ids=[f"{s}-{n}" for s, n, _ in STEPS])
+def test_kill9_then_validate_resume_record_validate(tmp_path, step, nth, unflushed):
     url = str(tmp_path / "ds")
     code, flushed = _run(url, f"{step}:{nth}")
     assert code == -signal.SIGKILL, "the crash point was not reached"
     committed = _check_after_crash(url, flushed)
     # The crashed writer's lease is stale (its pid is gone): resume needs no force.
-    _resume_and_finish(url, committed)
+    _resume_and_finish(url, committed, flushed + unflushed)
     staging = tmp_path / ".ds.robostore-staging"
     assert not staging.exists() or not any(staging.iterdir())
 
@@ -116,7 +123,7 @@ def test_crash_during_repair_is_repaired_by_the_next_resume(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert len([p for p in (tmp_path / "ds").rglob("*") if p.is_file()]) < len(leftovers)
     committed = _check_after_crash(url, flushed)
-    _resume_and_finish(url, committed)
+    _resume_and_finish(url, committed, flushed + 1)
 
 
 def test_uncommitted_rows_are_invisible_and_removed(tmp_path):
@@ -128,10 +135,27 @@ def test_uncommitted_rows_are_invisible_and_removed(tmp_path):
     )
     meta = DatasetMeta.open(url)
     assert raw_rows == meta.total_episodes + 1 == flushed + 1
-    with Recorder.resume(url):
-        pass
+    with Recorder.resume(url) as rec:
+        assert rec.recovered == [flushed]
     meta = DatasetMeta.open(url)
     rows = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "ds/meta/episodes").rglob("*.parquet"))
     assert rows == meta.total_episodes
     data_rows = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "ds/data").rglob("*.parquet"))
     assert data_rows == meta.total_frames
+
+
+def test_a_staged_episode_that_does_not_check_out_is_dropped_with_a_warning(tmp_path, caplog):
+    url = str(tmp_path / "ds")
+    code, flushed = _run(url, "publish_before_info:3")
+    assert code == -signal.SIGKILL
+    committed = _check_after_crash(url, flushed)
+    [journaled] = (tmp_path / ".ds.robostore-staging").rglob(f"journal/{committed:012d}.episode")
+    raw = bytearray(journaled.read_bytes())
+    raw[-100] ^= 0xFF
+    journaled.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING"), Recorder.resume(url) as rec:
+        assert rec.recovered == []
+        assert rec.episode_index == committed
+    assert f"staged episode {committed}: unreadable: its content does not match its checksum" in caplog.text
+    assert not any(p.is_file() for p in (tmp_path / ".ds.robostore-staging").rglob("*"))
+    assert DatasetMeta.open(url).total_episodes == committed

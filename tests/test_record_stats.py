@@ -11,9 +11,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixture_data import fixture_path
-from robostore.stats import camera_sample_indices, compute_stats, downsample_for_stats
+from robostore.stats import (
+    add_episode_stats,
+    aggregate_stats,
+    camera_sample_indices,
+    compute_stats,
+    downsample_for_stats,
+)
 
 
 def _episode_values(name: str):
@@ -87,7 +95,6 @@ def test_single_frame_and_multidimensional_features() -> None:
 def test_values_at_the_dtype_limits_give_finite_stats(dtype: str) -> None:
     """FLT_MAX-style sentinels overflowed sums, squares and the histogram range: the
     writer thread died (``bins must increase monotonically``) or stats.json got nulls."""
-    from robostore.stats import aggregate_stats
 
     big = np.finfo(dtype).max
     for column in ([big], [big, -big, 1.0], [big, big, big, 0.5]):
@@ -108,3 +115,32 @@ def test_ordinary_values_keep_lerobots_native_precision() -> None:
     """The overflow fallback is not taken for ordinary data (stats stay float32 sums)."""
     values = np.linspace(-3, 7, 50, dtype=np.float32).reshape(-1, 1)
     assert compute_stats(values)["mean"][0] == np.mean(values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 40), st.floats(-1e6, 1e6), st.floats(0.01, 1e3), st.integers(0, 2**31)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_running_stats_equal_stats_recomputed_from_scratch(episodes):
+    """The recorder folds each episode into the running stats; the result equals aggregating all at once."""
+    per_episode = []
+    for length, center, spread, seed in episodes:
+        rng = np.random.default_rng(seed)
+        values = (center + spread * rng.standard_normal((length, 3))).astype(np.float32)
+        per_episode.append({"x": compute_stats(values), "i": compute_stats(rng.integers(-5, 50, size=(length, 1)))})
+    running = None
+    for stats in per_episode:
+        running = add_episode_stats(running, stats)
+    assert running is not None
+    incremental, scratch = running.to_json_dict(), aggregate_stats(per_episode).to_json_dict()
+    assert incremental.keys() == scratch.keys()
+    for key in scratch:
+        for name in ("min", "max", "count"):
+            assert incremental[key][name] == scratch[key][name], (key, name)
+        for name in ("mean", "std", "q01", "q10", "q50", "q90", "q99"):
+            scale = 1 + np.abs(scratch[key]["max"]).max() + np.abs(scratch[key]["min"]).max()
+            np.testing.assert_allclose(incremental[key][name], scratch[key][name], rtol=1e-9, atol=1e-12 * scale, err_msg=f"{key} {name}")

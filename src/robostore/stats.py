@@ -203,6 +203,15 @@ def aggregate_stats(per_episode: Sequence[Mapping[str, Mapping[str, Any]]]) -> D
     return DatasetStats(features=features)
 
 
+def add_episode_stats(running: DatasetStats | None, episode: Mapping[str, Mapping[str, Any]]) -> DatasetStats:
+    """Dataset stats after one more episode: ``running`` (the stats so far) folded with ``episode``'s.
+
+    The recorder's running stats, O(features) per episode; equal (to rounding) to
+    :func:`aggregate_stats` over every episode at once.
+    """
+    return aggregate_stats([running.to_json_dict(), episode] if running is not None else [episode])
+
+
 def _power_of_two_above(arrays: Sequence[np.ndarray]) -> float:
     """A power of two ``s`` with ``|x| / s < 2`` for every finite x in ``arrays`` (1.0 when small)."""
     top = max((float(np.abs(a.astype(np.float64)).max(initial=0.0)) for a in arrays), default=0.0)

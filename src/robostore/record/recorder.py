@@ -11,12 +11,14 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from robostore.backends import open_store
 from robostore.errors import RobostoreError, SchemaError
 from robostore.layout import INFO_PATH
 from robostore.meta import DatasetMeta
+from robostore.record import journal
 from robostore.record.episode import EpisodeBuffer
 from robostore.record.files import FileIndex
 from robostore.record.frames import TASK_KEY, FrameSchema
@@ -67,6 +69,7 @@ class Recorder:
         publish_every: int | None,
         publish_interval_s: float | None,
         image_writer_threads: int,
+        recover: bool = False,
     ) -> None:
         transactional = store.transactional
         _tune_malloc()
@@ -77,7 +80,12 @@ class Recorder:
         self._schema = FrameSchema(self.features, store.url)
         self._camera_kinds = {k: f.dtype for k, f in self.features.items() if f.is_camera}
         self._lease = lease
-        self._staging = Staging.start(staging_base(store, staging_dir))
+        base = staging_base(store, staging_dir)
+        earlier = Staging.earlier_sessions(base)
+        if earlier and not recover:
+            log.warning("removing staging left by an earlier recorder that did not close: %s", ", ".join(map(str, earlier)))
+            Staging.remove_sessions(earlier)
+        self._staging = Staging.start(base)
         self._publisher = Publisher(
             store,
             lease,
@@ -85,9 +93,13 @@ class Recorder:
             interval_s=publish_interval_s if publish_interval_s is not None else (60.0 if transactional else 0.0),
         )
         self._writer = EpisodeWriter(DatasetInfo.from_json(meta.info.to_json()), meta.tasks, meta.stats, self._staging, self._publisher, starts)
+        self.recovered: list[int] = []
+        """Episodes a crashed recorder had saved that ``resume`` published (indices)."""
+        if earlier and recover:
+            self._recover(earlier)
         self._png_pool = ThreadPoolExecutor(max(1, image_writer_threads), thread_name_prefix="robostore-png") if meta.image_keys else None
         self._buffer: EpisodeBuffer | None = None
-        self._next_episode = meta.total_episodes
+        self._next_episode = meta.total_episodes + len(self.recovered)
         self._closed = False
         self._lock = threading.Lock()
         # Opening an encoder takes tens of ms (SVT-AV1 allocates its pipeline): the
@@ -190,8 +202,10 @@ class Recorder:
         First validates the committed dataset (:func:`robostore.validate.validate`:
         metadata, every data file's index columns, every mp4's header) and refuses a
         broken one, changing nothing. Then removes what an interrupted recording left
-        uncommitted (see :mod:`robostore.record.repair`; never files it did not write)
-        and its staging folder, and continues with the next episode index; new
+        uncommitted (see :mod:`robostore.record.repair`; never files it did not
+        write), publishes the episodes a crashed recorder had saved (:attr:`recovered`,
+        see :mod:`robostore.record.journal`), and continues with the next episode
+        index; new
         episodes go into new data, video and episodes files, as lerobot does when it
         resumes. ``video`` defaults to the codec the dataset's videos use. Other
         arguments as in :meth:`create`.
@@ -225,7 +239,7 @@ class Recorder:
                 chosen = VideoOptions.h264() if codec == "libx264" else VideoOptions()
             return meta, chosen, _next_files(meta)
 
-        return cls._start(store, lease, prepare, staging_dir, publish_every, publish_interval_s, image_writer_threads)
+        return cls._start(store, lease, prepare, staging_dir, publish_every, publish_interval_s, image_writer_threads, recover=True)
 
     @classmethod
     def _start(
@@ -237,6 +251,7 @@ class Recorder:
         publish_every: int | None,
         publish_interval_s: float | None,
         image_writer_threads: int,
+        recover: bool = False,
     ) -> Recorder:
         """A recorder on what ``prepare()`` returns (metadata, encoder settings, next files);
         if anything fails the lease is given back, so the dataset is not left locked."""
@@ -252,6 +267,7 @@ class Recorder:
                 publish_every=publish_every,
                 publish_interval_s=publish_interval_s,
                 image_writer_threads=image_writer_threads,
+                recover=recover,
             )
         except BaseException:
             lease.release()
@@ -304,17 +320,25 @@ class Recorder:
     def save_episode(self) -> int:
         """Close the current episode and return its index.
 
-        Returns once the episode is handed to the background writer; call
+        Returns once the episode is on local disk (fsync'ed in the staging folder's
+        journal): a crash after that loses nothing, :meth:`resume` publishes it. Adding
+        it to the dataset's files and uploading them happens in the background; call
         :meth:`flush` to wait until it is on the backend.
+
+        Raises:
+            SchemaError: the episode has no frames.
+            VideoError, StoreError: finishing or journaling the episode failed; it
+                is not saved.
         """
         self._check_usable()
         buffer = self._buffer
         if buffer is None or buffer.length == 0:
             raise SchemaError(f"{self.url}: save_episode: the episode has no frames; call add_frame first")
         self._buffer = None
-        self._writer.submit(buffer)
+        journaled = self._writer.submit(buffer)
         self._next_episode += 1
         self._prepare_encoders()
+        journaled.result()
         return buffer.episode_index
 
     def discard_episode(self) -> None:
@@ -365,7 +389,11 @@ class Recorder:
                 if ok:
                     self._staging.remove()
                 else:
-                    log.error("%s: unpublished episodes are lost; staging kept for inspection at %s", self.url, self._staging.root)
+                    log.error(
+                        "%s: saved episodes are not all published; Recorder.resume publishes them from %s",
+                        self.url,
+                        self._staging.root,
+                    )
                 self.store.close()
 
     def __enter__(self) -> Recorder:
@@ -385,6 +413,35 @@ class Recorder:
             raise RobostoreError(f"{self.url}: this Recorder is closed; use Recorder.resume(url) to record more")
         self._writer.check()
         self._publisher.check()
+
+    def _recover(self, sessions: list[Path]) -> None:
+        """Publish the episodes crashed ``sessions`` journaled, then delete the sessions."""
+        episodes, given_up = journal.recover(sessions, self._writer.info, self._staging.tmp)
+        for reason in given_up:
+            log.warning("%s: a staged episode cannot be recovered and is deleted: %s", self.url, reason)
+        try:
+            for episode in episodes:
+                self._writer.apply(episode)
+            self._publisher.flush()
+            # As after any resume, new episodes go into new files (their encoder
+            # settings may differ from the crashed recorder's).
+            self._writer.start_new_files()
+        except BaseException:
+            self._writer.stop()
+            with contextlib.suppress(Exception):
+                self._publisher.close()
+            self._staging.remove()
+            raise
+        self.recovered = [e.episode_index for e in episodes]
+        if episodes:
+            log.warning(
+                "%s: published %d episode(s) a crashed recorder had saved but not published: %d..%d",
+                self.url,
+                len(episodes),
+                episodes[0].episode_index,
+                episodes[-1].episode_index,
+            )
+        Staging.remove_sessions(sessions)
 
     def _open_encoders(self, index: int) -> dict[str, EpisodeEncoder]:
         encoders = {}

@@ -1,20 +1,22 @@
 """The local staging folder and the background publisher.
 
-Files are built in a staging folder on local disk (``files/``: the open data, video
-and episodes files under their dataset-relative paths). After each saved episode the
-files it changed are hard-linked into ``snapshots/<n>/`` — free, and immutable
-because staged files are only ever replaced by rename — and handed to the
-:class:`Publisher`, a thread that uploads them in the crash-safe order:
+Each saved episode is first made durable in the session's journal (``journal/``, see
+:mod:`robostore.record.journal`). The open data, video and episodes files are kept
+as appendable parts (:mod:`robostore.record.files`); after each episode the writer
+hands the :class:`Publisher` the new version of each file it changed. The publisher,
+a thread, builds those files in the staging folder (``files/``, under their
+dataset-relative paths) and uploads them in the crash-safe order:
 
 1. data and video files,
 2. the episodes table,
 3. ``meta/tasks.parquet`` and ``meta/stats.json``,
-4. ``meta/info.json`` (the commit point), then one ``Store.commit`` (one Hub commit).
+4. ``meta/info.json`` (the commit point), then one ``Store.commit`` (one Hub commit);
+   then the published episodes' journal files are deleted.
 
-Pending publishes coalesce: while one upload runs, later episodes' snapshots merge
-into one pending job in which each path keeps only its newest snapshot. So each
-publish uploads each open file at most once, however many episodes it carries, and
-a slow link makes publishes rarer rather than piling up uploads.
+Pending publishes coalesce: while one upload runs, later episodes' versions merge
+into one pending job in which each path keeps only its newest version. So each
+publish builds and uploads each open file at most once, however many episodes it
+carries, and a slow link makes publishes rarer rather than piling up uploads.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from pathlib import Path
 from robostore.errors import RobostoreError, StoreError
 from robostore.layout import EPISODES_DIR, INFO_PATH, META_FILES
 from robostore.record._crash import crashpoint
+from robostore.record.files import FileVersion
+from robostore.record.journal import JOURNAL
 from robostore.record.lease import Lease
 from robostore.store import Store
 
@@ -66,37 +70,35 @@ class Staging:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.files = root / "files"
-        self.snapshots = root / "snapshots"
         self.tmp = root / "tmp"
-        for folder in (self.files, self.snapshots, self.tmp):
+        self.journal = root / JOURNAL
+        for folder in (self.files, self.tmp, self.journal):
             folder.mkdir(parents=True, exist_ok=True)
-        self._seq = 0
+        # The journal's episode folders must survive a power loss: so must the path to them.
+        for folder in (root, root.parent):
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     @classmethod
     def start(cls, base: Path) -> Staging:
-        """Start a session under ``base``, deleting sessions left by crashed writers.
-
-        Call only while holding the dataset's lease: any other session is then stale.
-        Their unpublished episodes are lost by design (only flushed episodes are
-        promised to survive a crash); the dataset itself never depends on them.
-        """
-        if base.exists():
-            for old in base.iterdir():
-                log.warning("removing staging left by an earlier recorder that did not close: %s", old)
-                shutil.rmtree(old, ignore_errors=True)
+        """Start a new session under ``base`` (see :func:`earlier_sessions` for older ones)."""
         return cls(base / uuid.uuid4().hex[:12])
 
-    def snapshot(self, paths: list[str]) -> dict[str, Path]:
-        """Hard-link the staged ``paths`` into a new snapshot folder."""
-        self._seq += 1
-        folder = self.snapshots / f"{self._seq:06d}"
-        out = {}
-        for rel in paths:
-            dst = folder / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.link(self.files / rel, dst)
-            out[rel] = dst
-        return out
+    @staticmethod
+    def earlier_sessions(base: Path) -> list[Path]:
+        """Session folders under ``base`` left by recorders that did not close.
+
+        Call only while holding the dataset's lease: any other session is then stale.
+        """
+        return sorted(base.iterdir()) if base.is_dir() else []
+
+    @staticmethod
+    def remove_sessions(sessions: list[Path]) -> None:
+        for old in sessions:
+            shutil.rmtree(old, ignore_errors=True)
 
     def remove(self) -> None:
         """Delete the session folder (and the base folder when it is empty)."""
@@ -109,25 +111,25 @@ class Staging:
 class PublishJob:
     """What one or more saved episodes changed, ready to upload.
 
-    ``files`` are data/video/episodes files (dataset path -> snapshot), ``meta`` the
-    small metadata files by content; ``episodes`` is total_episodes once published.
+    ``files`` are data/video/episodes files (dataset path -> version to build and
+    upload), ``meta`` the small metadata files by content; ``episodes`` is
+    total_episodes once published; ``delete``: local files (journal entries, staged
+    copies of rolled-over files) to delete once it is committed.
     """
 
-    files: dict[str, Path]
+    files: dict[str, FileVersion]
     meta: dict[str, bytes]
     episodes: int
     count: int = 1
     since: float = field(default_factory=time.monotonic)
+    delete: list[Path] = field(default_factory=list)
 
     def merge(self, newer: PublishJob) -> None:
-        for rel, path in newer.files.items():
-            old = self.files.get(rel)
-            if old is not None and old != path:
-                old.unlink(missing_ok=True)
-            self.files[rel] = path
+        self.files.update(newer.files)
         self.meta.update(newer.meta)
         self.episodes = newer.episodes
         self.count += newer.count
+        self.delete.extend(newer.delete)
 
 
 def _tier(path: str) -> int:
@@ -261,7 +263,7 @@ class Publisher:
                 with self._cond:
                     self._error = exc
                     if job is not None:
-                        # Keep it for a later flush, under any newer snapshots.
+                        # Keep it for a later flush, under any newer versions.
                         if self._pending is not None:
                             job.merge(self._pending)
                         self._pending = job
@@ -298,15 +300,16 @@ class Publisher:
         self.lease.renew()
         self.store.commit(f"robostore: record episodes up to {job.episodes - 1}")
         crashpoint("publish_committed")
-        for snap in job.files.values():
-            snap.unlink(missing_ok=True)
+        for done in job.delete:
+            done.unlink(missing_ok=True)
         self.published_episodes = job.episodes
         self.publishes += 1
         log.debug("%s: published %d episode(s) in %.3f s", self.store.url, job.count, time.perf_counter() - t0)
 
-    def _put_file(self, path: str, local: Path) -> None:
+    def _put_file(self, path: str, version: FileVersion) -> None:
+        local = version.build()
         size = local.stat().st_size
-        # The snapshot is this job's own file, unlinked after the publish: hand it over.
+        # Built for this publish and only ever replaced by rename: hand it over.
         self.store.adopt_file(path, str(local))
         self.uploaded_bytes += size
         crashpoint("publish_file")

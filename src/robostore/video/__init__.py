@@ -6,7 +6,14 @@
 """
 
 from robostore.video.decode import VideoReader, decode_image
-from robostore.video.encode import EpisodeEncoder, Segment, append_segment, file_size
+from robostore.video.encode import (
+    EpisodeEncoder,
+    Segment,
+    append_segment,
+    concat_segments,
+    file_size,
+    mp4_header_size,
+)
 from robostore.video.options import VideoOptions
 
 __all__ = [
@@ -15,6 +22,8 @@ __all__ = [
     "VideoOptions",
     "VideoReader",
     "append_segment",
+    "concat_segments",
     "decode_image",
     "file_size",
+    "mp4_header_size",
 ]

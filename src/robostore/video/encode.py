@@ -31,6 +31,8 @@ p99 2.7 ms, backlog at most 1 frame while recording in real time.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import queue
@@ -38,6 +40,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -337,73 +340,137 @@ def append_segment(
             frame rate than the segment.
     """
     dst = Path(dst)
-    label = name or str(dst)
-    if not dst.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-        if keep_segment:
-            shutil.copyfile(segment.path, tmp)
-        else:
-            shutil.move(segment.path, tmp)
-        _fsync_replace(tmp, dst)
-        return 0.0, segment.n_frames / segment.fps
+    [span] = concat_segments(dst, [segment], base=dst if dst.exists() else None, name=name)
+    if not keep_segment:
+        segment.path.unlink(missing_ok=True)
+    return span
 
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+
+def concat_segments(
+    dst: str | os.PathLike[str],
+    segments: Sequence[Segment],
+    *,
+    base: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+) -> list[tuple[float, float]]:
+    """Write the mp4 ``base`` (may be ``dst`` itself, or None) followed by ``segments`` to ``dst``.
+
+    One stream-copy pass however many segments (nothing is re-encoded); the result is
+    fsync'ed and replaces ``dst`` atomically. Segment files are left in place.
+
+    Returns:
+        ``(from_timestamp, to_timestamp)`` in seconds of each segment inside ``dst``.
+
+    Raises:
+        VideoError: a file is unreadable, or the segments differ from ``base`` (or
+            from each other) in codec, size or frame rate.
+    """
+    dst = Path(dst)
+    label = name or str(dst)
+    if not segments:
+        raise ValueError("concat_segments: no segments")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with wrap_av_errors(label, "appending an episode (stream copy)", "Start a new video file"):
-            start_s = _remux_append(dst, segment, tmp, label)
+        if base is None and len(segments) == 1:
+            shutil.copyfile(segments[0].path, tmp)
+            spans = [(0.0, segments[0].n_frames / segments[0].fps)]
+        else:
+            with wrap_av_errors(label, "appending episodes (stream copy)", "Start a new video file"):
+                spans = _remux_concat(None if base is None else Path(base), segments, tmp, label)
         _fsync_replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
-    if not keep_segment:
-        segment.path.unlink(missing_ok=True)
-    return start_s, start_s + segment.n_frames / segment.fps
+    return spans
 
 
-def _remux_append(dst: Path, segment: Segment, tmp: Path, label: str) -> float:
-    with av.open(str(dst), "r") as old, av.open(str(segment.path), "r") as seg:
-        if not old.streams.video:
+def _remux_concat(base: Path | None, segments: Sequence[Segment], tmp: Path, label: str) -> list[tuple[float, float]]:
+    sources = [*([] if base is None else [base]), *(s.path for s in segments)]
+    fps = segments[0].fps
+    spans: list[tuple[float, float]] = []
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(av.open(str(sources[0]), "r"))
+        if not first.streams.video:
             raise VideoError(f"{label}: no video stream; cannot append to it. Start a new video file")
-        old_st, seg_st = old.streams.video[0], seg.streams.video[0]
-        old_cc, seg_cc = old_st.codec_context, seg_st.codec_context
-        if (old_cc.codec.canonical_name, old_cc.width, old_cc.height) != (
-            seg_cc.codec.canonical_name,
-            seg_cc.width,
-            seg_cc.height,
-        ):
-            raise VideoError(
-                f"{label}: holds {old_cc.codec.canonical_name} {old_cc.width}x{old_cc.height} but the "
-                f"episode is {seg_cc.codec.canonical_name} {seg_cc.width}x{seg_cc.height}; "
-                "start a new video file for a different codec or size"
-            )
-        old_tb, seg_tb = old_st.time_base, seg_st.time_base
-        if old_tb is None or seg_tb is None:
+        template = first.streams.video[0]
+        out_tb = template.time_base
+        if out_tb is None:
             raise VideoError(f"{label}: a video stream without a time base; start a new video file")
-        old_tpf = _ticks_per_frame(old_tb, segment.fps, label)
-        with av.open(str(tmp), "w", format="mp4") as out:
-            out_st = out.add_stream_from_template(old_st, opaque=True)
-            last_pts: int | None = None
-            for pkt in old.demux(old_st):
-                if pkt.dts is None:  # demuxer's flush marker
-                    continue
-                if pkt.pts is not None and (last_pts is None or pkt.pts > last_pts):
-                    last_pts = pkt.pts
-                pkt.stream = out_st
-                out.mux(pkt)
-            offset_old = 0 if last_pts is None else last_pts + old_tpf
-            start = Fraction(offset_old) * old_tb
-            offset_seg = start / seg_tb
-            if offset_seg.denominator != 1:
-                raise VideoError(f"{label}: time base {old_tb} cannot hold the episode's start {start}s exactly")
-            shift = int(offset_seg)
-            for pkt in seg.demux(seg_st):
-                if pkt.dts is None:
-                    continue
-                pkt.pts = None if pkt.pts is None else pkt.pts + shift
-                pkt.dts = pkt.dts + shift
-                pkt.stream = out_st
-                out.mux(pkt)
-    return float(start)
+        tpf = _ticks_per_frame(out_tb, fps, label)
+        tcc = template.codec_context
+        kind = (tcc.codec.canonical_name, tcc.width, tcc.height)
+        out = stack.enter_context(av.open(str(tmp), "w", format="mp4"))
+        out_st = out.add_stream_from_template(template, opaque=True)
+        end = Fraction(0)  # seconds: where the next source starts
+        for i, source in enumerate(sources):
+            start = end
+            if i == 0:
+                end = _copy_shifted(first, out, out_st, start, tpf * out_tb, kind, label)
+            else:
+                with av.open(str(source), "r") as container:
+                    end = _copy_shifted(container, out, out_st, start, tpf * out_tb, kind, label)
+            if i >= len(sources) - len(segments):
+                spans.append((float(start), float(start + Fraction(segments[len(spans)].n_frames, fps))))
+    return spans
+
+
+def _copy_shifted(
+    container: av.container.InputContainer,
+    out: av.container.OutputContainer,
+    out_st: av.video.stream.VideoStream,
+    start: Fraction,
+    frame_s: Fraction,
+    kind: tuple[str, int, int],
+    label: str,
+) -> Fraction:
+    """Mux ``container``'s video packets into ``out_st`` from ``start`` seconds on; returns where they end."""
+    stream = container.streams.video[0]
+    cc = stream.codec_context
+    if (cc.codec.canonical_name, cc.width, cc.height) != kind:
+        raise VideoError(
+            f"{label}: holds {kind[0]} {kind[1]}x{kind[2]} but an episode appended to it is "
+            f"{cc.codec.canonical_name} {cc.width}x{cc.height}; start a new video file for a different codec or size"
+        )
+    tb = stream.time_base
+    if tb is None:
+        raise VideoError(f"{label}: a video stream without a time base; start a new video file")
+    offset = start / tb
+    if offset.denominator != 1:
+        raise VideoError(f"{label}: time base {tb} cannot hold the episode's start {start}s exactly")
+    shift = int(offset)
+    last_pts: int | None = None
+    for pkt in container.demux(stream):
+        if pkt.dts is None:  # demuxer's flush marker
+            continue
+        if pkt.pts is not None and (last_pts is None or pkt.pts > last_pts):
+            last_pts = pkt.pts
+        pkt.pts = None if pkt.pts is None else pkt.pts + shift
+        pkt.dts = pkt.dts + shift
+        pkt.stream = out_st
+        out.mux(pkt)
+    if last_pts is None:
+        return start
+    return start + Fraction(last_pts) * tb + frame_s
+
+
+def mp4_header_size(segment: Segment) -> int:
+    """Bytes every mp4 of ``segment``'s stream holds once, whatever its frames (boxes, codec setup).
+
+    Measured as an mp4 of the segment's first frame less that frame's bytes (off by
+    the few bytes one frame adds to the sample tables).
+    """
+    out = io.BytesIO()
+    frame_bytes = 0
+    with av.open(str(segment.path), "r") as src, av.open(out, "w", format="mp4") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0], opaque=True)
+        for pkt in src.demux(src.streams.video[0]):
+            if pkt.dts is None:
+                continue
+            frame_bytes = pkt.size
+            pkt.stream = stream
+            dst.mux(pkt)
+            break
+    return len(out.getvalue()) - frame_bytes
 
 
 def file_size(path: str | os.PathLike[str]) -> int:
