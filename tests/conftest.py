@@ -33,10 +33,13 @@ def video_basic_url(store_url: tuple[str, dict]) -> tuple[str, dict]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` run only when asked for (``-m slow``)."""
-    if "slow" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    """Tests marked ``slow`` run only when asked for (``-m slow``), and so do those marked
+    ``lerobot_peers`` (``-m lerobot_peers``: they need the lerobot venvs of tests/peers/)."""
+    selected = config.getoption("-m") or ""
+    for marker, why in (("slow", "slow: run with -m slow"), ("lerobot_peers", "needs the lerobot peer venvs: run with -m lerobot_peers")):
+        if marker in selected:
+            continue
+        skip = pytest.mark.skip(reason=why)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)

@@ -227,6 +227,21 @@ class DatasetMeta:
         return self.info.camera_keys
 
     @property
+    def depth_keys(self) -> list[str]:
+        """Depth-map cameras (values in millimetres, one channel)."""
+        return self.info.depth_keys
+
+    @property
+    def rgb_camera_keys(self) -> list[str]:
+        """Cameras holding RGB frames: all but depth maps."""
+        return self.info.rgb_camera_keys
+
+    @property
+    def language_keys(self) -> list[str]:
+        """lerobot 0.6 language annotation columns."""
+        return self.info.language_keys
+
+    @property
     def total_episodes(self) -> int:
         return self.info.total_episodes
 

@@ -28,14 +28,15 @@ MIN_CAMERA_SAMPLES = 100
 MAX_CAMERA_SAMPLES = 10_000
 
 
-def compute_stats(values: np.ndarray, *, camera: bool = False) -> dict[str, np.ndarray]:
+def compute_stats(values: np.ndarray, *, camera: bool = False, depth: bool = False) -> dict[str, np.ndarray]:
     """Statistics of one feature over one episode, computed as lerobot computes them.
 
     ``values`` is [frames, ...] in the feature's own dtype (float32 features give
     float32-precision mean/std, as in lerobot's files). For cameras pass the uint8
     frames [frames, C, H, W] chosen by :func:`camera_sample_indices` and
     :func:`downsample_for_stats`: statistics are per channel, scaled to [0, 1] and
-    shaped [C, 1, 1]; ``count`` is the number of frames given.
+    shaped [C, 1, 1]; ``count`` is the number of frames given. Depth maps (``depth``:
+    [frames, 1, H, W] in their depth unit) are not scaled, as lerobot 0.6 keeps them.
 
     Quantiles come from a histogram of :data:`HISTOGRAM_BINS` bins between min and
     max with linear interpolation inside a bin (lerobot's estimate, not exact order
@@ -54,7 +55,7 @@ def compute_stats(values: np.ndarray, *, camera: bool = False) -> dict[str, np.n
         shape = arr.shape[1:] or (1,)
     out = _column_stats(flat)
     out = {k: v.reshape(shape) for k, v in out.items()}
-    if camera:
+    if camera and not depth:
         out = {k: v / 255.0 for k, v in out.items()}
     out["count"] = np.array([frames], dtype=np.int64)
     return out

@@ -8,13 +8,15 @@ and what came.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from robostore.errors import SchemaError
-from robostore.schema import DEFAULT_FEATURE_KEYS, Feature
+from robostore.schema import DEFAULT_FEATURE_KEYS, Feature, language
+from robostore.video.depth import METRE, MILLIMETRE
 
 TASK_KEY = "task"
 
@@ -64,7 +66,7 @@ class FrameSchema:
         """
         if not isinstance(frame, Mapping):
             raise SchemaError(f"{self.where}: {context}: a frame is a dict of feature -> value, got {_describe(frame)}")
-        missing = [k for k in self.features if k not in frame]
+        missing = [k for k, f in self.features.items() if k not in frame and not f.is_language]
         if TASK_KEY not in frame:
             missing.append(TASK_KEY)
         unknown = [k for k in frame if k not in self.features and k != TASK_KEY]
@@ -85,7 +87,7 @@ class FrameSchema:
         task = frame[TASK_KEY]
         if not isinstance(task, str) or not task:
             raise SchemaError(f"{self.where}: {context}: feature 'task': expected a non-empty str, got {_describe(task)}")
-        values = {key: self._value(key, feature, frame[key], context) for key, feature in self.features.items()}
+        values = {key: self._value(key, feature, frame.get(key), context) for key, feature in self.features.items()}
         return values, task
 
     # ------------------------------------------------------------------ per kind
@@ -96,8 +98,12 @@ class FrameSchema:
         )
 
     def _value(self, key: str, feature: Feature, value: Any, context: str) -> Any:
+        if feature.is_depth:
+            return self._depth(key, feature, value, context)
         if feature.is_camera:
             return self._camera(key, feature, value, context)
+        if feature.is_language:
+            return self._language(key, value, context)
         if feature.dtype == "string":
             if not isinstance(value, str):
                 raise self._fail(key, context, "str", value)
@@ -132,6 +138,58 @@ class FrameSchema:
         if dtype.kind == "f" and not np.isfinite(arr).all():
             raise self._fail(key, context, "finite values", value, "NaN or inf would poison the dataset's stats")
         return arr
+
+    def _depth(self, key: str, feature: Feature, value: Any, context: str) -> np.ndarray:
+        """A depth map as [H, W, 1] in the feature's ``depth_unit``: integers for
+        millimetres, floats for metres (lerobot's convention), finite and >= 0."""
+        height, width, _ = feature.shape
+        unit = (feature.info or {}).get("depth_unit", MILLIMETRE)
+        kinds, what = ("f", "floats (metres)") if unit == METRE else ("iu", "integers (millimetres)")
+        expected = f"a depth map of {height}x{width} as {what}, shape [H, W], [H, W, 1] or [1, H, W]"
+        arr = value.detach().cpu().numpy() if _is_torch(value) else value
+        if not isinstance(arr, np.ndarray):
+            raise self._fail(key, context, expected, value)
+        if arr.dtype.kind not in kinds or arr.dtype.kind == "b":
+            raise self._fail(key, context, expected, value, f"depth_unit is {unit!r}")
+        if arr.shape not in ((height, width), (height, width, 1), (1, height, width)):
+            raise self._fail(key, context, expected, value, "wrong shape")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise self._fail(key, context, "finite depth values", value, "NaN or inf")
+        if arr.size and arr.min() < 0:
+            raise self._fail(key, context, "depth values >= 0", value)
+        return np.array(arr, copy=True).reshape(height, width, 1)
+
+    def _language(self, key: str, value: Any, context: str) -> list[dict[str, Any]]:
+        """The frame's language rows (None or missing: none), checked against lerobot's
+        row fields; copied so the caller may reuse its objects."""
+        if value is None:
+            return []
+        fields = language.fields_of(key)
+        expected = f"a list of dicts with fields {list(fields)} ('role' a str{', timestamp a number' if 'timestamp' in fields else ''})"
+        if not isinstance(value, (list, tuple)):
+            raise self._fail(key, context, expected, value)
+        rows = []
+        for row in value:
+            if not isinstance(row, Mapping) or not isinstance(row.get("role"), str):
+                raise self._fail(key, context, expected, row)
+            unknown = set(row) - set(fields)
+            if unknown:
+                raise self._fail(key, context, expected, row, f"unknown fields {sorted(unknown)}")
+            if "timestamp" in fields:
+                ts = row.get("timestamp")
+                if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not np.isfinite(ts):
+                    raise self._fail(key, context, expected, row, "timestamp must be a finite number of seconds")
+            for name in ("content", "style", "camera"):
+                if row.get(name) is not None and not isinstance(row[name], str):
+                    raise self._fail(key, context, expected, row, f"{name!r} must be a str or None")
+            calls = row.get("tool_calls")
+            if calls is not None and not isinstance(calls, (list, tuple)):
+                raise self._fail(key, context, expected, row, "'tool_calls' must be a list or None")
+            try:
+                rows.append(json.loads(json.dumps(dict(row))))  # a deep copy, and JSON-able
+            except (TypeError, ValueError) as exc:
+                raise self._fail(key, context, expected, row, f"not JSON-serialisable: {exc}") from None
+        return rows
 
     def _camera(self, key: str, feature: Feature, value: Any, context: str) -> np.ndarray:
         height, width, channels = feature.shape

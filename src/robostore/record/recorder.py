@@ -31,6 +31,7 @@ from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.validate import validate
 from robostore.video import EpisodeEncoder, VideoOptions
+from robostore.video.depth import METRE, MILLIMETRE, DepthCodec
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,9 @@ class Recorder:
         feats: dict[str, Feature] = {}
         for key, value in features.items():
             feature = value if isinstance(value, Feature) else parse_model(Feature, dict(value), f"feature {key!r}")
+            if feature.is_depth:
+                feats[key] = _depth_feature(key, feature, use_videos, store.url)
+                continue
             if feature.dtype == "video" and use_videos:
                 height, width, channels = feature.shape
                 if channels != 3 or height % 2 or width % 2:
@@ -234,7 +238,7 @@ class Recorder:
                 )
             chosen = video
             if chosen is None:
-                codecs = {(meta.features[k].info or {}).get("video.codec", "") for k in meta.video_keys}
+                codecs = {(meta.features[k].info or {}).get("video.codec", "") for k in meta.video_keys if not meta.features[k].is_depth}
                 codec = _CODECS.get(next(iter(codecs)), "libsvtav1") if len(codecs) == 1 else "libsvtav1"
                 chosen = VideoOptions.h264() if codec == "libx264" else VideoOptions()
             return meta, chosen, _next_files(meta)
@@ -448,9 +452,17 @@ class Recorder:
         try:
             for key, kind in self._camera_kinds.items():
                 if kind == "video":
-                    height, width, _ = self.features[key].shape
+                    feature = self.features[key]
+                    height, width, _ = feature.shape
+                    depth = (DepthCodec.from_info(feature.info), (feature.info or {}).get("depth_unit", MILLIMETRE)) if feature.is_depth else None
                     encoders[key] = EpisodeEncoder(
-                        width, height, self.fps, self.video, tmp_dir=self._staging.tmp, name=f"{key} episode {index}"
+                        width,
+                        height,
+                        self.fps,
+                        None if depth else self.video,
+                        tmp_dir=self._staging.tmp,
+                        name=f"{key} episode {index}",
+                        depth=depth,
                     )
         except BaseException:
             for encoder in encoders.values():
@@ -521,6 +533,32 @@ def _tune_malloc() -> None:
         libc.mallopt(m_mmap_threshold, 128 * 1024)
     if "MALLOC_ARENA_MAX" not in os.environ:
         libc.mallopt(m_arena_max, 4)
+
+
+def _depth_feature(key: str, feature: Feature, use_videos: bool, where: str) -> Feature:
+    """A depth camera as lerobot 0.6 declares it: HEVC ``gray12le`` video, ``is_depth_map``,
+    ``depth_unit`` (default millimetres) and the quantizer's ``video.*`` parameters."""
+    prefix = f"{where}: feature {key!r}"
+    if not (feature.is_video and use_videos):
+        raise SchemaError(f"{prefix}: depth maps are recorded as video (12-bit HEVC); declare dtype 'video' and keep use_videos=True")
+    if feature.shape[2] != 1:
+        raise SchemaError(f"{prefix}: depth maps have shape [height, width, 1], got {list(feature.shape)}")
+    given = dict(feature.info or {})
+    unit = given.get("depth_unit", MILLIMETRE)
+    if unit not in (MILLIMETRE, METRE):
+        raise SchemaError(f"{prefix}: depth_unit must be 'mm' (integer frames) or 'm' (float frames), got {unit!r}")
+    codec = DepthCodec.from_info(given, prefix)
+    options = VideoOptions.depth()
+    info = {
+        "video.codec": options.info_codec,
+        "video.pix_fmt": options.pix_fmt,
+        "video.is_depth_map": True,
+        **codec.info_entries(),
+        **given,
+        "is_depth_map": True,
+        "depth_unit": unit,
+    }
+    return feature.model_copy(update={"info": info})
 
 
 def _next_files(meta: DatasetMeta) -> dict[str, FileIndex]:

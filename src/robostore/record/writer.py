@@ -37,7 +37,7 @@ from robostore.record.episode import EpisodeBuffer
 from robostore.record.files import FileIndex, ParquetSeries, VideoSeries
 from robostore.record.journal import StagedEpisode
 from robostore.record.staging import Publisher, PublishJob, Staging
-from robostore.schema import DatasetInfo, DatasetStats, Feature
+from robostore.schema import DatasetInfo, DatasetStats, Feature, language
 from robostore.schema.arrow import IMAGE_TYPE, data_schema, scalar_type
 from robostore.schema.episodes import video_column
 from robostore.stats import add_episode_stats, compute_stats
@@ -209,7 +209,9 @@ class EpisodeWriter:
             self._add_task(task)
         frame_index = np.arange(n, dtype=np.int64)
         start = info.total_frames
-        values: dict[str, np.ndarray] = {key: np.stack(v) for key, v in buf.numeric.items()}
+        languages = {key: v for key, v in buf.numeric.items() if info.features[key].is_language}
+        values: dict[str, Any] = {key: np.stack(v) for key, v in buf.numeric.items() if key not in languages}
+        values.update(languages)
         # lerobot takes timestamp stats from frame_index / fps in float64 and stores float32.
         values["timestamp"] = frame_index / info.fps
         values["frame_index"] = frame_index
@@ -321,7 +323,7 @@ class EpisodeWriter:
         done = [staged.journaled] if staged.journaled is not None else []
         self.publisher.submit(PublishJob(versions, meta, info.total_episodes, delete=[*closed, *done]))
 
-    def _data_table(self, values: dict[str, np.ndarray], pngs: dict[str, list[bytes]], n: int) -> pa.Table:
+    def _data_table(self, values: dict[str, Any], pngs: dict[str, list[bytes]], n: int) -> pa.Table:
         columns = []
         for field in self.schema:
             feature = self.info.features[field.name]
@@ -332,17 +334,19 @@ class EpisodeWriter:
                 )
             elif feature.dtype == "string":
                 columns.append(pa.array(values[field.name].tolist(), pa.string()))
+            elif feature.is_language:
+                columns.append(language.rows_array(values.get(field.name) or [None] * n, field.name))
             else:
                 columns.append(numeric_column(values[field.name].astype(feature.dtype, copy=False), feature))
         return pa.Table.from_arrays(columns, schema=self.schema)
 
-    def _episode_stats(self, values: dict[str, np.ndarray], buf: EpisodeBuffer, n: int) -> dict[str, dict[str, np.ndarray]]:
+    def _episode_stats(self, values: dict[str, Any], buf: EpisodeBuffer, n: int) -> dict[str, dict[str, np.ndarray]]:
         out = {}
         for key, feature in self.info.features.items():
-            if feature.dtype == "string":
+            if feature.dtype == "string" or feature.is_language:
                 continue
             if feature.is_camera:
-                out[key] = compute_stats(buf.samplers[key].sample(n), camera=True)
+                out[key] = compute_stats(buf.samplers[key].sample(n), camera=True, depth=feature.is_depth)
             else:
                 out[key] = compute_stats(values[key])
         return out

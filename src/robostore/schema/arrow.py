@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from robostore.errors import SchemaError
+from robostore.schema import language
 from robostore.schema.features import Feature
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -37,6 +38,8 @@ def arrow_type(feature: Feature) -> pa.DataType:
         return IMAGE_TYPE
     if feature.is_video:
         raise SchemaError("video features are stored in mp4 files, not in data parquet files")
+    if feature.is_language:
+        raise SchemaError("language columns have a type per column name: use language.column_type(key)")
     out = scalar_type(feature.dtype)
     if feature.shape == (1,):
         return out
@@ -56,6 +59,8 @@ def column_mismatch(column: pa.DataType, feature: Feature) -> str | None:
         if pa.types.is_struct(column) and column.get_field_index("bytes") >= 0:
             return None
         return None if pa.types.is_binary(column) or pa.types.is_large_binary(column) else f"holds {column}, not images"
+    if feature.is_language:
+        return language.column_mismatch(column)
     values, count = column, 1
     while pa.types.is_list(values) or pa.types.is_large_list(values) or pa.types.is_fixed_size_list(values):
         count = count * values.list_size if pa.types.is_fixed_size_list(values) and count else 0
@@ -85,6 +90,7 @@ def hf_feature(feature: Feature) -> dict[str, Any]:
 
 def data_schema(features: dict[str, Feature]) -> pa.Schema:
     """Schema of data parquet files: every non-video feature in info.json order."""
-    fields = [pa.field(key, arrow_type(f)) for key, f in features.items() if not f.is_video]
-    hf = {"info": {"features": {key: hf_feature(f) for key, f in features.items() if not f.is_video}}}
+    stored = {key: f for key, f in features.items() if not f.is_video}
+    fields = [pa.field(key, language.column_type(key) if f.is_language else arrow_type(f)) for key, f in stored.items()]
+    hf = {"info": {"features": {key: language.hf_feature(key) if f.is_language else hf_feature(f) for key, f in stored.items()}}}
     return pa.schema(fields, metadata={"huggingface": json.dumps(hf)})

@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 NUMERIC_DTYPES = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
 )
-DTYPES = NUMERIC_DTYPES | {"string", "image", "video"}
+#: lerobot 0.6's annotation columns (``language_persistent`` / ``language_events``):
+#: per frame, a list of message rows (see :mod:`robostore.schema.language`).
+LANGUAGE_DTYPE = "language"
+DTYPES = NUMERIC_DTYPES | {"string", "image", "video", LANGUAGE_DTYPE}
 #: Axis names that mark the channel axis of a camera shape.
 CHANNEL_NAMES = frozenset({"channel", "channels", "c"})
 #: Channel counts a camera may have (grey, RGB, RGBA).
@@ -56,7 +59,7 @@ class Feature(BaseModel):
                 f"{self.dtype} features have shape [height, width, channels] (or [channels, height, width]), "
                 f"got {list(self.shape)}"
             )
-        itemsize = 1 if self.is_camera or self.dtype in ("string", "bool") else np.dtype(self.dtype).itemsize
+        itemsize = 1 if self.is_camera or self.dtype in ("string", "bool", LANGUAGE_DTYPE) else np.dtype(self.dtype).itemsize
         claimed = int(np.prod(self.shape, dtype=object)) * itemsize
         if claimed > MAX_FRAME_BYTES:
             raise ValueError(
@@ -76,6 +79,22 @@ class Feature(BaseModel):
     def is_camera(self) -> bool:
         """Video or image: a picture per frame."""
         return self.dtype in ("video", "image")
+
+    @property
+    def is_language(self) -> bool:
+        """A lerobot 0.6 language annotation column (a list of message rows per frame)."""
+        return self.dtype == LANGUAGE_DTYPE
+
+    @property
+    def is_depth(self) -> bool:
+        """A depth-map camera (lerobot 0.6: ``info.is_depth_map``; older writers put
+        ``video.is_depth_map`` in ``info`` or in a ``video_info`` entry)."""
+        if not self.is_camera:
+            return False
+        info = self.info or {}
+        video_info = getattr(self, "video_info", None)
+        video_info = video_info if isinstance(video_info, dict) else {}
+        return bool(info.get("is_depth_map") or info.get("video.is_depth_map") or video_info.get("video.is_depth_map"))
 
     @property
     def channels_first(self) -> bool:

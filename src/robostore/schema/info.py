@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robostore.errors import SchemaError
+from robostore.schema import language
 from robostore.schema.features import Feature
 from robostore.schema.templates import PathTemplate, check_key
 
@@ -56,9 +57,11 @@ class DatasetInfo(BaseModel):
     @field_validator("features")
     @classmethod
     def _safe_keys(cls, value: dict[str, Feature]) -> dict[str, Feature]:
-        for key in value:
+        for key, feature in value.items():
             try:
                 check_key(key)
+                if feature.is_language:
+                    language.fields_of(key)
             except SchemaError as exc:
                 raise ValueError(str(exc)) from None
         return value
@@ -105,6 +108,21 @@ class DatasetInfo(BaseModel):
     @property
     def camera_keys(self) -> list[str]:
         return [k for k, f in self.features.items() if f.is_camera]
+
+    @property
+    def depth_keys(self) -> list[str]:
+        """Cameras holding depth maps (read as float32 millimetres, not RGB)."""
+        return [k for k, f in self.features.items() if f.is_depth]
+
+    @property
+    def rgb_camera_keys(self) -> list[str]:
+        """Cameras holding RGB frames (uint8, converted to [0, 1] floats): all but depth maps."""
+        return [k for k, f in self.features.items() if f.is_camera and not f.is_depth]
+
+    @property
+    def language_keys(self) -> list[str]:
+        """lerobot 0.6 language annotation columns."""
+        return [k for k, f in self.features.items() if f.is_language]
 
     def data_file(self, chunk_index: int, file_index: int) -> str:
         """Dataset-relative path of a data parquet file.

@@ -18,6 +18,7 @@ stacking, no copy). A custom ``collate_fn`` gets samples as usual (copies of the
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -62,7 +63,9 @@ class BatchAssembler:
             pads[key] = (wanted < first[:, None]) | (wanted >= stop[:, None])
             rows[key] = start[:, None] + clamped - first[:, None]
 
-        cameras = s.video_keys + s.image_keys
+        # Depth maps and language rows are built per sample (collated as DataLoader would).
+        depth_keys = [k for k in s.video_keys if k in s.depth]
+        cameras = [k for k in s.video_keys if k not in s.depth] + s.image_keys
         # Each camera's frames as uint8 [B, T, 3, H, W] (T = 1 without deltas).
         frame_rows = {key: rows[key] if key in rows else positions[:, None] for key in cameras}
         for key in cameras:
@@ -92,6 +95,10 @@ class BatchAssembler:
             else:
                 shape = ((len(s.offsets[key]),) if key in rows else ()) + self._frame_shapes[key]
                 tensors.append((key, shape, np.dtype(np.uint8 if s.return_uint8 else np.float32)))
+        for key in depth_keys:
+            order.append(key)
+            key_rows = rows[key] if key in rows else positions[:, None]
+            others[key] = [self._depth(key, r, int(slot), key in rows) for r, slot in zip(key_rows, slots, strict=True)]
         for key in s.tabular_keys:
             order.append(key)
             column = s.tabular.columns[key]
@@ -100,6 +107,10 @@ class BatchAssembler:
                 others[key] = [_string_value(column[r]) for r in key_rows]
             else:
                 tensors.append((key, key_rows.shape[1:] + column.shape[1:], column.dtype))
+        for key in s.language_keys:
+            order.append(key)
+            column = s.tabular.columns[key]
+            others[key] = [copy.deepcopy(column[r] if r.ndim == 0 else [column[i] for i in r]) for r in rows.get(key, positions)]
         order.append("task")
         others["task"] = [s.meta.task(int(t)) for t in s.task_index[positions]]
 
@@ -122,9 +133,18 @@ class BatchAssembler:
         for key in s.tabular_keys:
             if key in views:
                 np.take(s.tabular.columns[key], rows.get(key, positions), axis=0, out=views[key], mode="clip")
-        return SampleRows(buffer, others, order)
+        return SampleRows(buffer, others, order, uncollated=frozenset(s.language_keys))
 
     # ------------------------------------------------------------------ cameras
+    def _depth(self, key: str, key_rows: np.ndarray, slot: int, stacked: bool) -> torch.Tensor:
+        """float32 millimetres of depth camera ``key`` at positions ``key_rows`` of one sample."""
+        s = self.samples
+        span = s.spans[key]
+        wanted = (span.from_timestamp[slot] + s.timestamps[key_rows].astype(np.float64)).tolist()
+        codes = s.videos.frames(span.paths[slot], wanted, s.tolerance_s, int(s.index.episodes[slot]), key)
+        millimetres = torch.from_numpy(s.depth[key].decode(np.asarray(codes)))
+        return millimetres if stacked else millimetres[0]
+
     def _read_camera(self, key: str, frame_rows: np.ndarray, slots: np.ndarray, out: np.ndarray) -> np.ndarray:
         """uint8 frames of camera ``key`` at positions ``frame_rows`` [B, T] into ``out``
         ([B, T, 3, H, W], C-contiguous rows)."""
@@ -175,10 +195,13 @@ class SampleRows(Sequence["BatchRow"]):
     ``i`` (a mapping whose tensors are copies of its rows), for custom collate functions.
     """
 
-    def __init__(self, buffer: BatchBuffer, others: dict[str, list[Any]], order: list[str]) -> None:
+    def __init__(
+        self, buffer: BatchBuffer, others: dict[str, list[Any]], order: list[str], uncollated: frozenset[str] = frozenset()
+    ) -> None:
         self._buffer = buffer
         self._others = others
         self._order = order
+        self._uncollated = uncollated  # language rows: a list per sample (default_collate cannot stack them)
 
     def __len__(self) -> int:
         return self._buffer.rows
@@ -192,7 +215,10 @@ class SampleRows(Sequence["BatchRow"]):
         """The batch: a dict as ``default_collate`` makes of the samples (a
         :class:`SharedBatch` in a DataLoader worker: a dict once it reaches the training
         process). Call it once."""
-        others = {key: default_collate(values) for key, values in self._others.items()}  # type: ignore[no-untyped-call]  # torch leaves it untyped
+        others = {
+            key: values if key in self._uncollated else default_collate(values)  # type: ignore[no-untyped-call]  # torch leaves it untyped
+            for key, values in self._others.items()
+        }
         return self._buffer.finish(others, self._order)
 
     def value(self, i: int, key: str) -> Any:

@@ -177,14 +177,18 @@ class VideoFrames:
         callers that convert them later, straight into their output. With ``out``
         (uint8 [T, 3, H, W], C-contiguous) the frames are written there and ``out`` is
         returned.
+        Depth-map features give their 12-bit codes, uint16 [T, 1, H, W], always as an
+        array and never through the frame cache (which holds RGB).
         """
-        if self.frame_cache is not None:
-            cached = self.frame_cache.get(path, timestamps)
+        depth = self._is_depth(key)
+        cache = None if depth else self.frame_cache
+        if cache is not None:
+            cached = cache.get(path, timestamps)
             if cached is not None:
                 return _into(cached, out)
         reader = self._pool.get(path, lambda: self._open(path, episode, key))
         try:
-            if decoded and self.frame_cache is None and isinstance(reader, VideoReader):
+            if decoded and cache is None and not depth and isinstance(reader, VideoReader):
                 return reader.decoded_at(timestamps, tolerance_s, episode=episode)
             if isinstance(reader, VideoReader):
                 frames = reader.frames_at(timestamps, tolerance_s, episode=episode, channels_first=True, out=out)
@@ -193,8 +197,8 @@ class VideoFrames:
         except BaseException:
             self._evict(path)  # its decoder state is unknown after a failure
             raise
-        if self.frame_cache is not None:
-            self.frame_cache.put(path, timestamps, frames)
+        if cache is not None:
+            cache.put(path, timestamps, frames)
         return frames
 
     def frames_many(
@@ -227,6 +231,10 @@ class VideoFrames:
         self._pool.close()
 
     # ------------------------------------------------------------------ internals
+    def _is_depth(self, key: str | None) -> bool:
+        feature = self.features.get(key) if key is not None else None
+        return feature is not None and feature.is_depth
+
     def _evict(self, path: str) -> None:
         self._pool.evict(path)
 
@@ -248,12 +256,15 @@ class VideoFrames:
         close_file = not isinstance(source, str)
         reader: _Reader | None = None
         try:
-            if self.backend == "torchcodec":
+            depth = self._is_depth(key)
+            if self.backend == "torchcodec" and not depth:  # depth maps: PyAV, as lerobot does
                 reader = _TorchcodecReader(source, name)
             else:
                 # Decoder threads cost more than they give for one frame per seek, and
                 # DataLoader workers already use the cores.
-                reader = VideoReader(source, name, thread_type="NONE", keep_recent=self.keep_recent, close_file=close_file)
+                reader = VideoReader(
+                    source, name, thread_type="NONE", keep_recent=self.keep_recent, close_file=close_file, depth=depth
+                )
             if key in self.features:
                 from robostore.video.conformance import check_conformance
 

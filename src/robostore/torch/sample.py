@@ -7,17 +7,20 @@ both hold the tabular arrays of their episodes and a source of camera frames, an
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from robostore.errors import SchemaError
 from robostore.meta import DatasetMeta
 from robostore.torch.deltas import PAD_SUFFIX, neighbours
 from robostore.torch.frames import episode_videos
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
 from robostore.video.decode import DecodedFrames, decode_image
+from robostore.video.depth import DepthCodec
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -67,9 +70,20 @@ class SampleAssembler:
         self.image_transforms = image_transforms
         self.return_uint8 = return_uint8
         features = meta.features
-        self.tabular_keys = [k for k, f in features.items() if not f.is_camera]
+        self.tabular_keys = [k for k, f in features.items() if not f.is_camera and not f.is_language]
+        self.language_keys = [k for k, f in features.items() if f.is_language]
         self.image_keys = [k for k, f in features.items() if f.is_image]
         self.video_keys = [k for k, f in features.items() if f.is_video]
+        self.depth = {
+            k: DepthCodec.from_info(features[k].info, f"{meta.url}: meta/info.json features.{k}.info")
+            for k in meta.depth_keys
+            if features[k].is_video
+        }
+        if any(features[k].is_image for k in meta.depth_keys):
+            raise SchemaError(
+                f"{meta.url}: depth maps stored as images ({[k for k in meta.depth_keys if features[k].is_image]}) "
+                "are not supported yet; robostore reads depth maps stored as video"
+            )
         self.spans = episode_videos(meta, index.rows)
         self.timestamps = tabular.columns["timestamp"]
         self.task_index = tabular.columns["task_index"]
@@ -91,7 +105,12 @@ class SampleAssembler:
             times = np.atleast_1d(self.timestamps[rows.get(key, position)]).astype(np.float64)
             wanted = (span.from_timestamp[slot] + times).tolist()
             frames = self.videos.frames(span.paths[slot], wanted, self.tolerance_s, episode, key)
-            if isinstance(frames, DecodedFrames):  # the streaming dataset converts them on output
+            depth = self.depth.get(key)
+            if depth is not None:  # float32 millimetres [1, H, W], as lerobot returns them
+                assert isinstance(frames, np.ndarray)
+                millimetres = torch.from_numpy(depth.decode(frames))
+                item[key] = millimetres if key in rows else millimetres[0]
+            elif isinstance(frames, DecodedFrames):  # the streaming dataset converts them on output
                 item[key] = frames if key in rows else frames.first()
             else:
                 item[key] = self._camera(frames if key in rows else frames[0])
@@ -102,6 +121,10 @@ class SampleAssembler:
             item[key] = self._camera(chw if key in rows else chw[0])
         for key in self.tabular_keys:
             item[key] = _tensor(self.tabular.columns[key][rows.get(key, position)])
+        for key in self.language_keys:  # lists of message dicts, the caller's to keep
+            column = self.tabular.columns[key]
+            message_rows = rows.get(key)
+            item[key] = copy.deepcopy(column[position] if message_rows is None else [column[r] for r in np.atleast_1d(message_rows)])
         item["task"] = self.meta.task(int(self.task_index[position]))
         return item
 

@@ -253,7 +253,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset[dict[s
         if self.batch_size is None:
             return map(self._finish, samples)
         collator = BatchCollator(
-            self.batch_size, self.drop_last, self.meta.camera_keys, self.return_uint8, self.image_transforms, self.meta.url
+            self.batch_size, self.drop_last, self.meta.rgb_camera_keys, self.return_uint8, self.image_transforms, self.meta.url
         )
         return collator.batches(samples)
 
@@ -333,7 +333,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset[dict[s
                 prefetcher.close()
 
     def _finish(self, item: dict[str, Any]) -> dict[str, Any]:
-        for key in self.meta.camera_keys:
+        for key in self.meta.rgb_camera_keys:
             item[key] = finish_camera(item[key], self.return_uint8, self.image_transforms)
         return item
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, warn_dataset
 from robostore.meta import DatasetMeta
-from robostore.schema import Feature
+from robostore.schema import Feature, language
 from robostore.schema.arrow import column_mismatch
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
@@ -360,6 +360,8 @@ def _to_numpy(column: pa.ChunkedArray, feature: Feature, where: str, key: str) -
         raise CorruptDataset(f"{where}: column {key!r} has empty (null) values")
     if feature.dtype == "string":
         return np.asarray(array.to_pylist(), dtype=object)
+    if feature.is_language:
+        return language.language_values(array, key)
     while pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
         array = array.flatten()
     try:
@@ -378,4 +380,4 @@ def _to_numpy(column: pa.ChunkedArray, feature: Feature, where: str, key: str) -
 
 def _empty(feature: Feature) -> np.ndarray:
     shape = () if tuple(feature.shape) == (1,) else tuple(feature.shape)
-    return np.empty((0, *shape), dtype=object if feature.dtype == "string" else np.dtype(feature.dtype))
+    return np.empty((0, *shape), dtype=object if feature.dtype in ("string", "language") else np.dtype(feature.dtype))

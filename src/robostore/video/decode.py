@@ -18,6 +18,11 @@ what lerobot's pyav backend (torchvision's VideoReader, ``frame.to_rgb()``) does
 (``channels_first=True``: torch's [3, H, W]) get the same values converted to planar RGB
 (``gbrp``), copied plane by plane, where swscale's planar output is exact (see
 :data:`PLANAR_FORMATS`); otherwise the RGB frame is transposed.
+
+Depth-map videos (``depth=True``, see :mod:`robostore.video.depth`) are read as lerobot
+reads them: each frame as ``gray12le``, its 12-bit codes as uint16 [H, W, 1]
+([1, H, W] channels first); :class:`~robostore.video.depth.DepthCodec` maps them to
+millimetres.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import av
 import numpy as np
@@ -55,6 +60,17 @@ _SMALL_FRAME_PIXELS = 320 * 240
 PLANAR_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuv422p"})
 _PLANAR_WIDTH_MULTIPLE = 16
 
+
+
+def _reformat_takes_threads() -> bool:
+    try:
+        VideoReformatter().reformat(av.VideoFrame(16, 16, "yuv420p"), format="rgb24", threads=1)
+    except TypeError:  # PyAV 15 and older
+        return False
+    return True
+
+
+_REFORMAT_THREADS = _reformat_takes_threads()
 _HINT = "The file may be truncated or corrupt: re-download it (robostore mirror) or re-record the episode"
 
 
@@ -74,6 +90,7 @@ class VideoReader:
         keep_recent: how many decoded frames to remember so that overlapping
             queries (``delta_timestamps`` windows moving forward) need no re-decode.
         close_file: close ``file`` when the reader is closed.
+        depth: a depth-map video: frames come out as uint16 12-bit codes, one channel.
 
     Raises:
         VideoError: the bytes are not a readable video or have no video stream.
@@ -87,6 +104,7 @@ class VideoReader:
         thread_type: ThreadMode | None = None,
         keep_recent: int = 8,
         close_file: bool = False,
+        depth: bool = False,
     ) -> None:
         self.name = name if name is not None else str(file)
         self._file = file
@@ -105,7 +123,9 @@ class VideoReader:
                 raise VideoError(f"{self.name}: no video stream in this file ({why}). {_HINT}")
             self._container = container
             self._stream = container.streams.video[0]
-            self._rgb = _RgbConverter(self.name, self.height, self.width)
+            self._rgb: _RgbConverter = (_DepthConverter if depth else _RgbConverter)(
+                self.name, self.height, self.width
+            )
             cc = self._stream.codec_context
             if thread_type is None:
                 small = (cc.width or 0) * (cc.height or 0) < _SMALL_FRAME_PIXELS
@@ -226,8 +246,9 @@ class VideoReader:
 
         Returns:
             uint8 array [T, H, W, 3] (RGB), one frame per timestamp, in query order;
-            [T, 3, H, W] with ``channels_first``. With ``out`` (a C-contiguous array of
-            that shape) the frames are written there and ``out`` is returned.
+            [T, 3, H, W] with ``channels_first`` (depth readers: uint16 codes with one
+            channel). With ``out`` (a C-contiguous array of that shape and dtype) the
+            frames are written there and ``out`` is returned.
 
         Raises:
             VideoError: a timestamp has no frame within ``tolerance_s`` (beyond the
@@ -236,10 +257,11 @@ class VideoReader:
         """
         frames = DecodedFrames(*self._pick(timestamps, tolerance_s, episode), self._rgb)
         shape = frames.shape_for(channels_first)
+        dtype = self._rgb.dtype
         if out is None:
-            out = np.empty(shape, dtype=np.uint8)
-        elif out.shape != shape or out.dtype != np.uint8:
-            raise VideoError(f"{self.name}: frames are uint8 {list(shape)}, the output buffer is {out.dtype} {list(out.shape)}")
+            out = np.empty(shape, dtype=dtype)
+        elif out.shape != shape or out.dtype != dtype:
+            raise VideoError(f"{self.name}: frames are {dtype} {list(shape)}, the output buffer is {out.dtype} {list(out.shape)}")
         frames.write(out, channels_first)
         return out
 
@@ -301,10 +323,10 @@ class VideoReader:
         while iterating.
         """
         with wrap_av_errors(self.name, f"seeking to t={start_s:.4f}s", _HINT):
-            self._seek(start_s - eps)
+            pending = self._seek_before(start_s - eps, eps / 2)
         while True:
             with wrap_av_errors(self.name, lambda: f"decoding t={start_s:.4f}..{end_s:.4f}s", _HINT):
-                item = self._next_frame()
+                item = pending.pop() if pending else self._next_frame()
             if item is None:
                 return
             t, frame = item
@@ -312,7 +334,7 @@ class VideoReader:
                 continue
             if t >= end_s - eps:
                 return
-            arr = np.empty(self._rgb.shape(channels_first), dtype=np.uint8)
+            arr = np.empty(self._rgb.shape(channels_first), dtype=self._rgb.dtype)
             self._rgb.convert(frame, t, arr, channels_first)
             yield t, arr
 
@@ -335,7 +357,9 @@ class VideoReader:
         container = self._require_open()
         self._recent.clear()
         self._last_key_s = None  # keyframe spacing is only measured on contiguous decode
-        target = max(0, round(t / self._time_base)) if t > 0 else 0
+        # One tick early, as lerobot seeks: with B-frames the demuxer can otherwise land on
+        # the keyframe that follows a frame exactly at ``t`` (measured on x265 output).
+        target = max(0, round(t / self._time_base) - 1) if t > 0 else 0
         if self._stream.start_time is not None:
             target = max(target, int(self._stream.start_time))
         container.seek(target, stream=self._stream, backward=True, any_frame=False)
@@ -383,12 +407,22 @@ class VideoReader:
         frame_dt = 1.0 / self.fps if self.fps else 0.0
         return t_min - last_t <= max(self._gop_s, 1.5 * frame_dt) + tolerance_s
 
+    def _seek_before(self, t_min: float, tolerance_s: float) -> list[tuple[float, av.VideoFrame]]:
+        """Seek so that decoding starts at or before ``t_min``; the frames decoded so far.
+
+        With B-frames (reordered streams) a keyframe can come before a frame in decode
+        order but after it in time: when the first frame lands past ``t_min``, seek
+        again further back (1 s, then twice as far each time)."""
+        back = 0.0
+        while True:
+            self._seek(t_min - back)
+            first = self._next_frame()
+            if first is None or first[0] <= t_min + tolerance_s or t_min - back <= 0:
+                return [] if first is None else [first]
+            back = max(1.0, 2 * back)
+
     def _decode_range(self, t_min: float, t_max: float, tolerance_s: float) -> list[tuple[float, av.VideoFrame]]:
-        if self._can_continue(t_min, tolerance_s):
-            candidates = list(self._recent)
-        else:
-            self._seek(t_min)
-            candidates = []
+        candidates = list(self._recent) if self._can_continue(t_min, tolerance_s) else self._seek_before(t_min, tolerance_s)
         # Decode until a frame at or past t_max (so the closest is known) or EOF. A frame
         # within tolerance of t_max already is the closest (frames lie 1/fps apart):
         # stopping there saves decoding the next frame whenever t_max was rounded up
@@ -404,6 +438,8 @@ class VideoReader:
 class _RgbConverter:
     """Converts one stream's decoded frames to RGB (as ``rgb24``, see the module doc)."""
 
+    dtype: np.dtype[Any] = np.dtype(np.uint8)
+
     def __init__(self, name: str, height: int, width: int) -> None:
         self.name, self.height, self.width = name, height, width
         # One reformatter, single-threaded: to_ndarray builds a scaler per frame with its
@@ -414,24 +450,49 @@ class _RgbConverter:
     def shape(self, channels_first: bool) -> tuple[int, int, int]:
         return (3, self.height, self.width) if channels_first else (self.height, self.width, 3)
 
-    def convert(self, frame: av.VideoFrame, t: float, out: np.ndarray, channels_first: bool) -> None:
-        """Write ``frame`` (at ``t`` s) as RGB into ``out`` ([H, W, 3], or [3, H, W] if
-        ``channels_first``; callers guarantee the shape)."""
+    def _reformat(self, frame: av.VideoFrame, format: str) -> av.VideoFrame:  # noqa: A002 - PyAV's keyword
+        """``frame`` in pixel ``format``, single-threaded where PyAV lets us choose (PyAV 15
+        has no ``threads`` argument)."""
+        if _REFORMAT_THREADS:
+            return self._reformatter.reformat(frame, format=format, threads=1)
+        return self._reformatter.reformat(frame, format=format)
+
+    def _check_size(self, frame: av.VideoFrame) -> None:
         if (frame.height, frame.width) != (self.height, self.width):
             raise VideoError(
                 f"{self.name}: a frame of {frame.width}x{frame.height} in a stream of "
                 f"{self.width}x{self.height}; the video changes size mid-stream. {_HINT}"
             )
+
+    def convert(self, frame: av.VideoFrame, t: float, out: np.ndarray, channels_first: bool) -> None:
+        """Write ``frame`` (at ``t`` s) as RGB into ``out`` ([H, W, 3], or [3, H, W] if
+        ``channels_first``; callers guarantee the shape)."""
+        self._check_size(frame)
         with wrap_av_errors(self.name, lambda: f"converting frame t={t:.6f}s", _HINT):
             if channels_first and frame.format.name in PLANAR_FORMATS and frame.width % _PLANAR_WIDTH_MULTIPLE == 0:
-                planar = self._reformatter.reformat(frame, format="gbrp", threads=1)
+                planar = self._reformat(frame, "gbrp")
                 h, w = planar.height, planar.width
                 for channel, plane in zip((1, 2, 0), planar.planes, strict=True):  # gbrp: G, B, R planes
                     rows = np.frombuffer(memoryview(plane), np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
                     out[channel] = rows[:, :w]
                 return
-            rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+            rgb = self._reformat(frame, "rgb24").to_ndarray()
         out[...] = rgb.transpose(2, 0, 1) if channels_first else rgb
+
+
+class _DepthConverter(_RgbConverter):
+    """Converts a depth stream's frames to their 12-bit codes (``gray12le``), as lerobot does."""
+
+    dtype = np.dtype(np.uint16)
+
+    def shape(self, channels_first: bool) -> tuple[int, int, int]:
+        return (1, self.height, self.width) if channels_first else (self.height, self.width, 1)
+
+    def convert(self, frame: av.VideoFrame, t: float, out: np.ndarray, channels_first: bool) -> None:
+        self._check_size(frame)
+        with wrap_av_errors(self.name, lambda: f"converting depth frame t={t:.6f}s", _HINT):
+            codes = self._reformat(frame, "gray12le").to_ndarray()
+        out.reshape(self.height, self.width)[...] = codes
 
 
 class _Compact:
@@ -526,7 +587,7 @@ class DecodedFrames:
 
     def to_array(self) -> np.ndarray:
         """The frames as a new uint8 channels-first array."""
-        return self.write(np.empty(self.shape, dtype=np.uint8))
+        return self.write(np.empty(self.shape, dtype=self._rgb.dtype))
 
     def _convert(self, i: int, out: np.ndarray, channels_first: bool) -> None:
         held = self._frames[i]

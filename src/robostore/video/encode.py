@@ -50,6 +50,8 @@ import numpy as np
 
 from robostore.errors import VideoError
 from robostore.video._errors import wrap_av_errors
+from robostore.video.depth import PIX_FMT as DEPTH_PIX_FMT
+from robostore.video.depth import DepthCodec
 from robostore.video.options import VideoOptions
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,10 @@ class EpisodeEncoder:
             episode 12"``).
         max_queue: frames buffered before ``add`` blocks. At 480x640 a frame is
             0.9 MB, so the default 120 frames (4 s at 30 fps) hold ~110 MB.
+        depth: for a depth camera, its quantizer and the unit of the frames given to
+            :meth:`add` (``"mm"``: integers, ``"m"``: floats); frames are then
+            [height, width, 1] depth values, quantized to 12-bit codes on the
+            background thread and encoded with ``options`` (:meth:`VideoOptions.depth`).
     """
 
     def __init__(
@@ -113,13 +119,17 @@ class EpisodeEncoder:
         tmp_dir: str | os.PathLike[str] | None = None,
         name: str = "video",
         max_queue: int = 120,
+        depth: tuple[DepthCodec, str] | None = None,
     ) -> None:
-        if width <= 0 or height <= 0 or width % 2 or height % 2:
-            raise VideoError(f"{name}: frame size {width}x{height} must be positive and even for yuv420p")
+        self.options = options or (VideoOptions.depth() if depth else VideoOptions())
+        if (depth is None) != (self.options.pix_fmt != DEPTH_PIX_FMT):
+            raise VideoError(f"{name}: depth frames are encoded as {DEPTH_PIX_FMT} (VideoOptions.depth()), RGB frames are not")
+        if width <= 0 or height <= 0 or (depth is None and (width % 2 or height % 2)):
+            raise VideoError(f"{name}: frame size {width}x{height} must be positive and even for {self.options.pix_fmt}")
         if not isinstance(fps, int) or fps <= 0:
             raise VideoError(f"{name}: fps={fps!r} must be a positive int")
         self.width, self.height, self.fps = width, height, fps
-        self.options = options or VideoOptions()
+        self.depth = depth
         self.name = name
         fd, tmp = tempfile.mkstemp(prefix="robostore-seg-", suffix=".mp4", dir=tmp_dir)
         os.close(fd)
@@ -163,7 +173,8 @@ class EpisodeEncoder:
         return self._n_added - self._n_encoded
 
     def add(self, frame: np.ndarray) -> None:
-        """Queue one uint8 [H, W, 3] RGB frame; returns at once unless the queue is full.
+        """Queue one uint8 [H, W, 3] RGB frame (depth: [H, W, 1] values in the depth unit);
+        returns at once unless the queue is full.
 
         The frame is copied, so the caller may reuse its buffer.
 
@@ -172,12 +183,16 @@ class EpisodeEncoder:
                 background encoder failed.
         """
         self._check_open()
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
+        if self.depth is None:
+            ok = isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.shape == (self.height, self.width, 3)
+            wanted = f"uint8 of shape ({self.height}, {self.width}, 3)"
+        else:
+            kind = "f" if self.depth[1] == "m" else "iu"
+            ok = isinstance(frame, np.ndarray) and frame.dtype.kind in kind and frame.shape == (self.height, self.width, 1)
+            wanted = f"{'floats (m)' if kind == 'f' else 'integers (mm)'} of shape ({self.height}, {self.width}, 1)"
+        if not ok:
             got = (getattr(frame, "dtype", type(frame).__name__), getattr(frame, "shape", None))
-            raise VideoError(
-                f"{self.name}: frame {self._n_added} must be uint8 of shape "
-                f"({self.height}, {self.width}, 3), got {got[0]} {got[1]}"
-            )
+            raise VideoError(f"{self.name}: frame {self._n_added} must be {wanted}, got {got[0]} {got[1]}")
         # Copy into a recycled buffer: a fresh 1 MB array per frame costs page faults
         # (large allocations are fresh mmaps) and made the copy 5x slower.
         try:
@@ -261,8 +276,8 @@ class EpisodeEncoder:
                     item = self._queue.get()
                     if not isinstance(item, np.ndarray) or self._aborted.is_set():  # _STOP
                         break
-                    frame = av.VideoFrame.from_ndarray(item, format="rgb24")
-                    self._free.put(item)  # from_ndarray copied the pixels
+                    frame = self._frame(item)
+                    self._free.put(item)  # the frame holds a copy of the pixels
                     frame.pts = pts
                     frame.time_base = Fraction(1, self.fps)
                     for packet in self._stream.encode(frame):
@@ -287,6 +302,19 @@ class EpisodeEncoder:
             except Exception as exc:  # noqa: BLE001 - reported if nothing else failed
                 if self._error is None:
                     self._error = exc
+
+
+    def _frame(self, item: np.ndarray) -> av.VideoFrame:
+        if self.depth is None:
+            return av.VideoFrame.from_ndarray(item, format="rgb24")
+        codec, unit = self.depth
+        codes = codec.encode(item[..., 0], unit)
+        frame = av.VideoFrame(self.width, self.height, DEPTH_PIX_FMT)
+        plane = frame.planes[0]
+        # Rows are padded to line_size bytes: write the first width values of each.
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint16).reshape(self.height, plane.line_size // 2)
+        rows[:, : self.width] = codes
+        return frame
 
 
 def _ticks_per_frame(tb: Fraction, fps: int, name: str) -> int:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from robostore.errors import SchemaError
 
-Codec = Literal["libsvtav1", "libx264"]
+Codec = Literal["libsvtav1", "libx264", "libx265"]
 
 _X264_PRESETS = (
     "ultrafast",
@@ -27,10 +27,10 @@ _X264_PRESETS = (
     "slower",
     "veryslow",
 )
-_PIX_FMTS = {"libsvtav1": ("yuv420p", "yuv420p10le"), "libx264": ("yuv420p", "yuv444p")}
-_CRF_MAX = {"libsvtav1": 63, "libx264": 51}
+_PIX_FMTS = {"libsvtav1": ("yuv420p", "yuv420p10le"), "libx264": ("yuv420p", "yuv444p"), "libx265": ("gray12le",)}
+_CRF_MAX = {"libsvtav1": 63, "libx264": 51, "libx265": 51}
 # Codec name as info.json's ``video.codec`` holds it (what FFmpeg's decoder reports).
-_INFO_NAME = {"libsvtav1": "av1", "libx264": "h264"}
+_INFO_NAME = {"libsvtav1": "av1", "libx264": "h264", "libx265": "hevc"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class VideoOptions:
     """How camera frames are encoded. Immutable; validated on construction.
 
     Attributes:
-        codec: ``"libsvtav1"`` (AV1, lerobot's default) or ``"libx264"`` (H.264).
+        codec: ``"libsvtav1"`` (AV1, lerobot's default) or ``"libx264"`` (H.264);
+            ``"libx265"`` (HEVC, 12-bit gray) only for depth cameras (:meth:`depth`).
         crf: constant rate factor (0..63 for AV1, 0..51 for H.264; lower = better).
         gop: keyframe interval in frames. 2 makes random access cheap (lerobot's value).
         pix_fmt: pixel format of the encoded stream.
@@ -72,13 +73,19 @@ class VideoOptions:
                 isinstance(self.preset, int) and not isinstance(self.preset, bool) and -1 <= self.preset <= 13
             ):
                 raise SchemaError(f"preset={self.preset!r}: libsvtav1 presets are ints -1..13")
-            if self.codec == "libx264" and self.preset not in _X264_PRESETS:
-                raise SchemaError(f"preset={self.preset!r}: libx264 presets are {_X264_PRESETS}")
+            if self.codec in ("libx264", "libx265") and self.preset not in _X264_PRESETS:
+                raise SchemaError(f"preset={self.preset!r}: {self.codec} presets are {_X264_PRESETS}")
 
     @classmethod
     def h264(cls, crf: int = 23, preset: str = "veryfast", **kw: Any) -> VideoOptions:
         """H.264 (libx264) settings: larger files, much faster to encode and decode."""
         return cls(codec="libx264", crf=crf, preset=preset, **kw)
+
+    @classmethod
+    def depth(cls) -> VideoOptions:
+        """Depth cameras, as lerobot 0.6 encodes them: lossless 12-bit HEVC (``gray12le``),
+        GOP 2; without B-frames here, so that episodes concatenate by stream copy."""
+        return cls(codec="libx265", pix_fmt="gray12le", preset=None, extra={"x265-params": "lossless=1:bframes=0:log-level=error"})
 
     def with_(self, **changes: Any) -> VideoOptions:
         """A copy with some fields changed (validated again)."""
