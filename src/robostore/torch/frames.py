@@ -303,8 +303,10 @@ class _TorchcodecReader:
         except (RuntimeError, ValueError, OSError) as exc:
             raise VideoError(f"{name}: torchcodec cannot open the video: {exc}") from exc
         metadata = self._decoder.metadata
+        if metadata.average_fps is None or metadata.height is None or metadata.width is None:
+            raise VideoError(f"{name}: torchcodec finds no frame rate or frame size in the video stream")
         self._fps = float(metadata.average_fps)
-        self.height, self.width, self.codec = metadata.height, metadata.width, metadata.codec or ""
+        self.height, self.width, self.codec = int(metadata.height), int(metadata.width), metadata.codec or ""
 
     def frames_at(
         self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None, channels_first: bool = False
