@@ -1,11 +1,12 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   installs robostore into .venv and records a demo dataset (robostore demo)
 #   make test   installs robostore with its test extras into .venv and runs the tests
+#   make lint   ruff (lint only: formatting is not checked) and mypy, configured in pyproject.toml
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: setup demo test
+.PHONY: setup demo test lint
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,3 +26,7 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy

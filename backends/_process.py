@@ -99,7 +99,7 @@ class ServerProcess:
             stderr=subprocess.DEVNULL if not log.isEnabledFor(logging.DEBUG) else None,
             env=env,
             cwd=str(REPO_ROOT),
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(); no locks are taken
         )
         self.url = self._wait_ready()
         log.info("%s ready at %s (pid %d)", self.module, self.url, self._proc.pid)

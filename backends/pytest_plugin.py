@@ -40,11 +40,11 @@ from typing import Any
 # gcsfs reads this at import; without it every new bucket waits on a 60 s gRPC timeout.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-import pytest  # noqa: E402
+import pytest
 
-from backends.gcs import GCSServer  # noqa: E402
-from backends.hf import HfServer  # noqa: E402
-from backends.s3 import S3Server  # noqa: E402
+from backends.gcs import GCSServer
+from backends.hf import HfServer
+from backends.s3 import S3Server
 
 BACKENDS = ("local", "memory", "s3", "gcs", "hf")
 REMOTE = ("s3", "gcs", "hf")

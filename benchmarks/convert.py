@@ -39,17 +39,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from PIL import Image  # noqa: E402
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
 
-from backends.s3 import S3Server  # noqa: E402
-from robostore import v21  # noqa: E402
-from robostore.schema import Feature, default_features  # noqa: E402
-from robostore.schema.arrow import data_schema  # noqa: E402
-from robostore.stats import compute_stats  # noqa: E402
+from backends.s3 import S3Server
+from robostore import v21
+from robostore.schema import Feature, default_features
+from robostore.schema.arrow import data_schema
+from robostore.stats import compute_stats
 
 FPS, FRAMES, HEIGHT, WIDTH = 30, 150, 96, 128
 CAMERAS = ("observation.images.front", "observation.images.wrist")
@@ -132,8 +132,12 @@ def make_v21(root: Path, episodes: int, kind: str = "video") -> int:
             video = root / v21.VIDEO_PATH.format(episode_chunk=0, video_key=key, episode_index=e)
             video.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(encoded[(key, e % DISTINCT)], video)
-        stats = {n: {s: np.asarray(v).tolist() for s, v in compute_stats(values[n]).items() if s in ("min", "max", "mean", "std", "count")}
-                 for n in values if n not in cameras}
+        kept = ("min", "max", "mean", "std", "count")
+        stats = {
+            n: {s: np.asarray(v).tolist() for s, v in compute_stats(values[n]).items() if s in kept}
+            for n in values
+            if n not in cameras
+        }
         for key in cameras:
             stats[key] = {"min": [[[0.0]]] * 3, "max": [[[1.0]]] * 3, "mean": [[[0.5]]] * 3, "std": [[[0.2]]] * 3, "count": [100]}
         episode_lines.append(json.dumps({"episode_index": e, "tasks": [tasks[e % 2]], "length": FRAMES}) + "\n")
@@ -168,7 +172,7 @@ print(json.dumps({"seconds": time.perf_counter() - start, "rss_mb": resource.get
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    out = subprocess.run(args, capture_output=True, text=True, env=env)
+    out = subprocess.run(args, check=False, capture_output=True, text=True, env=env)
     if out.returncode:
         sys.exit(f"{args[0]} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

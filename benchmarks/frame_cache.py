@@ -54,7 +54,7 @@ from robostore.meta import DatasetMeta
 from robostore.video.decode import VideoReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scenes import Room, episode_frames  # noqa: E402
+from scenes import Room, episode_frames
 
 log = logging.getLogger("frame_cache_bench")
 FIXTURES = Path(__file__).parents[1] / "tests" / "data"
@@ -378,7 +378,7 @@ def codecs(args: argparse.Namespace) -> None:
         name = f"blosc {cname} {'bitshuffle' if shuffle else 'noshuffle'} {level}"
         candidates[name] = (
             lambda f, c=cname, s=shuffle, lv=level: blosc.compress(f, c.encode(), lv, s, 0, 1),
-            lambda b: blosc.decompress(b),
+            blosc.decompress,
         )
     work = Path(tempfile.mkdtemp(prefix="robostore-codecs-"))
     try:

@@ -38,9 +38,9 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 import pyarrow as pa
 import torch
+from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader
 
 from robostore import Dataset
@@ -52,7 +52,7 @@ from robostore.stats import aggregate_stats, compute_stats
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scenes import Room, Scene  # noqa: E402
+from scenes import Room, Scene
 
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 FPS = 30
@@ -312,12 +312,12 @@ def main() -> None:
                 for w in workers:
                     for mode in modes:
                         r = median_runs(
-                            lambda rep: run_loader(url, options, w, delta, args.samples, rep, mode == "batched", args.uint8),
+                            lambda rep: run_loader(url, options, w, delta, args.samples, rep, mode == "batched", args.uint8),  # noqa: B023 - called in this iteration
                             args.repeat,
                         )
                         results[(source, w, delta, mode)] = r["samples_per_s"]
                         lines.append(
-                            f"{source:>6} {w:>7} {str(delta):>5} {mode:>10} {r['samples_per_s']:>10.1f} "
+                            f"{source:>6} {w:>7} {delta!s:>5} {mode:>10} {r['samples_per_s']:>10.1f} "
                             f"{r['after_first_batch']:>12.1f} {r['first_batch_s']:>9.2f}"
                         )
                         print(lines[-1], file=sys.stderr, flush=True)

@@ -45,14 +45,14 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import fsspec.asyn  # noqa: E402
-from fsspec.implementations.local import LocalFileSystem  # noqa: E402
+import fsspec.asyn
+from fsspec.implementations.local import LocalFileSystem
 
-import robostore  # noqa: E402
-from backends.gcs import GCSServer  # noqa: E402
-from backends.s3 import S3Server  # noqa: E402
-from robostore.backends import open_store  # noqa: E402
-from robostore.store import Store  # noqa: E402
+import robostore
+from backends.gcs import GCSServer
+from backends.s3 import S3Server
+from robostore.backends import open_store
+from robostore.store import Store
 
 log = logging.getLogger("bench.mirror")
 FIXTURE = REPO / "tests" / "data" / "multi_chunk"

@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SVT_LOG", "1")
 
-from robostore import Recorder, VideoOptions, validate  # noqa: E402
-from robostore.backends import open_store  # noqa: E402
-from robostore.record.demo import SyntheticRobot, demo_features  # noqa: E402
+from robostore import Recorder, VideoOptions, validate
+from robostore.backends import open_store
+from robostore.record.demo import SyntheticRobot, demo_features
 
 
 class PeakRSS:
@@ -89,7 +89,7 @@ def run(url: str, options: dict[str, Any], args: argparse.Namespace, frames: lis
                 elif now - next_tick > period:
                     missed += 1
                 frame = dict(frames[i % len(frames)])
-                frame["task"] = "benchmark task %d" % (episode % 3)
+                frame["task"] = f"benchmark task {episode % 3}"
                 t0 = time.perf_counter()
                 rec.add_frame(frame)
                 add_ms.append((time.perf_counter() - t0) * 1e3)

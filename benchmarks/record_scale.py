@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from robostore import Recorder, VideoOptions  # noqa: E402
+from robostore import Recorder, VideoOptions
 
 FEATURES = {
     "observation.state": {"dtype": "float32", "shape": [6], "names": None},

@@ -18,7 +18,7 @@ import numpy as np
 def _texture(rng: np.random.Generator, h: int, w: int, scales: tuple[int, ...] = (64, 16, 4)) -> np.ndarray:
     """Smooth random texture over several scales, float32 [H, W, 3] around 0."""
     out = np.zeros((h, w, 3), np.float32)
-    for scale, weight in zip(scales, (60.0, 30.0, 14.0)):
+    for scale, weight in zip(scales, (60.0, 30.0, 14.0), strict=True):
         grid = rng.standard_normal((h // scale + 2, w // scale + 2, 3)).astype(np.float32)
         up = np.repeat(np.repeat(grid, scale, 0), scale, 1)
         # A box blur of one cell softens the blocks into blobs.
@@ -41,7 +41,7 @@ class Room:
     def __init__(self, rng: np.random.Generator, h: int, w: int, drift: float = 0.6) -> None:
         self.h, self.w, self.drift = h, w, drift
         self.pad = min(int(np.ceil(drift * 600)) + 8, max(h, w) // 4)
-        H, W = h + 2 * self.pad, w + 2 * self.pad
+        H, W = h + 2 * self.pad, w + 2 * self.pad  # noqa: N806 - the padded world's size, beside h and w
         yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
         light = 0.75 + 0.35 * np.cos((xx / W - 0.3) * 2.2) * np.cos((yy / H - 0.6) * 1.7)
         base = rng.uniform(70, 170, 3).astype(np.float32)
@@ -78,8 +78,8 @@ class Scene:
     def frame(self, i: int) -> np.ndarray:
         """uint8 [H, W, 3] frame ``i``."""
         h, w, pad = self.h, self.w, self.pad
-        dy = int(round(pad * 0.9 * np.sin(i * self.drift / pad + self.phase[0]))) if self.drift else 0
-        dx = int(round(pad * 0.9 * np.sin(i * self.drift / pad * 0.7 + self.phase[1]))) if self.drift else 0
+        dy = round(pad * 0.9 * np.sin(i * self.drift / pad + self.phase[0])) if self.drift else 0
+        dx = round(pad * 0.9 * np.sin(i * self.drift / pad * 0.7 + self.phase[1])) if self.drift else 0
         img = self.world[pad + dy : pad + dy + h, pad + dx : pad + dx + w].copy()
         for patch, start, speed in self.objects:
             ph, pw = patch.shape[:2]

@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-from fsspec.asyn import AsyncFileSystem  # noqa: E402
+from fsspec.asyn import AsyncFileSystem
 
-from robostore.backends import open_store  # noqa: E402
-from robostore.store import Store  # noqa: E402
+from robostore.backends import open_store
+from robostore.store import Store
 
 MB = 2**20
 
@@ -56,10 +56,7 @@ def backend_root(name: str, tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
     server_cls = {"s3": S3Server, "gcs": GCSServer, "hf": HfServer}[name]
     with server_cls() as server:
-        if name == "hf":
-            url = f"hf://datasets/{server.new_repo()}"
-        else:
-            url = f"{'s3' if name == 's3' else 'gs'}://{server.new_bucket()}/ds"
+        url = f"hf://datasets/{server.new_repo()}" if name == "hf" else f"{'s3' if name == 's3' else 'gs'}://{server.new_bucket()}/ds"
         yield url, {**server.storage_options(), **({"commit_every_files": 100_000} if name == "hf" else {})}
 
 
@@ -126,7 +123,7 @@ def run_backend(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any
             out[f"open_{block}mb_mbps"] = size / MB / median_time(sequential, args.repeats)
             offsets = [random.Random(i).randrange(0, size - 65536) for i in range(200)]
 
-            def scattered(block: int = block) -> None:
+            def scattered(block: int = block, offsets: list[int] = offsets) -> None:
                 with store.open("videos/big.mp4", block_size=block * MB) as fh:
                     for offset in offsets:
                         fh.seek(offset)

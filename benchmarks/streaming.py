@@ -57,11 +57,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from map_dataset import CAMERAS, FPS, default_delta, generate  # noqa: E402
-
-from robostore import Dataset, StreamingDataset  # noqa: E402
-from robostore.meta import DatasetMeta  # noqa: E402
-from robostore.torch.batches import BatchCollator  # noqa: E402
+from map_dataset import CAMERAS, FPS, default_delta, generate
+from robostore import Dataset, StreamingDataset
+from robostore.meta import DatasetMeta
+from robostore.torch.batches import BatchCollator
 
 BATCH = 32
 
@@ -162,7 +161,7 @@ class _ReadyMade(IterableDataset):
 def transport(url: str, delta: bool, workers: int, uint8: bool, total: int, batched: bool) -> dict[str, float]:
     """DataLoader throughput for samples like the streaming dataset's, made in no time."""
     sds = StreamingDataset(url, delta_timestamps=default_delta() if delta else None, return_uint8=uint8)
-    samples = [item for _, item in zip(range(64), sds)]
+    samples = [item for _, item in zip(range(64), sds, strict=True)]
     if not batched:
         return run(lambda: DataLoader(_ReadyMade(samples, total, None), batch_size=BATCH, num_workers=workers), None)
     # The samples are final (float32 or uint8 cameras): the collator only copies them.

@@ -24,7 +24,7 @@ import numpy as np
 from robostore.video import EpisodeEncoder, VideoOptions, VideoReader, append_segment
 
 sys.path.insert(0, str(Path(__file__).parent))
-from video_encode import FPS, H, W, synth_frames  # noqa: E402
+from video_encode import FPS, H, W, synth_frames
 
 log = logging.getLogger("video_decode")
 FIXTURE = Path(__file__).parents[1] / "tests/data/video_basic/videos/observation.images.cam0/chunk-000/file-000.mp4"

@@ -14,20 +14,14 @@ DATA = Path(__file__).resolve().parent / "data"
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from backends.pytest_plugin import (  # noqa: E402,F401  (fixtures are found by name)
-    BACKENDS,
-    REMOTE,
-    backend_params,
-    backend_url,
-    gcs_server,
-    hf_server,
-    make_store,
-    new_root,
-    s3_server,
-    store_url,
-    upload_folder,
-)
-import pytest  # noqa: E402
+import pytest  # noqa: E402 - after the sys.path entry that makes `backends` importable
+
+# Imported here before pytest_plugins loads it: its asserts are rewritten all the same.
+pytest.register_assert_rewrite("backends.pytest_plugin")
+from backends.pytest_plugin import upload_folder  # noqa: E402 - as above
+
+# The backend fixtures (s3_server, backend_url, store_url, ...).
+pytest_plugins = ["backends.pytest_plugin"]
 
 
 @pytest.fixture

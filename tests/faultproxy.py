@@ -12,6 +12,8 @@ Put it between a client and a loopback server (point the client's endpoint at
 * ``stall`` — a server that stops answering: new connections are accepted and then
   hear nothing, and open ones stop carrying bytes (both ways) until ``stall`` is
   cleared. Clients see nothing but silence: only their own timeouts end the wait.
+* ``stall_after`` — set ``stall`` before forwarding the chunk that would take the bytes
+  forwarded past this many: freezes a transfer at a point set in bytes, not in seconds.
 
 It runs its own asyncio loop in a daemon thread, so it dies with the test process;
 :meth:`close` (or leaving the ``with`` block) stops it earlier.
@@ -20,6 +22,7 @@ It runs its own asyncio loop in a daemon thread, so it dies with the test proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -42,6 +45,7 @@ class FaultProxy:
         self._total = 0
         self.refuse = False
         self.stall = False
+        self.stall_after: int | None = None
         self.resets = 0
         self.connections = 0
         self.bytes_forwarded = 0
@@ -113,6 +117,9 @@ class FaultProxy:
                     await asyncio.sleep(self.latency)
                 if self.bandwidth:
                     await self._throttle(len(data))
+                if self.stall_after is not None and self.bytes_forwarded + len(data) > self.stall_after:
+                    self.stall = True
+                    await self._while_stalled()
                 state["bytes"] += len(data)
                 before, self._total = self._total, self._total + len(data)
                 crossed = self.reset_every is not None and before // self.reset_every != self._total // self.reset_every
@@ -173,8 +180,6 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     """Close with a TCP RST (SO_LINGER 0), as a failing network or middlebox would."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     writer.transport.abort()

@@ -356,15 +356,15 @@ CASES: list[Case] = [
     ),
     Case(
         "from_timestamp NaN",
-        edit_episodes(f"videos/{CAM}/from_timestamp", at(0, lambda v: float("nan"))),
+        edit_episodes(f"videos/{CAM}/from_timestamp", at(0, lambda _: float("nan"))),
         CorruptDataset,
         "from_timestamp nan",
         "meta/episodes",
     ),
-    Case("data file index negative", edit_episodes("data/file_index", at(1, lambda v: -1)), CorruptDataset, "data/file_index is -1", "meta/episodes"),
+    Case("data file index negative", edit_episodes("data/file_index", at(1, lambda _: -1)), CorruptDataset, "data/file_index is -1", "meta/episodes"),
     Case(
         "video chunk index negative",
-        edit_episodes(f"videos/{CAM}/chunk_index", at(1, lambda v: -1)),
+        edit_episodes(f"videos/{CAM}/chunk_index", at(1, lambda _: -1)),
         CorruptDataset,
         "chunk_index is -1",
         "meta/episodes",
@@ -373,7 +373,7 @@ CASES: list[Case] = [
     Case("episodes parquet garbage", corrupt_middle(EPISODES), CorruptDataset, EPISODES, EPISODES),
     Case("tasks parquet truncated", truncate(TASKS, 0.3), CorruptDataset, "not a readable parquet", TASKS),
     Case("tasks missing", remove(TASKS), CorruptDataset, "missing", TASKS),
-    Case("unknown task in episode", edit_episodes("tasks", at(0, lambda v: ["never defined"])), CorruptDataset, "never defined", "meta/episodes"),
+    Case("unknown task in episode", edit_episodes("tasks", at(0, lambda _: ["never defined"])), CorruptDataset, "never defined", "meta/episodes"),
     # stats
     Case("stats not json", write_bytes(STATS, b"{]"), SchemaError, "not valid JSON", STATS),
     Case("stats nested too deep", write_bytes(STATS, nested(100_000)), SchemaError, "not valid JSON", STATS),
@@ -400,7 +400,7 @@ CASES: list[Case] = [
     ),
     Case(
         "data file index points nowhere",
-        edit_episodes("data/file_index", at(1, lambda v: 99)),
+        edit_episodes("data/file_index", at(1, lambda _: 99)),
         NotFound,
         "not found",
         "data/chunk-000/file-099.parquet",

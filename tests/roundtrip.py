@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from recording import VIDEO_MAX_ERR, Recording, frame_values
 
+from recording import VIDEO_MAX_ERR, Recording, frame_values
 from robostore.torch import Dataset
 
 

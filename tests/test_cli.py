@@ -1,9 +1,9 @@
 import json
 
 import pytest
-from fixture_data import FIXTURES, expected, fixture_path
 from typer.testing import CliRunner
 
+from fixture_data import FIXTURES, expected, fixture_path
 from robostore.cli import app, parse_storage_options
 
 runner = CliRunner()

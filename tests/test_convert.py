@@ -18,11 +18,10 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fixture_data import DATA, expected
-from test_dataset import assert_item
 from typer.testing import CliRunner
 
 from backends.pytest_plugin import backend_params, upload_folder
+from fixture_data import DATA, expected
 from robostore import (
     CorruptDataset,
     Dataset,
@@ -39,6 +38,7 @@ from robostore.convert.rollover import roll
 from robostore.convert.source import ConvertSource
 from robostore.layout import episodes_file
 from robostore.parquet import read_parquet
+from test_dataset import assert_item
 
 #: The size limits the lerobot-converted fixture was made with: several data files and mp4s.
 DATA_MB, VIDEO_MB = 0.004, 0.015
@@ -130,7 +130,10 @@ def test_metadata_equals_lerobot_converter(converted: Path) -> None:
                 assert mine[name] == value, (mine["episode_index"], name)
     # lerobot's converter files the first episode of each new data file under the previous
     # file (upstream issue #2401); robostore names the file that holds it.
-    firsts = [b["episode_index"] for a, b in itertools.pairwise(rows) if (a["data/chunk_index"], a["data/file_index"]) != (b["data/chunk_index"], b["data/file_index"])]
+    def file_of(row: dict) -> tuple:
+        return row["data/chunk_index"], row["data/file_index"]
+
+    firsts = [b["episode_index"] for a, b in itertools.pairwise(rows) if file_of(a) != file_of(b)]
     assert misfiled == firsts == [1, 2]
     store = open_store(str(converted))
     for row in rows:
@@ -208,7 +211,7 @@ def _copy(tmp_path: Path) -> Path:
 def test_broken_sources_get_typed_errors(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     (root / "videos/chunk-000/observation.images.cam1/episode_000001.mp4").unlink()
-    with pytest.raises(NotFound, match="episode_000001.mp4"):
+    with pytest.raises(NotFound, match=r"episode_000001\.mp4"):
         _convert(str(root), str(tmp_path / "a"))
     shutil.copyfile(
         DATA / "v21_video/videos/chunk-000/observation.images.cam1/episode_000001.mp4",
@@ -219,9 +222,9 @@ def test_broken_sources_get_typed_errors(tmp_path: Path) -> None:
         root / "videos/chunk-000/observation.images.cam1/episode_000001.mp4",
         root / "videos/chunk-001/observation.images.cam1/episode_000002.mp4",
     )
-    with pytest.raises(VideoError, match="episode_000002.mp4"):
+    with pytest.raises(VideoError, match=r"episode_000002\.mp4"):
         _convert(str(root), str(tmp_path / "b"))
-    with pytest.raises(VideoError, match="episode_000002.mp4"):
+    with pytest.raises(VideoError, match=r"episode_000002\.mp4"):
         _convert(str(root), str(tmp_path / "c"), check=False)
     assert not (tmp_path / "c/meta/info.json").exists()
 
@@ -236,7 +239,7 @@ def test_rows_that_exist_nowhere(tmp_path: Path) -> None:
     info = json.loads((root / "meta/info.json").read_text())
     info["total_frames"] += 5
     (root / "meta/info.json").write_text(json.dumps(info))
-    with pytest.raises(CorruptDataset, match="episode_000001.parquet"):
+    with pytest.raises(CorruptDataset, match=r"episode_000001\.parquet"):
         _convert(str(root), str(tmp_path / "out"), check=False)
 
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
+from backends.pytest_plugin import backend_params, new_root, upload_folder
 from fixture_data import DATA, FIXTURES, expected
 from robostore import Dataset
-from backends.pytest_plugin import backend_params, new_root, upload_folder
 
 DELTAS = {"video_basic": "delta_video.json", "image_basic": "delta_image.json", "multi_chunk": "delta_multi.json"}
 FRAME_ATOL = 1 / 255 + 1e-6

@@ -124,7 +124,7 @@ def test_custom_collate_gets_the_samples() -> None:
     ds = Dataset(str(DATA / "image_basic"), delta_timestamps=deltas("image_basic"))
     rows = ds.__getitems__([4, 9])
     assert isinstance(rows, SampleRows) and len(rows) == 2
-    for row, i in zip(rows, [4, 9]):
+    for row, i in zip(rows, [4, 9], strict=True):
         assert_same_batch(dict(row), ds[i])
     loader = DataLoader(ds, batch_size=3, collate_fn=lambda samples: [dict(s) for s in samples])
     first = next(iter(loader))

@@ -59,7 +59,7 @@ def test_bad_delta_timestamps(video_basic: Path, deltas: dict, named: str) -> No
 def test_torchcodec_missing_or_unknown_backend(video_basic: Path) -> None:
     pytest.importorskip("torch")
     try:
-        import torchcodec  # noqa: F401
+        import torchcodec  # noqa: F401 - only whether it imports
     except ImportError:
         with pytest.raises(RobostoreError, match="pip install torchcodec"):
             Dataset(video_basic, video_backend="torchcodec")
@@ -87,7 +87,7 @@ def test_corrupt_or_truncated_mp4(video_basic: Path, damage: str) -> None:
     data = path.read_bytes()
     path.write_bytes({"garbage": b"\x13\x37" * 4096, "truncated": data[: len(data) // 3], "empty": b""}[damage])
     ds = Dataset(video_basic)
-    with pytest.raises(VideoError, match=r"file-000\.mp4"):
+    with pytest.raises(VideoError, match=r"file-000\.mp4"):  # noqa: PT012 - the first bad index raises
         for idx in (0, 45, 89):  # a truncated file may still decode its first frames
             ds[idx]
 

@@ -16,14 +16,13 @@ import pytest
 pytest.importorskip("zarr")
 pytest.importorskip("av")
 
-from fixture_data import copy_fixture, fixture_path  # noqa: E402
-from record_helpers import FEATURES, FPS, LOSSLESS, decode_episode, record_episode  # noqa: E402
-
-from robostore.cache import FrameCache  # noqa: E402
-from robostore.cache.layout import COMPRESSIONS, shard_key  # noqa: E402
-from robostore.errors import RobostoreError, SchemaError  # noqa: E402
-from robostore.meta import DatasetMeta  # noqa: E402
-from robostore.video.decode import VideoReader  # noqa: E402
+from fixture_data import copy_fixture, fixture_path
+from record_helpers import FEATURES, FPS, LOSSLESS, decode_episode, record_episode
+from robostore.cache import FrameCache
+from robostore.cache.layout import COMPRESSIONS, shard_key
+from robostore.errors import RobostoreError, SchemaError
+from robostore.meta import DatasetMeta
+from robostore.video.decode import VideoReader
 
 VIDEO_FIXTURES = ("video_basic", "multi_chunk")
 
@@ -223,7 +222,7 @@ def test_max_bytes_evicts_least_recently_used_shards(tmp_path: Path) -> None:
     frames.fill(key, range(4))
     paths = [cache_dir / shard_key(frames.fingerprint, key, s) for s in range(4)]
     shard_size = max(p.stat().st_size for p in paths)
-    for age, path in zip((400, 300, 200, 100), paths):  # shard 0 oldest ... shard 3 newest
+    for age, path in zip((400, 300, 200, 100), paths, strict=True):  # shard 0 oldest ... shard 3 newest
         os.utime(path, (path.stat().st_mtime - age,) * 2)
 
     limited = FrameCache(str(cache_dir), max_bytes=int(3.5 * shard_size)).for_dataset(str(fixture_path("video_basic")))
@@ -336,7 +335,7 @@ def test_map_style_dataset_with_cache_equals_without(tmp_path: Path, name: str) 
     plain = robostore.Dataset(url, delta_timestamps=deltas, return_uint8=True)
     cached = robostore.Dataset(url, delta_timestamps=deltas, return_uint8=True, frame_cache=cache)
     order = [int(i) for i in np.random.default_rng(0).permutation(len(plain))]
-    for epoch in range(2):  # cold (filling), then warm
+    for _epoch in range(2):  # cold (filling), then warm
         for i in order:
             want, got = plain[i], cached[i]
             for key in deltas:
@@ -390,7 +389,7 @@ def test_dataset_in_dataloader_workers_fills_and_reads_the_cache(tmp_path: Path)
     assert all(frames.cached_shards(k) == set(range(12)) for k in frames.video_keys)
 
 
-def test_shared_cache_on_s3(backend_url, reference: dict) -> None:  # noqa: ANN001
+def test_shared_cache_on_s3(backend_url, reference: dict) -> None:
     from backends.pytest_plugin import upload_folder
 
     dataset_url, dataset_options = backend_url("s3")

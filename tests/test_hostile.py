@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch.utils.data
-from fixture_data import copy_fixture
-from hostile_cases import CASES, Case
 
 from backends.pytest_plugin import REMOTE, backend_params, upload_folder
+from fixture_data import copy_fixture
+from hostile_cases import CASES, Case
 from robostore import Recorder
 from robostore.errors import RobostoreError
 from robostore.meta import DatasetMeta
@@ -109,7 +109,7 @@ def test_dataset_raises_the_typed_error(broken, tmp_path):
 def expect_from_workers(case, dataset):
     """``case``'s error comes out of 2 DataLoader workers as its own type: no hang (the
     loader's timeout), no dead worker."""
-    batches = iter(torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, timeout=30))
+    batches = iter(torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, timeout=300))
     try:
         expect(case, lambda: list(batches))
         assert all(w.is_alive() for w in batches._workers), "a worker died instead of reporting the error"
@@ -130,7 +130,7 @@ def test_dataloader_workers_pass_the_typed_error_on(broken):
 def test_streaming_raises_the_typed_error(broken, tmp_path):
     case, root = broken
     before = snapshot(tmp_path)
-    expect(case, lambda: [item for item in StreamingDataset(str(root), shuffle_buffer=16)])
+    expect(case, lambda: list(StreamingDataset(str(root), shuffle_buffer=16)))
     assert snapshot(tmp_path) == before
 
 
@@ -179,7 +179,7 @@ def test_resume_removes_only_its_own_leftovers(tmp_path):
         root / "videos/other_camera/chunk-009/file-000.mp4",  # not a video key of info.json
         root / "videos/observation.images.cam0/chunk-000/file-009.mp4",
     ]
-    for path, like in [*zip(leftovers, (newest_data, newest_mp4)), *zip(users, (newest_data,) * 2 + (newest_mp4,) * 2)]:
+    for path, like in [*zip(leftovers, (newest_data, newest_mp4), strict=True), *zip(users, (newest_data,) * 2 + (newest_mp4,) * 2, strict=True)]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(like.read_bytes())
     Recorder.resume(str(root)).close()

@@ -78,7 +78,7 @@ def test_depth_is_millimetres_even_with_return_uint8() -> None:
 
 
 def test_image_transforms_skip_depth() -> None:
-    meta, npz = expected("depth_061")
+    _, npz = expected("depth_061")
     seen: list[tuple[int, ...]] = []
 
     def transform(frame: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,8 @@ import math
 
 import numpy as np
 import pytest
-from fixture_data import FIXTURES, copy_fixture, expected, fixture_path
 
+from fixture_data import FIXTURES, copy_fixture, expected, fixture_path
 from robostore.backends import open_store
 from robostore.errors import CorruptDataset, NotFound, SchemaError
 from robostore.meta import DatasetMeta
@@ -17,7 +17,7 @@ def _json_equal(a, b):
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -36,7 +36,7 @@ def test_meta_equals_what_lerobot_read(name):
     assert _json_equal(meta.stats.to_json_dict(), want["stats"])
     rows = meta.episodes.to_pylist()
     assert len(rows) == len(want["episodes"])
-    for row, want_row in zip(rows, want["episodes"]):
+    for row, want_row in zip(rows, want["episodes"], strict=True):
         assert _json_equal(row, want_row)
 
 
@@ -97,7 +97,7 @@ def test_unknown_episode_is_a_schema_error():
 
 
 def test_missing_dataset_is_not_found(tmp_path):
-    with pytest.raises(NotFound, match="meta/info.json"):
+    with pytest.raises(NotFound, match=r"meta/info\.json"):
         DatasetMeta.open(str(tmp_path))
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -94,7 +95,7 @@ def test_noop_remirror_only_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert path == MANIFEST_PATH, f"a no-op mirror read {path}"
         return read(self, path)
 
-    def forbidden(self, *args, **kwargs):
+    def forbidden(_self, *args, **_kwargs):
         raise AssertionError(f"a no-op mirror touched file contents: {args}")
 
     monkeypatch.setattr(Store, "read", manifest_only)
@@ -177,9 +178,9 @@ def test_delete_removes_extra_files_only_when_asked(tmp_path: Path) -> None:
 class RecordingStore(MemoryStore):
     """A memory store that logs write order and can fail or corrupt chosen writes."""
 
-    log: list[str] = []
-    fail: set[str] = set()
-    corrupt_once: set[str] = set()
+    log: ClassVar[list[str]] = []
+    fail: ClassVar[set[str]] = set()
+    corrupt_once: ClassVar[set[str]] = set()
 
     def write(self, path, data):
         if path in self.fail:
@@ -219,7 +220,7 @@ def test_failed_payload_leaves_metadata_unwritten(recording: RecordingStore) -> 
     RecordingStore.fail = set()
     RecordingStore.log = []
     again = robostore.mirror(str(DATA / "multi_chunk"), recording, progress=False)
-    assert again.ok and sorted(again.copied)[0] == "meta/episodes/chunk-000/file-000.parquet"
+    assert again.ok and min(again.copied) == "meta/episodes/chunk-000/file-000.parquet"
     assert [p for p in again.copied if not p.startswith("meta/")] == [bad]
 
 
@@ -233,7 +234,7 @@ def test_verify_rewrites_a_corrupted_copy(recording: RecordingStore) -> None:
 def test_source_that_is_not_a_dataset(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src/readme.txt").write_text("hello")
-    with pytest.raises(NotFound, match="meta/info.json"):
+    with pytest.raises(NotFound, match=r"meta/info\.json"):
         robostore.mirror(str(tmp_path / "src"), str(tmp_path / "dst"), progress=False)
     assert not (tmp_path / "dst").exists()
 
@@ -241,7 +242,7 @@ def test_source_that_is_not_a_dataset(tmp_path: Path) -> None:
 def test_broken_info_json_is_a_schema_error_and_writes_nothing(local_copy, tmp_path: Path) -> None:
     src = local_copy("video_basic")
     (src / "meta/info.json").write_text("{not json")
-    with pytest.raises(SchemaError, match="info.json"):
+    with pytest.raises(SchemaError, match=r"info\.json"):
         robostore.mirror(str(src), str(tmp_path / "dst"), progress=False)
     assert not (tmp_path / "dst").exists()
 
@@ -271,7 +272,8 @@ def test_cli_mirror_json_and_dry_run(tmp_path: Path) -> None:
     assert "would copy  meta/info.json" in dry.output and not (tmp_path / "dst").exists()
     result = runner.invoke(
         app,
-        ["mirror", str(DATA / "video_basic"), dst, "--episodes", "0-1", "--json", "--workers", "4", "--memory-limit-mb", "8", "--whole-file-max-mb", "1"],
+        ["mirror", str(DATA / "video_basic"), dst, "--episodes", "0-1", "--json", "--workers", "4",
+         "--memory-limit-mb", "8", "--whole-file-max-mb", "1"],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -299,11 +301,16 @@ def test_cli_mirror_passes_its_transfer_limits_in_bytes(tmp_path: Path, monkeypa
 
 
 class SlowStore(MemoryStore):
-    """A memory store whose writes of ``extras/`` files take a while, counting how many overlap."""
+    """A memory store that holds each write of an ``extras/`` file until ``expected`` of them
+    have been inside at once (or a long time has passed), then a while longer (room for one
+    too many to get in), counting how many overlap. Waiting for the others, not only
+    sleeping, makes reaching ``expected`` independent of how fast a loaded machine gets
+    the workers there."""
 
     active = 0
     most = 0
-    lock = threading.Lock()
+    expected = 1
+    lock = threading.Condition()
 
     def write(self, path, data):
         slow = path.startswith("extras/")
@@ -311,6 +318,8 @@ class SlowStore(MemoryStore):
             with self.lock:
                 SlowStore.active += 1
                 SlowStore.most = max(SlowStore.most, SlowStore.active)
+                self.lock.notify_all()
+                self.lock.wait_for(lambda: SlowStore.most >= SlowStore.expected, timeout=60)
             time.sleep(0.1)
         try:
             super().write(path, data)
@@ -327,6 +336,7 @@ def test_memory_limit_bounds_whole_file_transfers(memory_limit: int, most: int, 
     for i in range(8):
         (src / "extras" / f"blob-{i}.bin").write_bytes(os.urandom(2**20))
     SlowStore.active = SlowStore.most = 0
+    SlowStore.expected = most
     dst = SlowStore.from_url(memory_url())
     report = robostore.mirror(str(src), dst, workers=8, memory_limit=memory_limit, progress=False)
     assert report.ok
@@ -347,8 +357,8 @@ def test_budget_larger_than_itself_is_clipped_not_deadlocked() -> None:
         waiting = threading.Thread(target=small)
         waiting.start()
         assert not got.wait(0.2)
-    assert got.wait(5)
-    waiting.join(5)
+    assert got.wait(60)
+    waiting.join(60)
 
 
 def test_manifest_maybe_flush_does_not_wait_for_a_flush_in_progress(memory_url) -> None:
@@ -357,19 +367,20 @@ def test_manifest_maybe_flush_does_not_wait_for_a_flush_in_progress(memory_url) 
     class BlockingStore(MemoryStore):
         def write(self, path, data):
             entered.set()
-            release.wait(5)
+            release.wait(60)  # set below; the bound only ends a broken run
             super().write(path, data)
 
     manifest = Manifest(BlockingStore.from_url(memory_url()), ManifestModel(), interval=0)
     manifest.record("a", Entry(size=1, source_token="t", sha256="s"))
     flushing = threading.Thread(target=manifest.flush)
     flushing.start()
-    assert entered.wait(5)
+    assert entered.wait(60)
     manifest.record("b", Entry(size=1, source_token="t", sha256="s"))
-    start = time.monotonic()
-    manifest.maybe_flush()  # a transfer thread: must not queue behind the write in progress
-    assert time.monotonic() - start < 1
+    # A transfer thread: must not queue behind the write in progress. The signal is not a
+    # duration (which a loaded CPU stretches) but that it returns while that write is held.
+    manifest.maybe_flush()
+    assert flushing.is_alive()
     release.set()
-    flushing.join(5)
+    flushing.join(60)
     manifest.flush()  # the final flush does wait, and writes what the skipped one did not
     assert set(ManifestModel.model_validate_json(manifest.store.read(MANIFEST_PATH)).files) == {"a", "b"}

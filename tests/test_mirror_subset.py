@@ -79,7 +79,7 @@ def test_subset_is_valid_and_matches_the_source(name: str, chosen: list[int], tm
     kept = [r for r in src_rows if r["episode_index"] in chosen]
     assert len(dst_rows) == len(kept)
     assert [r["index"] for r in dst_rows] == list(range(len(kept)))
-    for new, old in zip(dst_rows, kept):
+    for new, old in zip(dst_rows, kept, strict=True):
         assert new["episode_index"] == chosen.index(old["episode_index"])
         assert dst.task(new["task_index"]) == src.task(old["task_index"])
         assert {k: v for k, v in new.items() if k not in RENUMBERED} == {k: v for k, v in old.items() if k not in RENUMBERED}
@@ -92,7 +92,7 @@ def test_subset_is_valid_and_matches_the_source(name: str, chosen: list[int], tm
             old_frames = frames(src_root / a.path, a.from_timestamp, a.to_timestamp)
             new_frames = frames(dst_root / b.path, b.from_timestamp, b.to_timestamp)
             assert len(new_frames) == len(old_frames) == src.episode(old_ep).length
-            for (t_old, f_old), (t_new, f_new) in zip(old_frames, new_frames):
+            for (t_old, f_old), (t_new, f_new) in zip(old_frames, new_frames, strict=True):
                 assert t_new == pytest.approx(t_old, abs=1e-4)
                 assert np.array_equal(f_old, f_new)
 

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from recording import Episode, Recording, record_episode
-from roundtrip import check_dataset, check_sample, expected_positions
 
+from recording import Episode, Recording, record_episode
 from robostore import Recorder
 from robostore.meta import DatasetMeta
 from robostore.torch import Dataset, StreamingDataset
 from robostore.validate import validate
+from roundtrip import check_dataset, check_sample, expected_positions
 
 pytest.importorskip("av")
 
@@ -58,7 +58,7 @@ def recordings(draw: st.DrawFn, max_episodes: int = 4, max_length: int = 6) -> R
     seeds = draw(st.lists(st.integers(0, 2**31), min_size=len(lengths), max_size=len(lengths)))
     return Recording(
         features=features,
-        episodes=[Episode(n, t, s) for n, t, s in zip(lengths, tasks, seeds)],
+        episodes=[Episode(n, t, s) for n, t, s in zip(lengths, tasks, seeds, strict=True)],
         chunks_size=draw(st.integers(1, 3)) if draw(st.booleans()) else 1000,
         data_files_size_in_mb=draw(SIZES),
         video_files_size_in_mb=draw(SIZES),

@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from fixture_data import fixture_path
 from PIL import Image
-from record_helpers import FEATURES, FPS, LOSSLESS, H, W, check_values, frame, image, record_episode
 
+from fixture_data import fixture_path
+from record_helpers import FEATURES, FPS, LOSSLESS, H, W, check_values, frame, image, record_episode
 from robostore import LeaseError, Recorder, SchemaError, VideoOptions
 from robostore.meta import DatasetMeta
 from robostore.record.lease import LEASE_PATH
@@ -85,8 +85,8 @@ def test_files_are_shaped_like_lerobots(tmp_path):
             name = name.replace(a, b)
         return name
 
-    fx_types = {canon(n): t for n, t in zip(fx_eps.column_names, fx_eps.schema.types) if "cam1" not in n}
-    ours_types = dict(zip(episodes.column_names, episodes.schema.types))
+    fx_types = {canon(n): t for n, t in zip(fx_eps.column_names, fx_eps.schema.types, strict=True) if "cam1" not in n}
+    ours_types = dict(zip(episodes.column_names, episodes.schema.types, strict=True))
     for name, typ in fx_types.items():
         assert ours_types.get(name) == typ, name
     fx_img_eps = pq.read_table(image_fx / "meta/episodes/chunk-000/file-000.parquet")
@@ -189,25 +189,23 @@ def test_bad_schemas_and_existing_dataset(tmp_path):
     with pytest.raises(SchemaError, match="'task'"):
         Recorder.create(url, fps=FPS, features={"task": {"dtype": "string", "shape": (1,)}})
     _create(url).close()
-    with pytest.raises(SchemaError, match="Recorder.resume"):
+    with pytest.raises(SchemaError, match=r"Recorder\.resume"):
         _create(url)
-    with pytest.raises(SchemaError, match="no frames"):
-        with Recorder.resume(url) as rec:
-            rec.save_episode()
+    with pytest.raises(SchemaError, match="no frames"), Recorder.resume(url) as rec:
+        rec.save_episode()
 
 
 def test_discard_and_context_manager_on_error(tmp_path):
     url = str(tmp_path / "ds")
-    with pytest.raises(RuntimeError, match="robot fell over"):
-        with _create(url) as rec:
-            record_episode(rec, 0, 4)
-            for i in range(3):
-                rec.add_frame(frame(1, i, "junk"))
-            rec.discard_episode()
-            assert rec.episode_index == 1
-            assert record_episode(rec, 1, 5, "place") == 1
-            rec.add_frame(frame(2, 0, "never saved"))
-            raise RuntimeError("robot fell over")
+    with pytest.raises(RuntimeError, match="robot fell over"), _create(url) as rec:  # noqa: PT012 - the manager under test wraps the raise
+        record_episode(rec, 0, 4)
+        for i in range(3):
+            rec.add_frame(frame(1, i, "junk"))
+        rec.discard_episode()
+        assert rec.episode_index == 1
+        assert record_episode(rec, 1, 5, "place") == 1
+        rec.add_frame(frame(2, 0, "never saved"))
+        raise RuntimeError("robot fell over")
     meta = DatasetMeta.open(url)
     assert meta.total_episodes == 2 and meta.tasks == ["pick", "place"]
     assert validate(url).ok

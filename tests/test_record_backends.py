@@ -11,15 +11,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from record_helpers import FEATURES, FPS, LOSSLESS, check_values, record_episode
 
+from record_helpers import FEATURES, FPS, LOSSLESS, check_values, record_episode
 from robostore import Recorder
 from robostore.backends import open_store
 from robostore.meta import DatasetMeta
 from robostore.record.lease import LEASE_PATH
 from robostore.validate import validate
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(900)  # a hang guard: the recording subprocess is slow on a loaded machine
 HERE = Path(__file__).parent
 
 
@@ -83,7 +83,7 @@ def test_kill9_on_remote_then_resume(backend_url, tmp_path, backend, crash):
     url, options = backend_url(backend)
     env = {**os.environ, "ROBOSTORE_RECORD_CRASH_AT": crash, "PYTHONPATH": str(HERE.parent / "src")}
     code = SCRIPT.format(tests=str(HERE), url=url, options=json.dumps(options), staging=str(tmp_path / "staging"))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     flushed = proc.stdout.count("flushed")
     report = validate(url, options)

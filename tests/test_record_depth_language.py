@@ -105,9 +105,8 @@ def test_depth_in_metres(tmp_path: Path) -> None:
     ],
 )
 def test_bad_depth_frames(tmp_path: Path, value: Any, why: str) -> None:
-    with Recorder.create(str(tmp_path / "ds"), fps=10, features={DEPTH: _features()[DEPTH]}) as rec:
-        with pytest.raises(SchemaError, match=why):
-            rec.add_frame({DEPTH: value, "task": "look"})
+    with Recorder.create(str(tmp_path / "ds"), fps=10, features={DEPTH: _features()[DEPTH]}) as rec, pytest.raises(SchemaError, match=why):
+        rec.add_frame({DEPTH: value, "task": "look"})
 
 
 @pytest.mark.parametrize(
@@ -123,9 +122,8 @@ def test_bad_depth_frames(tmp_path: Path, value: Any, why: str) -> None:
 )
 def test_bad_language_rows(tmp_path: Path, rows: Any, why: str) -> None:
     features = {"language_persistent": _features()["language_persistent"]}
-    with Recorder.create(str(tmp_path / "ds"), fps=10, features=features) as rec:
-        with pytest.raises(SchemaError, match=why):
-            rec.add_frame({"language_persistent": rows, "task": "talk"})
+    with Recorder.create(str(tmp_path / "ds"), fps=10, features=features) as rec, pytest.raises(SchemaError, match=why):
+        rec.add_frame({"language_persistent": rows, "task": "talk"})
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from fixture_data import fixture_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robostore.stats import add_episode_stats, aggregate_stats, camera_sample_indices, compute_stats, downsample_for_stats
+from fixture_data import fixture_path
+from robostore.stats import (
+    add_episode_stats,
+    aggregate_stats,
+    camera_sample_indices,
+    compute_stats,
+    downsample_for_stats,
+)
 
 
 def _episode_values(name: str):

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from record_helpers import FPS, LOSSLESS
 from typer.testing import CliRunner
 
 from backends.pytest_plugin import REMOTE, upload_folder
+from record_helpers import FPS, LOSSLESS
 from robostore import Recorder
 from robostore.backends import open_store
 from robostore.cli import app
@@ -51,7 +51,7 @@ def recorded(tmp_path_factory) -> Path:
         str(root), fps=FPS, features=features, video=LOSSLESS, chunks_size=2, data_files_size_in_mb=0.007, video_files_size_in_mb=0.004
     )
     with rec:
-        for ep, (length, task) in enumerate(zip(LENGTHS, TASKS)):
+        for ep, (length, task) in enumerate(zip(LENGTHS, TASKS, strict=True)):
             for i in range(length):
                 rec.add_frame(
                     {
@@ -135,7 +135,7 @@ def items_at(url: str, options: dict | None, episodes: list[int]) -> list[dict]:
 
 def assert_same(a: list[dict], b: list[dict]) -> None:
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x.keys() == y.keys()
         for key in x:
             if isinstance(x[key], torch.Tensor):

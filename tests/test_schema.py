@@ -1,12 +1,12 @@
 import json
 
+import pyarrow.parquet as pq
 import pytest
-from fixture_data import FIXTURES, fixture_path
 
+from fixture_data import FIXTURES, fixture_path
 from robostore.errors import PathError, SchemaError
 from robostore.schema import DatasetInfo, Feature, PathTemplate, check_key
 from robostore.schema.arrow import data_schema
-import pyarrow.parquet as pq
 
 
 def raw_info(name: str = "video_basic") -> dict:
@@ -42,7 +42,7 @@ def test_data_schema_matches_lerobot_files(name):
 
 
 @pytest.mark.parametrize(
-    "template, fragment",
+    ("template", "fragment"),
     [
         ("data/{chunk_index.__class__}/{file_index}.parquet", "attribute access"),
         ("data/{chunk_index[0]}/{file_index}.parquet", "indexing"),
@@ -84,7 +84,7 @@ def test_unsafe_feature_keys_are_rejected(key):
 
 
 @pytest.mark.parametrize(
-    "change, fragment",
+    ("change", "fragment"),
     [
         ({"fps": "30"}, "fps"),
         ({"fps": 0}, "fps"),
@@ -117,9 +117,9 @@ def test_missing_fields_and_not_json():
 
 def test_feature_validation():
     assert Feature(dtype="video", shape=[48, 64, 3]).is_camera
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown dtype 'complex'"):
         Feature(dtype="complex", shape=[1])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shape entries must be positive integers"):
         Feature(dtype="float32", shape=[0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"image features have shape \[height, width, channels\]"):
         Feature(dtype="image", shape=[48, 64])

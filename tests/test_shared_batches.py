@@ -54,7 +54,7 @@ def test_free_buffers_beyond_the_spare_ones_are_closed() -> None:
 
 
 def test_an_unreachable_worker_is_reported() -> None:
-    with pytest.raises(RobostoreError, match="DataLoader worker 999999999.*batch_size=None"):
+    with pytest.raises(RobostoreError, match=r"DataLoader worker 999999999.*batch_size=None"):
         shared_batches._open_shared_batch(999999999, 3, 128, 1, [], 0, {}, [])
 
 

@@ -25,12 +25,11 @@ from typing import Any
 
 import pytest
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
-from store_conformance import Raw, StoreTests, UrlAndOptions
 
 from robostore.backends import open_store
 from robostore.errors import StoreError
 from robostore.store import Store
-
+from store_conformance import Raw, StoreTests, UrlAndOptions
 
 
 # ---------------------------------------------------------------------- out-of-band access
@@ -416,12 +415,12 @@ _GCS_SLOW = pytest.param("gcs", id="gcs", marks=pytest.mark.slow)
 @pytest.mark.remote
 @pytest.mark.parametrize("backend", ["s3", _GCS_SLOW, "hf"])
 @pytest.mark.parametrize("fault", ["refused", "silent"])
+@pytest.mark.usefixtures("short_hf_timeouts")
 def test_unreachable_server_fails_fast_without_leaking_secrets(
     backend: str,
     fault: str,
     request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
-    short_hf_timeouts: None,
 ) -> None:
     endpoint = request.getfixturevalue("refused_endpoint" if fault == "refused" else "silent_server")
     url = _URLS[backend]
@@ -438,9 +437,9 @@ def test_unreachable_server_fails_fast_without_leaking_secrets(
 
 
 @pytest.mark.remote
-def test_missing_bucket_or_repo(request: pytest.FixtureRequest, backend_url: Callable[..., Any]) -> None:
+def test_missing_bucket_or_repo(backend_url: Callable[..., Any]) -> None:
     for backend in ("s3", "gcs", "hf"):
-        url, options = backend_url(backend)
+        _, options = backend_url(backend)
         missing = {"s3": "s3://no-such-bucket-xyz/ds", "gcs": "gs://no-such-bucket-xyz/ds"}.get(
             backend, "hf://datasets/org/no-such-repo-xyz"
         )
@@ -457,8 +456,8 @@ def test_hf_wrong_token(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with HubEmulator(token="the-right-token") as hub:
         store = open_store("hf://datasets/org/ds", {"endpoint": hub.url, "token": SECRET})
+        store.write("meta/info.json", b"{}")  # staged until the commit
         with pytest.raises(StoreError) as info:
-            store.write("meta/info.json", b"{}")
             store.commit()
     assert "hf://datasets/org/ds" in str(info.value)
     assert SECRET not in str(info.value) and SECRET not in caplog.text

@@ -18,8 +18,16 @@ import torch
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from backends.pytest_plugin import backend_params, upload_folder
 from fixture_data import DATA, FIXTURES
-from robostore import CorruptDataset, Dataset, NotFound, RobostoreError, SchemaError, StreamingDataset
+from robostore import (
+    CorruptDataset,
+    Dataset,
+    NotFound,
+    RobostoreError,
+    SchemaError,
+    StreamingDataset,
+)
 from robostore.layout import episodes_file, tasks_table
 from robostore.meta import DatasetMeta
 from robostore.parquet import to_parquet_bytes
@@ -28,8 +36,6 @@ from robostore.stats import aggregate_stats, compute_stats
 from robostore.torch import sharding
 from robostore.torch.shuffle import ShardPlan
 from robostore.video import decode
-
-from backends.pytest_plugin import backend_params, upload_folder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,7 +61,8 @@ def generate(root: Path, lengths: list[int], camera: bool = False, episodes_per_
     meta = DatasetMeta.create(str(root), fps=fps, features=features)
     info = meta.info
     tasks = ["reach", "grasp"]
-    rows: dict[str, list[Any]] = {k: [] for k in ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index")}
+    columns = ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index")
+    rows: dict[str, list[Any]] = {k: [] for k in columns}
     video_rows: dict[str, list[Any]] = {k: [] for k in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")}
     start = 0
     per_episode: list[dict[str, Any]] = []
@@ -149,7 +156,7 @@ def indices(sds: StreamingDataset, workers: int = 0, batch_size: int = 5) -> lis
     """Global frame indices one process streams (through a DataLoader when ``workers``)."""
     if workers == 0:
         return [int(item["index"]) for item in sds]
-    loader = DataLoader(sds, batch_size=batch_size, num_workers=workers, multiprocessing_context=FORK, timeout=60)
+    loader = DataLoader(sds, batch_size=batch_size, num_workers=workers, multiprocessing_context=FORK, timeout=300)
     return [int(i) for batch in loader for i in batch["index"]]
 
 
@@ -168,7 +175,7 @@ def all_indices(url: str, episodes: list[int] | None = None) -> list[int]:
 
 def _global_indices(url: str, episodes: list[int] | None) -> Iterator[int]:
     index = Dataset(url, episodes=episodes)._index
-    for lo, hi in zip(index.dataset_from.tolist(), index.dataset_to.tolist()):
+    for lo, hi in zip(index.dataset_from.tolist(), index.dataset_to.tolist(), strict=True):
         yield from range(lo, hi)
 
 
@@ -215,7 +222,7 @@ def test_split_by_frames_balances_frames_not_episodes() -> None:
 
 
 @pytest.mark.parametrize("mode", ["pad", "drop"])
-@pytest.mark.parametrize("world,workers", [(2, 0), (3, 2), (4, 1)])
+@pytest.mark.parametrize(("world", "workers"), [(2, 0), (3, 2), (4, 1)])
 def test_equal_length(monkeypatch: pytest.MonkeyPatch, uneven: str, mode: str, world: int, workers: int) -> None:
     sds = StreamingDataset(uneven, shuffle_buffer=4, equal_length=mode)
     ranks = per_rank(monkeypatch, world, lambda: indices(sds, workers))
@@ -419,7 +426,7 @@ def batches_of(sds: StreamingDataset, workers: int, loader: type[DataLoader] = D
 
 def assert_same_batches(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert type(g) is dict and list(g) == list(w)  # a plain dict, keys in the samples' order
         assert_same_item(g, w)
 
@@ -489,7 +496,7 @@ def test_batches_need_one_layout(uneven_video: str) -> None:
     def crop(t: torch.Tensor) -> torch.Tensor:  # another size every sample
         return t[..., : 64 - next(sizes) % 3, :]
 
-    with pytest.raises(SchemaError, match="observation.images.top.*batch_size=None"):
+    with pytest.raises(SchemaError, match=r"observation\.images\.top.*batch_size=None"):
         list(StreamingDataset(uneven_video, batch_size=4, image_transforms=crop))
 
 
@@ -550,7 +557,7 @@ def test_data_file_not_matching_episodes_table(tmp_path: Path, workers: int) -> 
     data = root / "data/chunk-000/file-000.parquet"
     table = pq.read_table(data)
     data.write_bytes(to_parquet_bytes(table.slice(0, table.num_rows - 1)))  # episode 2 loses a frame
-    with pytest.raises(CorruptDataset, match="data/chunk-000/file-000.parquet"):
+    with pytest.raises(CorruptDataset, match=r"data/chunk-000/file-000\.parquet"):
         indices(StreamingDataset(str(root)), workers)
 
 
@@ -590,4 +597,4 @@ def test_video_layout_reads_the_index_while_the_container_is_open(tmp_path: Path
     for _ in range(20):  # freed memory gets reused quickly; one read was not always enough
         layout = VideoLayout.read(store, path)
         junk = [bytes(4096) for _ in range(64)]  # noqa: F841  (reuses freed memory)
-        assert list(zip(layout.starts.tolist(), (layout.ends - layout.starts).tolist())) == want
+        assert list(zip(layout.starts.tolist(), (layout.ends - layout.starts).tolist(), strict=True)) == want

@@ -2,9 +2,9 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from fixture_data import FIXTURES, copy_fixture, fixture_path
 from typer.testing import CliRunner
 
+from fixture_data import FIXTURES, copy_fixture, fixture_path
 from robostore.cli import app
 from robostore.validate import validate
 

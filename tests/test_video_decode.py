@@ -151,7 +151,7 @@ def test_beyond_end_raises_video_error() -> None:
     with VideoReader(str(_cam0()), "videos/cam0/file-000.mp4") as r:
         with pytest.raises(VideoError, match=r"file-000\.mp4.*t=3\.5.*episode 7"):
             r.frames_at([3.5], 1e-4, episode=7)
-        with pytest.raises(VideoError, match="file-000.mp4"):
+        with pytest.raises(VideoError, match=r"file-000\.mp4"):
             r.frames_at([1000.0], 1e-4)
         # Still usable afterwards.
         assert r.frames_at([0.0], 1e-4).shape == (1, 48, 64, 3)
@@ -159,7 +159,7 @@ def test_beyond_end_raises_video_error() -> None:
 
 def test_off_grid_timestamp_raises() -> None:
     with VideoReader(str(_cam0()), "cam0.mp4") as r:
-        with pytest.raises(VideoError, match="closest decoded frame is at t=0.033333"):
+        with pytest.raises(VideoError, match=r"closest decoded frame is at t=0\.033333"):
             r.frames_at([0.04], 1e-4, episode=0)
         # A generous tolerance accepts it, as lerobot would.
         assert r.frames_at([0.04], 0.02).shape[0] == 1

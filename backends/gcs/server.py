@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl(); no locks are taken
     )
     _wait_http(url, proc, timeout=30)
     announce(url)

@@ -104,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
     def state(self) -> HubState:
         return self.hub.state
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's signature
         log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from robostore.backends import open_store, register_backend
+from robostore.convert import convert
 from robostore.errors import (
     CorruptDataset,
     LeaseError,
@@ -21,14 +22,13 @@ from robostore.errors import (
     VideoError,
 )
 from robostore.meta import DatasetMeta
-from robostore.store import FileInfo, Store
-from robostore.validate import ValidationReport, validate
 
 # Imported eagerly (it needs only core dependencies) because the function shadows the
 # subpackage's name: ``robostore.mirror(src, dst)``; a lazy import would leave the
 # package there instead. Helpers: ``from robostore.mirror import MirrorReport``.
 from robostore.mirror import MirrorReport, mirror
-from robostore.convert import convert  # noqa: E402  (the same shadowing as mirror)
+from robostore.store import FileInfo, Store
+from robostore.validate import ValidationReport, validate
 
 __version__ = "0.1.0"
 
@@ -49,7 +49,7 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = [
+__all__ = [  # noqa: PLE0604 - `*_LAZY` spreads the dict's keys, which are names
     "CorruptDataset",
     "DatasetMeta",
     "FileInfo",

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -157,7 +157,7 @@ def demo(
     seconds: Annotated[float, typer.Option(help="Length of each episode in seconds.")] = 2.0,
     fps: Annotated[int, typer.Option(help="Frames per second.")] = 30,
     size: Annotated[str, typer.Option(help="Camera frame size HEIGHTxWIDTH.")] = "96x128",
-    codec: Annotated[str, typer.Option(help="libsvtav1 (lerobot's default) or libx264.")] = "libsvtav1",
+    codec: Annotated[Literal["libsvtav1", "libx264"], typer.Option(help="libsvtav1 (lerobot's default) or libx264.")] = "libsvtav1",
     storage_option: StorageOption = None,
 ) -> None:
     """Record a synthetic dataset (2 cameras with a moving pattern, state, action, a few tasks), then show `info`."""
@@ -172,7 +172,7 @@ def demo(
     options = parse_storage_options(storage_option)
     robot = SyntheticRobot(height, width)
     try:
-        video = VideoOptions.h264() if codec == "libx264" else VideoOptions(codec=codec)  # type: ignore[arg-type]
+        video = VideoOptions.h264() if codec == "libx264" else VideoOptions(codec=codec)
         with Recorder.create(
             url, fps=fps, features=demo_features(height, width), robot_type="robostore_demo",
             storage_options=options, video=video,
@@ -345,4 +345,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -23,7 +23,7 @@ class StoreError(RobostoreError, OSError):
     """A storage backend failed: connection, credentials, permissions, timeouts."""
 
 
-class NotFound(StoreError, FileNotFoundError):
+class NotFound(StoreError, FileNotFoundError):  # noqa: N818 - public name since 0.1
     """A file or object does not exist on the backend."""
 
 
@@ -31,7 +31,7 @@ class PathError(SchemaError):
     """A path would leave the dataset root (``..``, absolute paths, NUL bytes)."""
 
 
-class CorruptDataset(RobostoreError):
+class CorruptDataset(RobostoreError):  # noqa: N818 - public name since 0.1
     """Files exist but their content is inconsistent or unreadable."""
 
 

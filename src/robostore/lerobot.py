@@ -100,7 +100,8 @@ class LeRobotDatasetMetadata:
     # ------------------------------------------------------------------ info.json
     @property
     def features(self) -> dict[str, dict[str, Any]]:
-        return self.info["features"]
+        features: dict[str, dict[str, Any]] = self.info["features"]
+        return features
 
     @property
     def fps(self) -> int:
@@ -164,11 +165,11 @@ class LeRobotDatasetMetadata:
 
     @property
     def data_files_size_in_mb(self) -> float:
-        return self.info["data_files_size_in_mb"]
+        return float(self.info["data_files_size_in_mb"])
 
     @property
     def video_files_size_in_mb(self) -> float:
-        return self.info["video_files_size_in_mb"]
+        return float(self.info["video_files_size_in_mb"])
 
     # ------------------------------------------------------------------ tasks, episodes
     @property

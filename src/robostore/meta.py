@@ -22,10 +22,32 @@ from robostore import v21
 from robostore.backends import open_store
 from robostore.checks import meta_problems
 from robostore.errors import CorruptDataset, NotFound, RobostoreError, SchemaError, warn_dataset
-from robostore.layout import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, write_info, write_stats, write_tasks
+from robostore.layout import (
+    EPISODES_DIR,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    write_info,
+    write_stats,
+    write_tasks,
+)
 from robostore.parquet import read_parquet
-from robostore.schema import DatasetInfo, DatasetStats, Episode, Feature, VideoSpan, default_features, parse_model
-from robostore.schema.episodes import REQUIRED_COLUMNS, STATS_PREFIX, VIDEO_COLUMNS, frames_end, video_column
+from robostore.schema import (
+    DatasetInfo,
+    DatasetStats,
+    Episode,
+    Feature,
+    VideoSpan,
+    default_features,
+    parse_model,
+)
+from robostore.schema.episodes import (
+    REQUIRED_COLUMNS,
+    STATS_PREFIX,
+    VIDEO_COLUMNS,
+    frames_end,
+    video_column,
+)
 from robostore.schema.info import load_json_object
 from robostore.store import Store
 
@@ -156,13 +178,13 @@ class DatasetMeta:
         for key, feature in default_features().items():
             feats.setdefault(key, feature)
         options: dict[str, Any] = {"fps": fps, "robot_type": robot_type, "features": feats}
-        for name, value in (
+        for name, setting in (
             ("chunks_size", chunks_size),
             ("data_files_size_in_mb", data_files_size_in_mb),
             ("video_files_size_in_mb", video_files_size_in_mb),
         ):
-            if value is not None:
-                options[name] = value
+            if setting is not None:
+                options[name] = setting
         if not any(f.is_video for f in feats.values()):
             options["video_path"] = None
         info = parse_model(DatasetInfo, options, store.describe(INFO_PATH))
@@ -230,7 +252,7 @@ class DatasetMeta:
     @property
     def num_episodes(self) -> int:
         """Rows of the episodes table (equals ``total_episodes`` in a valid dataset)."""
-        return self.episodes.num_rows
+        return int(self.episodes.num_rows)
 
     @cached_property
     def columns(self) -> dict[str, np.ndarray]:
@@ -335,15 +357,15 @@ class DatasetMeta:
     def data_files(self) -> list[str]:
         """Every data file the episodes table refers to, in order."""
         cols = self.columns
-        pairs = zip(cols["data/chunk_index"].tolist(), cols["data/file_index"].tolist())
+        pairs = zip(cols["data/chunk_index"].tolist(), cols["data/file_index"].tolist(), strict=True)
         return [self.info.data_file(c, f) for c, f in dict.fromkeys(pairs)]
 
     def video_files(self) -> list[str]:
         """Every mp4 the episodes table refers to, camera by camera."""
-        out = []
+        out: list[str] = []
         cols = self.columns
         for key in self.video_keys:
-            pairs = zip(cols[video_column(key, "chunk_index")].tolist(), cols[video_column(key, "file_index")].tolist())
+            pairs = zip(cols[video_column(key, "chunk_index")].tolist(), cols[video_column(key, "file_index")].tolist(), strict=True)
             out.extend(self.info.video_file(key, c, f) for c, f in dict.fromkeys(pairs))
         return out
 
@@ -466,7 +488,7 @@ def _read_tasks(store: Store) -> list[str]:
     if sorted(index) != list(range(len(index))):
         raise CorruptDataset(f"{where}: task_index values are not 0..{len(index) - 1}")
     tasks = [""] * len(index)
-    for i, t in zip(index, text):
+    for i, t in zip(index, text, strict=True):
         if not isinstance(t, str):
             raise CorruptDataset(f"{where}: task {i} has no text")
         tasks[i] = t

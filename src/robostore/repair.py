@@ -27,6 +27,7 @@ repair finishes.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -34,13 +35,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from robostore.backends import open_store
 from robostore.checks import meta_problems
 from robostore.errors import CorruptDataset, RobostoreError, SchemaError
-from robostore.layout import EPISODES_DIR, INFO_PATH, STATS_PATH, TASKS_PATH, write_episodes, write_tasks
+from robostore.layout import (
+    EPISODES_DIR,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    write_episodes,
+    write_tasks,
+)
 from robostore.meta import DatasetMeta
 from robostore.mirror.copy import copy_file
 from robostore.parquet import read_parquet, read_parquet_schema
@@ -196,7 +205,7 @@ def _carry_out(
         if not pc.any(rows).as_py():
             plan.move(path)
         else:
-            plan.rewrite(path, lambda path=path, table=table, rows=rows: write_episodes(store, path, table.filter(rows)))
+            plan.rewrite(path, functools.partial(_write_rows, store, path, table, rows))
     if report.dropped_tasks:
         plan.rewrite(TASKS_PATH, lambda: write_tasks(store, kept.tasks))
     if any(per_episode):
@@ -248,7 +257,13 @@ def _intact_prefix(meta: DatasetMeta) -> tuple[int, str | None]:
     return n, None
 
 
-def _check_episode(meta: DatasetMeta, row: int, ep: int, prev_end: int, data: dict, videos: dict) -> None:
+def _write_rows(store: Store, path: str, table: pa.Table, rows: pa.Array) -> None:
+    write_episodes(store, path, table.filter(rows))
+
+
+def _check_episode(
+    meta: DatasetMeta, row: int, ep: int, prev_end: int, data: dict[str, Any], videos: dict[str, Any]
+) -> None:
     cols, store = meta.columns, meta.store
     start, end, length = (int(cols[c][row]) for c in ("dataset_from_index", "dataset_to_index", "length"))
     if ep != row:
@@ -281,7 +296,7 @@ def _check_episode(meta: DatasetMeta, row: int, ep: int, prev_end: int, data: di
         if not (span_from >= 0 and benign):
             raise CorruptDataset(f"{store.describe(EPISODES_DIR)}: {key} spans {span_from:.4f}..{span_to:.4f} s")
         span_to = frames_end(span_from, span_to, length, meta.fps)
-        mp4 = _path(meta, lambda key=key: meta.video_span(ep, key).path)
+        mp4 = _path(meta, functools.partial(_span_path, meta, ep, key))
         if mp4 not in videos:
             videos[mp4] = _open_video(meta, key, mp4)
         duration = videos[mp4]
@@ -289,6 +304,10 @@ def _check_episode(meta: DatasetMeta, row: int, ep: int, prev_end: int, data: di
             raise duration
         if duration is not None and duration + frame_s / 2 < span_to:
             raise CorruptDataset(f"{store.describe(mp4)}: lasts {duration:.3f} s, the episode ends at {span_to:.3f} s")
+
+
+def _span_path(meta: DatasetMeta, episode: int, key: str) -> str:
+    return meta.video_span(episode, key).path
 
 
 def _path(meta: DatasetMeta, name: Callable[[], str]) -> str:
@@ -313,7 +332,7 @@ def _read_index(meta: DatasetMeta, path: str) -> dict[str, np.ndarray] | Robosto
     return {name: table.column(name).to_numpy() for name in table.column_names}
 
 
-def _open_video(meta: DatasetMeta, key: str, path: str) -> float | None | RobostoreError:
+def _open_video(meta: DatasetMeta, key: str, path: str) -> float | RobostoreError | None:
     from robostore.video import VideoReader
     from robostore.video.conformance import check_conformance
 

@@ -30,6 +30,7 @@ protocols robostore has no dedicated backend for.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import logging
@@ -264,6 +265,7 @@ class Store:
     @contextlib.contextmanager
     def _errors(self, path: str = "") -> Iterator[None]:
         """Turn the backend's exceptions into the robostore hierarchy."""
+        transport: tuple[type[BaseException], ...] = (OSError, TimeoutError, *self.client_errors)
         try:
             yield
         except RobostoreError:
@@ -278,14 +280,15 @@ class Store:
                 f"{self.describe(path)}: permission denied ({exc}); check the credentials "
                 "in storage_options or the environment"
             ) from exc
-        except (OSError, TimeoutError, asyncio.TimeoutError, *self.client_errors) as exc:
+        except transport as exc:
             raise StoreError(f"{self.describe(path)}: {type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------------ reading
     def read(self, path: str) -> bytes:
         """The whole content of ``path``."""
         with self._errors(path):
-            return self.fs.cat_file(self.full_path(path))
+            data: bytes = self.fs.cat_file(self.full_path(path))
+            return data
 
     def read_range(self, path: str, start: int, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of ``path``.
@@ -300,7 +303,8 @@ class Store:
             self.info(path)  # still a typed NotFound for a missing file
             return b""
         with self._errors(path):
-            return self.fs.cat_file(self.full_path(path), start=start, end=end)
+            data: bytes = self.fs.cat_file(self.full_path(path), start=start, end=end)
+            return data
 
     def read_many(self, paths: Iterable[str], max_concurrency: int | None = None) -> dict[str, bytes]:
         """Read several files concurrently; returns ``{path: bytes}`` in input order.
@@ -322,7 +326,7 @@ class Store:
             with ThreadPoolExecutor(max_workers=min(limit, self.max_threads, len(full))) as pool:
                 results = list(pool.map(lambda f: self._capture(self.fs.cat_file, f), full))
         out: dict[str, bytes] = {}
-        for path, result in zip(rel, results):
+        for path, result in zip(rel, results, strict=True):
             if isinstance(result, BaseException):
                 with self._errors(path):
                     raise result
@@ -333,7 +337,7 @@ class Store:
     def _capture(fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except Exception as exc:  # re-raised, translated, by the caller
+        except Exception as exc:  # noqa: BLE001 - re-raised, translated, by the caller
             return exc
 
     def _read_many_async(self, full: list[str], limit: int) -> list[Any]:
@@ -346,12 +350,13 @@ class Store:
                 async with sem:
                     try:
                         return await fs._cat_file(p)
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - re-raised, translated, by the caller
                         return exc
 
             return await asyncio.gather(*(one(p) for p in full))
 
-        return fsspec.asyn.sync(fs.loop, gather)
+        results: list[Any] = fsspec.asyn.sync(fs.loop, gather)
+        return results
 
     def open(self, path: str, block_size: int | None = None) -> IO[bytes]:
         """A seekable binary file object for ``path`` (for PyAV, pyarrow, ...).
@@ -365,7 +370,8 @@ class Store:
         if size:
             kwargs = {"block_size": size, "cache_type": "blockcache"}
         with self._errors(path):
-            return self.fs.open(self.full_path(path), "rb", **kwargs)
+            fh: IO[bytes] = self.fs.open(self.full_path(path), "rb", **kwargs)
+            return fh
 
     def local_path(self, path: str = "") -> str | None:
         """The path of dataset-relative ``path`` (the root when empty) on local disk, or
@@ -406,7 +412,7 @@ class Store:
         """Every file under the folder ``prefix`` (recursively), as sorted relative paths."""
         return [f.path for f in self.list_info(prefix)]
 
-    def list_info(self, prefix: str = "") -> list[FileInfo]:
+    def list_info(self, prefix: str = "") -> builtins.list[FileInfo]:  # `list` here is the method above
         """Like :meth:`list` with sizes and content tokens, from one listing."""
         rel = normalize_path(prefix, allow_root=True)
         base = f"{self.root}/{rel}" if rel else self.root

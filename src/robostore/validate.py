@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 from robostore import errors
 from robostore.backends import open_store
 from robostore.checks import Problem, meta_problems
-from robostore.layout import INFO_PATH
 from robostore.errors import CorruptDataset, RobostoreError, SchemaError, VideoError
+from robostore.layout import INFO_PATH
 from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet, read_parquet_schema
 from robostore.schema import Feature
@@ -221,7 +221,7 @@ def _find_misfiled(meta: DatasetMeta, report: ValidationReport, unfound: list[tu
             if candidate not in columns:
                 try:
                     table = read_parquet(meta.store, candidate, columns=list(INDEX_COLUMNS))
-                    columns[candidate] = tuple(table.column(c).to_numpy() for c in INDEX_COLUMNS)  # type: ignore[assignment]
+                    columns[candidate] = tuple(table.column(c).to_numpy() for c in INDEX_COLUMNS)
                 except RobostoreError:
                     columns[candidate] = None
             found = columns[candidate]

@@ -24,10 +24,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from lerobot.datasets.v30.convert_dataset_v21_to_v30 import convert_dataset  # noqa: E402
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from lerobot.datasets.v30.convert_dataset_v21_to_v30 import convert_dataset
 
 
 def jsonable(x):

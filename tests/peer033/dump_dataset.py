@@ -22,8 +22,8 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import torch  # noqa: E402
-from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 
 def jsonable(x):

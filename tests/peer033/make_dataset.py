@@ -28,8 +28,8 @@ if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") is None:
     os.environ["PYTHONHASHSEED"] = "0"
     os.execv(sys.executable, [sys.executable, *sys.argv])
 
-from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
-from lerobot.datasets.utils import write_info  # noqa: E402
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.utils import write_info
 
 TASKS = ["pick up the red cube", "place the cube in the bowl", "open the drawer", "wipe the table"]
 

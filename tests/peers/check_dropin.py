@@ -40,7 +40,7 @@ def same(a: Any, b: Any, atol: float = 0.0) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k], atol) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y, atol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y, atol) for x, y in zip(a, b, strict=True))
     return a == b
 
 

@@ -48,9 +48,10 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import torch  # noqa: E402
+import contextlib
 
-from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 
 def to_jsonable(x):
@@ -133,10 +134,8 @@ def main(argv=None):
     ep_cols = [c for c in meta.episodes.column_names if not c.startswith("stats/")]
     episodes_rows = [to_jsonable({c: row[c] for c in ep_cols}) for row in meta.episodes]
     versions = {"lerobot": lerobot.__version__, "torch": torch.__version__, "av": av.__version__}
-    try:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         versions["torchcodec"] = importlib.metadata.version("torchcodec")
-    except importlib.metadata.PackageNotFoundError:
-        pass
     reader = ds._ensure_reader() if hasattr(ds, "_ensure_reader") else ds
     header = {
         "versions": versions,

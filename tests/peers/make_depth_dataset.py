@@ -24,8 +24,8 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lerobot.configs.video import DepthEncoderConfig  # noqa: E402
-from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
+from lerobot.configs.video import DepthEncoderConfig
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 
 def depth_frame(ep: int, t: int, h: int, w: int) -> np.ndarray:

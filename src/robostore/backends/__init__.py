@@ -68,7 +68,7 @@ def store_class(scheme: str) -> type[Store]:
     return Store
 
 
-def open_store(url: str, storage_options: Mapping[str, Any] | None = None) -> Store:
+def open_store(url: str | Store, storage_options: Mapping[str, Any] | None = None) -> Store:
     """Open the dataset root ``url`` on the backend its scheme names.
 
     A plain path is local disk. ``storage_options`` pass straight to the fsspec

@@ -32,7 +32,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, HfFileSystem, parse_hf_uri
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    HfFileSystem,
+    parse_hf_uri,
+)
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import _http as hf_http
 
@@ -222,7 +228,7 @@ class HfRepoStore(HfStore):
             if item is None:
                 operations.append(CommitOperationDelete(path_in_repo=target))
             else:
-                content = item.data if item.data is not None else item.file
+                content = item.data if item.data is not None else item.file or ""
                 operations.append(CommitOperationAdd(path_in_repo=target, path_or_fileobj=content))
         with self._errors():
             if not self._repo_ready:

@@ -37,7 +37,7 @@ class LocalStore(Store):
     @classmethod
     def make_filesystem(cls, url: str, storage_options: dict[str, Any]) -> tuple[LocalFileSystem, str]:
         fs = LocalFileSystem(**storage_options)
-        path = url[len("file://") :] if url.startswith("file://") else url
+        path = url.removeprefix("file://")
         return fs, os.path.abspath(os.path.expanduser(path))
 
     # ------------------------------------------------------------------ capabilities

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol, runtime_checkable
 
 from robostore.errors import NotFound, StoreError
-from robostore.store import AtomicWriter, FileInfo, SpoolWriter, Store, UploadChecksum, normalize_path
+from robostore.store import (
+    AtomicWriter,
+    FileInfo,
+    SpoolWriter,
+    Store,
+    UploadChecksum,
+    normalize_path,
+)
 
 log = logging.getLogger(__name__)
 

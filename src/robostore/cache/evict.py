@@ -11,6 +11,7 @@ a shard under its feet sees a miss and refills it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -73,7 +74,5 @@ def evict(root: str, max_bytes: int) -> tuple[int, int, int]:
 
 def touch(path: str) -> None:
     """Mark a shard as just used."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.utime(path)
-    except FileNotFoundError:
-        pass

@@ -117,7 +117,7 @@ class FrameCache:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
+        type(self).__init__(self, **state)
 
     def __repr__(self) -> str:
         return f"FrameCache({self.url!r}, max_bytes={self.max_bytes})"
@@ -284,7 +284,7 @@ class DatasetFrameCache:
         self._layouts[video_key] = layout
         return layout
 
-    def zarr_array(self, video_key: str) -> zarr.Array:
+    def zarr_array(self, video_key: str) -> zarr.Array[Any]:
         """The cached frames of ``video_key`` as a read-only ``zarr.Array`` (needs zarr)."""
         import zarr
 
@@ -470,7 +470,7 @@ class VideoFileFrames:
         return {"frames": self.frames, "tolerance_s": self.tolerance_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["frames"], state["tolerance_s"])  # type: ignore[misc]
+        type(self).__init__(self, state["frames"], state["tolerance_s"])
 
     def indices(self, video_path: str, timestamps: Sequence[float]) -> tuple[str, np.ndarray] | None:
         """``(video_key, global frame indices)`` of timestamps in ``video_path``, or None."""
@@ -531,7 +531,7 @@ class VideoFileFrames:
         indices = np.empty(len(times), np.int64)
         key = None
         for path in dict.fromkeys(paths):  # each file's timestamps at once
-            mine = np.concatenate([np.arange(e - n, e) for p, n, e in zip(paths, lengths, ends) if p == path])
+            mine = np.concatenate([np.arange(e - n, e) for p, n, e in zip(paths, lengths, ends, strict=True) if p == path])
             found = self._many_indices(path, times[mine])
             if found is None or (key is not None and found[0] != key):
                 return False

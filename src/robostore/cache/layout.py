@@ -196,11 +196,14 @@ def encode_shard(layout: ArrayLayout, frames: np.ndarray) -> list[bytes | memory
     for i, frame in enumerate(frames):
         frame = np.ascontiguousarray(frame)
         if layout.compression == "lz4":
-            packed: bytes | memoryview = numcodecs.blosc.compress(frame, _CNAME.encode(), _CLEVEL, _SHUFFLE, 0, 1)
+            compressed: bytes = numcodecs.blosc.compress(frame, _CNAME.encode(), _CLEVEL, _SHUFFLE, 0, 1)
+            packed: bytes | memoryview = compressed
+            checksum = _crc(compressed)
         else:
-            packed = memoryview(frame.reshape(-1))  # the frame's own bytes: no copy before the write
+            packed = frame.reshape(-1).data  # the frame's own bytes: no copy before the write
+            checksum = _crc(frame)
         parts.append(packed)
-        parts.append(_crc(frame if layout.compression == "none" else packed))
+        parts.append(checksum)
         index[i] = (offset, len(packed) + CHECKSUM_BYTES)
         offset += len(packed) + CHECKSUM_BYTES
     raw_index = index.tobytes()

@@ -113,23 +113,26 @@ class ShardFiles:
             if index is None:
                 return False
             held: dict[int, int] = {}  # chunk -> position of out it was decoded into
-            for k, position in zip(inner, positions):
+            for k, position in zip(inner, positions, strict=True):
                 held.setdefault(k, position)
-            chunks = [(k, index[k]) for k in held]
-            if any(entry is None for _, entry in chunks):
-                return False
+            chunks: list[tuple[int, tuple[int, int]]] = []
+            for k in held:
+                entry = index[k]
+                if entry is None:
+                    return False
+                chunks.append((k, entry))
             # Runs of chunks that sit close together: one ranged read each.
-            for run in _runs(sorted(chunks, key=lambda c: c[1][0])):  # type: ignore[index]
+            for run in _runs(sorted(chunks, key=lambda c: c[1][0])):
                 frames = [out[held[k]] for k, _ in run]
-                names = [lambda k=k: f"{store.describe(path)} frame {shard * layout.shard_frames + k}" for k, _ in run]
+                names = [_frame_name(store, path, shard * layout.shard_frames + k) for k, _ in run]
                 if layout.compression == "none":
                     self._read_into(path, run, frames, names)
                     continue
                 lo, hi = run[0][1][0], sum(run[-1][1])
                 data = self._read_chunks(path, lo, hi)
-                for (_, (offset, length)), frame, name in zip(run, frames, names):
+                for (_, (offset, length)), frame, name in zip(run, frames, names, strict=True):
                     decode_chunk(layout, data[offset - lo : offset - lo + length], frame, name)
-            for k, position in zip(inner, positions):
+            for k, position in zip(inner, positions, strict=True):
                 if held[k] != position:
                     out[position] = out[held[k]]
         except (NotFound, FileNotFoundError):
@@ -166,7 +169,7 @@ class ShardFiles:
         buffers: list[np.ndarray] = []
         gaps = self._gap_buffer()
         end = run[0][1][0]
-        for (_, (offset, length)), frame, checksum, name in zip(run, frames, checksums, names):
+        for (_, (offset, length)), frame, checksum, name in zip(run, frames, checksums, names, strict=True):
             if length != frame.nbytes + CHECKSUM_BYTES:
                 raise CorruptDataset(f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}")
             if offset > end:  # bytes of chunks not asked for: into a buffer every gap shares
@@ -176,7 +179,7 @@ class ShardFiles:
         start = run[0][1][0]
         if self.store.read_into(path, buffers, start) != end - start:
             raise CorruptDataset(f"{self.store.describe(path)}: shard is shorter than its index says")
-        for frame, checksum, name in zip(frames, checksums, names):
+        for frame, checksum, name in zip(frames, checksums, names, strict=True):
             check_chunk(frame.reshape(-1), checksum, name)
 
     def _gap_buffer(self) -> np.ndarray:
@@ -215,7 +218,7 @@ class ShardFiles:
             log.warning("frame cache: cannot write to %s (%s); serving decoded frames without caching them", self.store.url, exc)
             self._writable = False
             return False
-        self.remember_index(path, parse_index(layout, parts[0], path))
+        self.remember_index(path, parse_index(layout, bytes(parts[0]), path))
         self.stats.add(filled_shards=1, filled_bytes=nbytes)
         self.wrote(nbytes)
         return True
@@ -243,6 +246,11 @@ class ShardFiles:
         if not store.exists(array):
             store.write(array, json.dumps(layout.metadata(), indent=2).encode())
         self._arrays_written.add(video_key)
+
+
+def _frame_name(store: Store, path: str, frame: int) -> Callable[[], str]:
+    """The name of a cached frame for messages, made only when one is needed."""
+    return lambda: f"{store.describe(path)} frame {frame}"
 
 
 def _runs(chunks: list[tuple[int, tuple[int, int]]]) -> list[list[tuple[int, tuple[int, int]]]]:

@@ -131,7 +131,7 @@ class ConvertSource:
             )
         footers = self._footers(data_inputs)
         lengths = meta.columns["length"].tolist()
-        for e, path, (_, rows), length in zip(episodes, data_inputs, footers, lengths):
+        for e, path, (_, rows), length in zip(episodes, data_inputs, footers, lengths, strict=True):
             if rows != length:
                 raise CorruptDataset(
                     f"{self.store.describe(path)}: holds {rows} rows but {v21.EPISODES_JSONL} gives episode {e} "
@@ -145,7 +145,7 @@ class ConvertSource:
             out = _Output(DEFAULT_DATA_PATH.format(chunk_index=chunk, file_index=file), chunk, file,
                           [episodes[i] for i in group], [data_inputs[i] for i in group])
             self.data_out[out.path] = out
-            self.data_of.update({e: (chunk, file) for e in out.episodes})
+            self.data_of.update(dict.fromkeys(out.episodes, (chunk, file)))
         self.video_out: dict[str, _Output] = {}
         self.video_of: dict[tuple[str, int], _Output] = {}
         for key, paths in video_inputs.items():
@@ -214,8 +214,8 @@ class ConvertSource:
                 from robostore.video import VideoReader
 
                 fps = self.meta.fps
-                lengths = dict(zip(self.meta.episode_indices.tolist(), self.meta.columns["length"].tolist()))
-                jobs = [(p, e) for o in self.video_out.values() for p, e in zip(o.inputs, o.episodes)]
+                lengths = dict(zip(self.meta.episode_indices.tolist(), self.meta.columns["length"].tolist(), strict=True))
+                jobs = [(p, e) for o in self.video_out.values() for p, e in zip(o.inputs, o.episodes, strict=True)]
 
                 def duration(job: tuple[str, int]) -> float:
                     path, episode = job
@@ -238,7 +238,7 @@ class ConvertSource:
                     return seconds
 
                 with ThreadPoolExecutor(max_workers=HEADER_WORKERS) as pool:
-                    self._durations = dict(zip((p for p, _ in jobs), pool.map(duration, jobs)))
+                    self._durations = dict(zip((p for p, _ in jobs), pool.map(duration, jobs), strict=True))
             return self._durations
 
     # ------------------------------------------------------------------ writing
@@ -250,7 +250,7 @@ class ConvertSource:
             return self._local_then_upload(dst, path, on_bytes, lambda local: self._write_data(self.data_out[path], local))
         if path in self.video_out:
             out = self.video_out[path]
-            pieces = [Piece(self.store, p, dest=start) for p, (start, _) in zip(out.inputs, self._spans(out))]
+            pieces = [Piece(self.store, p, dest=start) for p, (start, _) in zip(out.inputs, self._spans(out), strict=True)]
             return self._local_then_upload(dst, path, on_bytes, lambda local: join(pieces, local))
         if path == episodes_file(0, 0):
             return self._put(dst, path, episodes_parquet(self.episodes_table()), on_bytes)
@@ -355,7 +355,7 @@ class ConvertSource:
         for key in sorted(meta.video_keys):
             where: dict[int, tuple[_Output, float, float]] = {}
             for out in dict.fromkeys(self.video_of[(key, e)] for e in episodes):
-                for e, (start, end) in zip(out.episodes, self._spans(out)):
+                for e, (start, end) in zip(out.episodes, self._spans(out), strict=True):
                     where[e] = (out, start, end)
             columns[video_column(key, "chunk_index")] = pa.array([where[e][0].chunk_index for e in episodes], pa.int64())
             columns[video_column(key, "file_index")] = pa.array([where[e][0].file_index for e in episodes], pa.int64())

@@ -13,7 +13,14 @@ from tqdm.auto import tqdm
 
 from robostore.backends import open_store
 from robostore.errors import RobostoreError, StoreError
-from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX, ByteBudget, Limits, Written, sha256_of
+from robostore.mirror.copy import (
+    MEMORY_LIMIT,
+    WHOLE_FILE_MAX,
+    ByteBudget,
+    Limits,
+    Written,
+    sha256_of,
+)
 from robostore.mirror.manifest import Entry, Manifest
 from robostore.mirror.plan import INFO, META, PAYLOAD, Item, Plan, make_plan, phase_of
 from robostore.mirror.report import MirrorReport
@@ -27,7 +34,7 @@ INFO_VERIFY_LIMIT = 64
 _PHASE_NAMES = {PAYLOAD: "data and videos", META: "metadata", INFO: "meta/info.json"}
 
 
-class _Interrupted(Exception):
+class _Interrupted(Exception):  # noqa: N818 - a stop signal, not an error
     """Raised inside transfers to stop them when the run is being cancelled."""
 
 
@@ -218,7 +225,7 @@ class _Runner:
     def _run_batch(self, items: list[Item]) -> dict[str, Written]:
         results = self._map(self._do_item, items)
         out: dict[str, Written] = {}
-        for item, result in zip(items, results):
+        for item, result in zip(items, results, strict=True):
             if isinstance(result, BaseException):
                 self._fail(item.path, result)
             elif result is not None:
@@ -282,7 +289,7 @@ class _Runner:
             # md5Hash) verifies the content without reading it back.
             check = [p for p in written if p not in bad and listing[p].token not in written[p].tokens]
             sums = self._map(lambda p: sha256_of(self.dst, p, size=written[p].size), check)
-            for path, got in zip(check, sums):
+            for path, got in zip(check, sums, strict=True):
                 if isinstance(got, BaseException):
                     bad[path] = f"cannot read it back ({got})"
                 elif got.sha256 != written[path].sha256:
@@ -294,7 +301,7 @@ class _Runner:
             wanted = set(paths)
             return {f.path: f for f in self.dst.list_info() if f.path in wanted}
         infos = self._map(self.dst.info, paths)
-        return {p: i for p, i in zip(paths, infos) if isinstance(i, FileInfo)}
+        return {p: i for p, i in zip(paths, infos, strict=True) if isinstance(i, FileInfo)}
 
     # ------------------------------------------------------------------ delete
     def delete(self, extra: list[str]) -> None:
@@ -350,5 +357,5 @@ class _Runner:
 def _capture(fn: Callable[[Any], Any], arg: Any) -> Any:
     try:
         return fn(arg)
-    except Exception as exc:  # reported per file by the caller
+    except Exception as exc:  # noqa: BLE001 - reported per file by the caller
         return exc

@@ -32,7 +32,7 @@ MAX_MOOV = 64 << 20
 BLOCK = 8 << 20
 
 
-class NotJoinable(Exception):
+class NotJoinable(Exception):  # noqa: N818 - a signal to take the packet path, not an error
     """The inputs are not in the simple layout this module joins; use the packet path."""
 
 

@@ -10,7 +10,6 @@ from robostore.layout import INFO_PATH, META_DIR
 from robostore.mirror.manifest import MANIFEST_PATH, Manifest
 from robostore.store import FileInfo
 
-
 #: Write order: payload (data, videos, anything else), then meta/, then meta/info.json.
 PAYLOAD, META, INFO = 0, 1, 2
 

@@ -6,8 +6,8 @@ import importlib.util
 from typing import TYPE_CHECKING, Protocol
 
 from robostore.errors import NotFound
-from robostore.mirror.copy import DEFAULT_LIMITS, Limits, ProgressFn, Written, copy_file, sha256_of
 from robostore.layout import INFO_PATH
+from robostore.mirror.copy import DEFAULT_LIMITS, Limits, ProgressFn, Written, copy_file, sha256_of
 from robostore.mirror.plan import Target, targets_from_listing
 from robostore.schema import DatasetInfo
 from robostore.store import FileInfo, Store

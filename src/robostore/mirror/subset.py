@@ -41,7 +41,16 @@ from robostore.layout import (
     tasks_parquet,
 )
 from robostore.meta import DatasetMeta
-from robostore.mirror.copy import DEFAULT_LIMITS, Limits, ProgressFn, Written, copy_file, sha256_of, write_chunks, write_local_file
+from robostore.mirror.copy import (
+    DEFAULT_LIMITS,
+    Limits,
+    ProgressFn,
+    Written,
+    copy_file,
+    sha256_of,
+    write_chunks,
+    write_local_file,
+)
 from robostore.mirror.plan import Target
 from robostore.mirror.remux import Span, cut
 from robostore.mirror.source import require_dataset, require_valid
@@ -139,21 +148,21 @@ class SubsetSource:
                 f"({len(missing_inputs)} files missing)"
             )
         all_token = _digest(meta_token, {p: self.tokens[p] for p in sorted(inputs)})
-        out = [
+        targets = [
             Target(o.path, _digest(meta_token, o.source, self.tokens[o.source]), None, None)
             for o in (*self.data_out.values(), *self.video_out.values())
         ]
-        out += [
+        targets += [
             Target(p, all_token, None, None)
             for p in (episodes_file(0, 0), TASKS_PATH, STATS_PATH, INFO_PATH)
         ]
         # Files outside the dataset layout (README.md, .gitattributes, ...) are copied as they are.
-        out += [
+        targets += [
             Target(f.path, f.token, f.size, f.path)
             for f in listing
             if not f.path.startswith(("data/", "videos/", "meta/", ".robostore/"))
         ]
-        return out
+        return targets
 
     def _task(self, text: str) -> int:
         try:
@@ -302,7 +311,7 @@ class SubsetSource:
         out: dict[int, list[int]] = {e: [] for e in episodes}
         for path in dict.fromkeys(self.meta.data_path(e) for e in episodes):
             table = read_parquet(self.store, path, columns=["episode_index", "task_index"])
-            for e, t in zip(table.column("episode_index").to_pylist(), table.column("task_index").to_pylist()):
+            for e, t in zip(table.column("episode_index").to_pylist(), table.column("task_index").to_pylist(), strict=True):
                 if e in wanted:
                     out[e].append(self.task_map[t])
         return {e: np.asarray(v, dtype=np.int64) for e, v in out.items()}
@@ -343,7 +352,7 @@ def _shifted_stats(table: pa.Table, feature: str, deltas: list[int]) -> dict[str
         name = f"{STATS_PREFIX}{feature}/{stat}"
         if name in table.column_names:
             values = table.column(name).to_pylist()
-            out[name] = [(np.asarray(v) + d).tolist() if v is not None else None for v, d in zip(values, deltas)]
+            out[name] = [(np.asarray(v) + d).tolist() if v is not None else None for v, d in zip(values, deltas, strict=True)]
     for stat in ("std", "count"):
         name = f"{STATS_PREFIX}{feature}/{stat}"
         if name in table.column_names:

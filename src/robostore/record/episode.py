@@ -74,7 +74,7 @@ class EpisodeBuffer:
         values: dict[str, Any],
         task: str,
         camera_kinds: dict[str, str],
-        png_pool: Executor,
+        png_pool: Executor | None,
     ) -> None:
         """Append one checked frame (see :class:`~robostore.record.frames.FrameSchema`)."""
         index = self.length
@@ -87,6 +87,7 @@ class EpisodeBuffer:
             if kind == "video":
                 self.encoders[key].add(value)
             else:
+                assert png_pool is not None, "a dataset with image features has a PNG pool"
                 self.pngs.setdefault(key, []).append(png_pool.submit(encode_png, value))
         self.tasks.append(task)
 

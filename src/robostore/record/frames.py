@@ -215,7 +215,7 @@ class FrameSchema:
         if arr.dtype.kind != "f":
             raise self._fail(key, context, expected, value, "pixels must be uint8 or float")
         lo, hi = float(arr.min()), float(arr.max())
-        if not (0.0 <= lo and hi <= 1.0):
+        if not (lo >= 0.0 and hi <= 1.0):
             raise self._fail(key, context, expected, value, f"float pixels must lie in [0, 1], found [{lo:g}, {hi:g}]")
         # Truncation, not rounding: lerobot's (x * 255).astype(uint8).
         return (arr * 255).astype(np.uint8)

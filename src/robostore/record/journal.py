@@ -57,7 +57,7 @@ class StagedEpisode:
 
     @property
     def length(self) -> int:
-        return self.data.num_rows
+        return int(self.data.num_rows)
 
     def stats_dict(self) -> dict[str, dict[str, Any]]:
         """feature → stat → array, as :func:`robostore.stats.aggregate_stats` takes them."""
@@ -195,7 +195,7 @@ def read(path: Path, info: DatasetInfo, episode_index: int, first_frame: int, tm
 
 def _packets(mp4: bytes) -> int:
     try:
-        with av.open(io.BytesIO(mp4)) as container:
+        with av.open(io.BytesIO(mp4), "r") as container:
             stream = container.streams.video[0]
             return sum(1 for pkt in container.demux(stream) if pkt.size)
     except (av.FFmpegError, IndexError, OSError):

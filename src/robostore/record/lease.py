@@ -19,6 +19,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from robostore.errors import LeaseError, NotFound
 from robostore.store import Store
@@ -99,7 +100,7 @@ class Lease:
             self.store.delete(LEASE_PATH, missing_ok=True)
 
 
-def read_lease(store: Store) -> dict | None:
+def read_lease(store: Store) -> dict[str, Any] | None:
     """The lease object of ``store``, or None."""
     try:
         raw = store.read(LEASE_PATH)
@@ -112,7 +113,7 @@ def read_lease(store: Store) -> dict | None:
     return data if isinstance(data, dict) else {"owner": None, "damaged": True}
 
 
-def stale_reason(lease: dict) -> str | None:
+def stale_reason(lease: dict[str, Any]) -> str | None:
     """Why ``lease`` is stale, or None when its writer may still be alive."""
     if lease.get("damaged"):
         return "the lease object is damaged"

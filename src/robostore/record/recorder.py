@@ -238,7 +238,7 @@ class Recorder:
                 )
             chosen = video
             if chosen is None:
-                codecs = {(meta.features[k].info or {}).get("video.codec") for k in meta.video_keys if not meta.features[k].is_depth}
+                codecs = {(meta.features[k].info or {}).get("video.codec", "") for k in meta.video_keys if not meta.features[k].is_depth}
                 codec = _CODECS.get(next(iter(codecs)), "libsvtav1") if len(codecs) == 1 else "libsvtav1"
                 chosen = VideoOptions.h264() if codec == "libx264" else VideoOptions()
             return meta, chosen, _next_files(meta)
@@ -319,7 +319,7 @@ class Recorder:
         values, task = self._schema.check(frame, f"episode {index}, frame {self.frames_in_episode}")
         if self._buffer is None:
             self._buffer = self._new_buffer(index)
-        self._buffer.add(values, task, self._camera_kinds, self._png_pool)  # type: ignore[arg-type]
+        self._buffer.add(values, task, self._camera_kinds, self._png_pool)
 
     def save_episode(self) -> int:
         """Close the current episode and return its index.
@@ -569,7 +569,7 @@ def _next_files(meta: DatasetMeta) -> dict[str, FileIndex]:
     def after(chunk_col: str, file_col: str) -> FileIndex:
         if not meta.num_episodes:
             return FileIndex()
-        pairs = zip(cols[chunk_col].tolist(), cols[file_col].tolist())
+        pairs = zip(cols[chunk_col].tolist(), cols[file_col].tolist(), strict=True)
         return FileIndex(*max(pairs)).next(chunks)
 
     found = [_EPISODES_FILE.search(p) for p in meta.episode_files]

@@ -26,13 +26,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from robostore.layout import DATA_DIR, STATS_PATH, TASKS_PATH, VIDEOS_DIR, write_episodes, write_stats, write_tasks
+from robostore.layout import (
+    DATA_DIR,
+    STATS_PATH,
+    TASKS_PATH,
+    VIDEOS_DIR,
+    write_episodes,
+    write_stats,
+    write_tasks,
+)
 from robostore.meta import DatasetMeta
 from robostore.parquet import read_parquet
 from robostore.record._crash import crashpoint
 from robostore.schema.episodes import video_column
-from robostore.store import Store
 from robostore.stats import aggregate_stats, episode_stats_dicts
+from robostore.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +108,7 @@ def leftover_files(meta: DatasetMeta) -> list[str]:
     cols = meta.columns
 
     def newest(chunk_col: str, file_col: str) -> tuple[int, int] | None:
-        return max(zip(cols[chunk_col].tolist(), cols[file_col].tolist()), default=None)
+        return max(zip(cols[chunk_col].tolist(), cols[file_col].tolist(), strict=True), default=None)
 
     def past(found: dict[str, int | str], last: tuple[int, int] | None) -> bool:
         return last is None or (int(found["chunk_index"]), int(found["file_index"])) > last
@@ -108,7 +116,8 @@ def leftover_files(meta: DatasetMeta) -> list[str]:
     referenced = set(meta.data_files()) | set(meta.video_files())
     data_last = newest("data/chunk_index", "data/file_index")
     video_last = {k: newest(video_column(k, "chunk_index"), video_column(k, "file_index")) for k in meta.video_keys}
-    leftovers, kept = [], []
+    leftovers: list[str] = []
+    kept: list[str] = []
     for path in meta.store.list(DATA_DIR):
         if path in referenced:
             continue
@@ -120,7 +129,8 @@ def leftover_files(meta: DatasetMeta) -> list[str]:
                 continue
             found = meta.info.video_template.match(path)
             key = found.get("video_key") if found is not None else None
-            (leftovers if key in video_last and past(found, video_last[key]) else kept).append(path)  # type: ignore[arg-type]
+            newer = found is not None and isinstance(key, str) and key in video_last and past(found, video_last[key])
+            (leftovers if newer else kept).append(path)
     if kept:
         log.warning("%s: files no episode names, left as they are: %s", meta.url, ", ".join(kept[:10]))
     return leftovers

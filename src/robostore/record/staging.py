@@ -257,7 +257,7 @@ class Publisher:
                 else:
                     self.lease.renew()
                 last_renew = time.monotonic()
-            except BaseException as exc:  # reported to the caller by flush()/check()
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller by flush()/check()
                 log.error("%s: publishing failed: %s", self.store.url, exc)
                 last_renew = time.monotonic()
                 with self._cond:
@@ -300,8 +300,8 @@ class Publisher:
         self.lease.renew()
         self.store.commit(f"robostore: record episodes up to {job.episodes - 1}")
         crashpoint("publish_committed")
-        for path in job.delete:
-            path.unlink(missing_ok=True)
+        for done in job.delete:
+            done.unlink(missing_ok=True)
         self.published_episodes = job.episodes
         self.publishes += 1
         log.debug("%s: published %d episode(s) in %.3f s", self.store.url, job.count, time.perf_counter() - t0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -22,7 +22,15 @@ import numpy as np
 import pyarrow as pa
 
 from robostore.errors import RobostoreError, StoreError
-from robostore.layout import INFO_PATH, STATS_PATH, TASKS_PATH, episodes_file, info_json, stats_json, tasks_parquet
+from robostore.layout import (
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    episodes_file,
+    info_json,
+    stats_json,
+    tasks_parquet,
+)
 from robostore.record import journal
 from robostore.record._crash import crashpoint
 from robostore.record.episode import EpisodeBuffer
@@ -61,6 +69,11 @@ def _stat_value(value: np.ndarray) -> Any:
     kind = value.dtype.kind
     cast = value.astype(bool if kind == "b" else np.int64 if kind in "iu" else np.float64)
     return cast.tolist()
+
+
+def _video_names(info: DatasetInfo, key: str) -> Callable[[FileIndex], str]:
+    """The mp4 path of each file index of camera ``key``."""
+    return lambda i: info.video_file(key, i.chunk, i.file)
 
 
 class EpisodeWriter:
@@ -111,7 +124,7 @@ class EpisodeWriter:
         self.videos = {
             key: VideoSeries(
                 staging.files,
-                lambda i, key=key: info.video_file(key, i.chunk, i.file),
+                _video_names(info, key),
                 info.video_files_size_in_mb,
                 chunks,
                 starts[f"videos/{key}"],
@@ -179,7 +192,7 @@ class EpisodeWriter:
                     raise
                 journaled.set_result(None)
                 self.apply(staged)
-            except BaseException as exc:  # surfaced by check() on the next call
+            except BaseException as exc:  # noqa: BLE001 - surfaced by check() on the next call
                 log.error("writing episode %s failed: %s", getattr(item[0], "episode_index", "?"), exc)
                 self._error = exc
                 item[0].abort()
@@ -302,10 +315,10 @@ class EpisodeWriter:
         if len(self.tasks) > self._tasks_published:
             meta[TASKS_PATH] = tasks_parquet(self.tasks)
             self._tasks_published = len(self.tasks)
-        series = (self.data, self.episodes, *self.videos.values())
-        versions = {s.last.path: s.last for s in series if s.last is not None}
-        closed = [path for s in series for path in s.closed]
-        for s in series:
+        all_series = (self.data, self.episodes, *self.videos.values())
+        versions = {s.last.path: s.last for s in all_series if s.last is not None}
+        closed = [path for s in all_series for path in s.closed]
+        for s in all_series:
             s.closed = []
         done = [staged.journaled] if staged.journaled is not None else []
         self.publisher.submit(PublishJob(versions, meta, info.total_episodes, delete=[*closed, *done]))

@@ -32,13 +32,13 @@ Times = TypeVar("Times", float, np.ndarray)
 def span_agrees(from_timestamp: Times, to_timestamp: Times, length: Times, fps: int) -> Times:
     """``to_timestamp - from_timestamp`` is ``length / fps`` within half a frame (as lerobot
     writes it); False for NaN. Works on floats and numpy arrays."""
-    return np.abs((to_timestamp - from_timestamp) - length / fps) <= 0.5 / fps  # type: ignore[no-any-return]
+    return np.abs((to_timestamp - from_timestamp) - length / fps) <= 0.5 / fps  # type: ignore[no-any-return]  # Times is float or array: numpy types the result Any
 
 
 def span_at_last_frame(from_timestamp: Times, to_timestamp: Times, length: Times, fps: int) -> Times:
     """``to_timestamp`` is the time of the episode's last frame (one frame short), as
     other writers store it. Nothing reads it for values (see :func:`frames_end`)."""
-    return (length > 0) & span_agrees(from_timestamp, to_timestamp, length - 1, fps)  # type: ignore[no-any-return]
+    return np.logical_and(length > 0, span_agrees(from_timestamp, to_timestamp, length - 1, fps))  # type: ignore[no-any-return]  # as above
 
 
 def frames_end(from_timestamp: Times, to_timestamp: Times, length: Times, fps: int) -> Times:
@@ -50,7 +50,7 @@ def frames_end(from_timestamp: Times, to_timestamp: Times, length: Times, fps: i
     anything that decides which frames are read or copied.
     """
     out = np.where(span_agrees(from_timestamp, to_timestamp, length, fps), to_timestamp, from_timestamp + length / fps)
-    return out if out.ndim else float(out)  # type: ignore[return-value]
+    return out if out.ndim else float(out)  # type: ignore[return-value]  # an array stays an array, a 0-d one becomes a float
 
 
 class VideoSpan(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,6 +21,8 @@ DEFAULT_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_inde
 DEFAULT_CHUNKS_SIZE = 1000
 DEFAULT_DATA_FILES_SIZE_IN_MB = 100
 DEFAULT_VIDEO_FILES_SIZE_IN_MB = 200
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class DatasetInfo(BaseModel):
@@ -67,11 +69,11 @@ class DatasetInfo(BaseModel):
     @model_validator(mode="after")
     def _templates(self) -> DatasetInfo:
         # Parse now so a bad template fails at load, not at first use.
-        self.data_template  # noqa: B018
+        self.data_template  # noqa: B018 - evaluated for its parse errors
         if self.video_keys and self.video_path is None:
             raise ValueError(f"video features {self.video_keys} exist but video_path is null")
         if self.video_path is not None:
-            self.video_template  # noqa: B018
+            self.video_template  # noqa: B018 - evaluated for its parse errors
         return self
 
     @property
@@ -167,7 +169,7 @@ def load_json_object(data: bytes | str, where: str, what: str) -> dict[str, Any]
     return raw
 
 
-def parse_model(model: type[BaseModel], raw: Any, where: str) -> Any:
+def parse_model(model: type[ModelT], raw: Any, where: str) -> ModelT:
     """Validate ``raw`` as ``model``; errors become a :class:`SchemaError` naming ``where``."""
     try:
         return model.model_validate(raw)

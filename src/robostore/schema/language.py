@@ -105,7 +105,7 @@ def _stores_json_text(column: pa.DataType) -> bool:
         return False
     item = calls.value_type
     storage = getattr(item, "storage_type", item)  # JSON extension type: strings underneath
-    return pa.types.is_string(storage) or pa.types.is_large_string(storage)
+    return bool(pa.types.is_string(storage) or pa.types.is_large_string(storage))
 
 
 def _row(row: dict[str, Any], fields: Sequence[str], decode_json: bool) -> dict[str, Any]:

@@ -98,7 +98,7 @@ class BatchAssembler:
         for key in depth_keys:
             order.append(key)
             key_rows = rows[key] if key in rows else positions[:, None]
-            others[key] = [self._depth(key, r, int(slot), key in rows) for r, slot in zip(key_rows, slots)]
+            others[key] = [self._depth(key, r, int(slot), key in rows) for r, slot in zip(key_rows, slots, strict=True)]
         for key in s.tabular_keys:
             order.append(key)
             column = s.tabular.columns[key]
@@ -157,8 +157,8 @@ class BatchAssembler:
         span = s.spans[key]
         times = s.timestamps[frame_rows].astype(np.float64) + span.from_timestamp[slots][:, None]
         episodes = s.index.episodes[slots].tolist()
-        queries = [(span.paths[slot], wanted, episode) for slot, wanted, episode in zip(slots.tolist(), times.tolist(), episodes)]
-        s.videos.frames_many(key, queries, s.tolerance_s, out)
+        queries = [(span.paths[slot], wanted, episode) for slot, wanted, episode in zip(slots.tolist(), times.tolist(), episodes, strict=True)]
+        s.videos.frames_many(key, queries, s.tolerance_s, out)  # type: ignore[attr-defined]  # a Dataset's VideoFrames: streams never batch here
         return out
 
     def _learn_shape(self, key: str, frame_rows: np.ndarray, slot: int) -> None:
@@ -215,7 +215,10 @@ class SampleRows(Sequence["BatchRow"]):
         """The batch: a dict as ``default_collate`` makes of the samples (a
         :class:`SharedBatch` in a DataLoader worker: a dict once it reaches the training
         process). Call it once."""
-        others = {key: values if key in self._uncollated else default_collate(values) for key, values in self._others.items()}
+        others = {
+            key: values if key in self._uncollated else default_collate(values)  # type: ignore[no-untyped-call]  # torch leaves it untyped
+            for key, values in self._others.items()
+        }
         return self._buffer.finish(others, self._order)
 
     def value(self, i: int, key: str) -> Any:

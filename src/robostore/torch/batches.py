@@ -18,7 +18,13 @@ import torch
 
 from robostore.errors import SchemaError
 from robostore.torch.sample import Transform, finish_camera, unit_float
-from robostore.torch.shared_batches import BatchBuffer, Field, SharedBatch, lend_batches, plan_fields
+from robostore.torch.shared_batches import (
+    BatchBuffer,
+    Field,
+    SharedBatch,
+    lend_batches,
+    plan_fields,
+)
 from robostore.video.decode import DecodedFrames
 
 

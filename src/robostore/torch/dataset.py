@@ -8,10 +8,9 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.utils.data
-
-import numpy as np
 
 from robostore.meta import DatasetMeta
 from robostore.store import Store
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Dataset(SelectedEpisodes, torch.utils.data.Dataset):
+class Dataset(SelectedEpisodes, torch.utils.data.Dataset[dict[str, Any]]):
     """Random access to the frames of a LeRobot v3.0 dataset on any backend.
 
     ``ds[i]`` is a dict like lerobot's ``LeRobotDataset[i]``: every non-video feature
@@ -137,7 +136,7 @@ class Dataset(SelectedEpisodes, torch.utils.data.Dataset):
             return batch
         n = len(self._index)
         try:
-            position = operator.index(idx)
+            position = operator.index(idx)  # type: ignore[arg-type]  # bytes raise the TypeError answered below
         except TypeError:
             raise TypeError(
                 f"Dataset indices must be integers, slices or lists of integers, got {type(idx).__name__}"

@@ -12,7 +12,7 @@ import importlib.util
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from robostore.schema import Feature
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
-from robostore.video.decode import DecodedFrames, VideoReader
+from robostore.video.decode import DecodedFrames, VideoReader, VideoSource
 
 #: Video backends: PyAV (default) and torchcodec (when installed).
 BACKENDS = ("pyav", "torchcodec")
@@ -43,9 +43,9 @@ def episode_videos(meta: DatasetMeta, rows: np.ndarray) -> dict[str, EpisodeVide
     for key in meta.video_keys:
         chunks = cols[video_column(key, "chunk_index")][rows].tolist()
         files = cols[video_column(key, "file_index")][rows].tolist()
-        names = {pair: meta.info.video_file(key, *pair) for pair in set(zip(chunks, files))}
+        names = {pair: meta.info.video_file(key, *pair) for pair in set(zip(chunks, files, strict=True))}
         out[key] = EpisodeVideos(
-            [names[pair] for pair in zip(chunks, files)],
+            [names[pair] for pair in zip(chunks, files, strict=True)],
             cols[video_column(key, "from_timestamp")][rows].astype(np.float64),
         )
     return out
@@ -72,10 +72,20 @@ def bind_frame_cache(frame_cache: Any, meta: DatasetMeta, tolerance_s: float) ->
     and seen by mp4 path and timestamps; any other object is taken as the protocol.
     """
     bind = getattr(frame_cache, "for_dataset", None)
-    return bind(meta).files(tolerance_s) if bind is not None else frame_cache
+    bound: FrameCache | None = bind(meta).files(tolerance_s) if bind is not None else frame_cache
+    return bound
 
 
 class _Reader(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def codec(self) -> str: ...
+
     def frames_at(
         self, timestamps: Sequence[float], tolerance_s: float = ..., *, episode: int | None = ..., channels_first: bool = ...
     ) -> np.ndarray: ...
@@ -122,7 +132,7 @@ class VideoFrames:
         max_open: int = 16,
         frame_cache: FrameCache | None = None,
         keep_recent: int = 8,
-        open_source: Callable[[str, int], IO[bytes] | str] | None = None,
+        open_source: Callable[[str, int], VideoSource] | None = None,
         features: Mapping[str, Feature] | None = None,
     ) -> None:
         self.store = store if isinstance(store, PerProcessStore) else PerProcessStore(store)
@@ -146,7 +156,7 @@ class VideoFrames:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
+        type(self).__init__(self, **state)
 
     def frames(
         self,
@@ -231,7 +241,7 @@ class VideoFrames:
     def _open(self, path: str, episode: int, key: str | None) -> _Reader:
         store = self.store.get()
         name = store.describe(path)
-        source: IO[bytes] | str
+        source: VideoSource
         if self.open_source is not None:
             source = self.open_source(path, episode)
         elif (local := store.local_path(path)) is not None:
@@ -259,13 +269,13 @@ class VideoFrames:
                 from robostore.video.conformance import check_conformance
 
                 # A file of another size would give frames of the wrong shape, silently.
-                check_conformance(reader, key, self.features[key])  # type: ignore[arg-type]
+                check_conformance(reader, key, self.features[key])
             return reader
         except BaseException:
             if reader is not None:
                 reader.close()
-            if close_file:
-                source.close()  # type: ignore[union-attr]
+            if not isinstance(source, str):  # close_file
+                source.close()
             raise
 
 
@@ -283,7 +293,7 @@ class _TorchcodecReader:
     query within ``tolerance_s``.
     """
 
-    def __init__(self, source: IO[bytes] | str, name: str) -> None:
+    def __init__(self, source: VideoSource, name: str) -> None:
         from torchcodec.decoders import VideoDecoder
 
         self.name = name
@@ -293,8 +303,10 @@ class _TorchcodecReader:
         except (RuntimeError, ValueError, OSError) as exc:
             raise VideoError(f"{name}: torchcodec cannot open the video: {exc}") from exc
         metadata = self._decoder.metadata
+        if metadata.average_fps is None or metadata.height is None or metadata.width is None:
+            raise VideoError(f"{name}: torchcodec finds no frame rate or frame size in the video stream")
         self._fps = float(metadata.average_fps)
-        self.height, self.width, self.codec = metadata.height, metadata.width, metadata.codec or ""
+        self.height, self.width, self.codec = int(metadata.height), int(metadata.width), metadata.codec or ""
 
     def frames_at(
         self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None, channels_first: bool = False
@@ -313,7 +325,8 @@ class _TorchcodecReader:
                 f"decoded frame is at t={got[i]:.6f}s (>= tolerance_s={tolerance_s})"
             )
         data = batch.data if channels_first else batch.data.permute(0, 2, 3, 1)
-        return data.contiguous().numpy()
+        frames: np.ndarray = data.contiguous().numpy()
+        return frames
 
     def close(self) -> None:
         if not isinstance(self._source, str):

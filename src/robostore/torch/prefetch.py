@@ -105,15 +105,15 @@ class SpanFile(io.RawIOBase):
                 return data, position - start
             i -= 1
         block = position - position % MISS_BLOCK
-        data = self._blocks.get(block)
-        if data is None:
+        held = self._blocks.get(block)
+        if held is None:
             self.misses += 1
             log.debug("%s: reading bytes %d.. outside the prefetched ones", self.name, block)
-            data = self._fetch(block, min(self.size, block + MISS_BLOCK))
-            self._blocks[block] = data
+            held = self._fetch(block, min(self.size, block + MISS_BLOCK))
+            self._blocks[block] = held
             while len(self._blocks) > 4:
                 self._blocks.popitem(last=False)
-        return data, position - block
+        return held, position - block
 
 
 class _Recorder(io.RawIOBase):
@@ -165,14 +165,14 @@ class VideoLayout:
         size = store.info(path).size
         with store.open(path, block_size=MISS_BLOCK) as raw:
             recorder = _Recorder(raw)
-            with wrap_av_errors(name, "reading the container index", "re-copy the video file"):
-                with av.open(recorder, mode="r") as container:
-                    if not container.streams.video:
-                        return cls(size, *(np.empty(0) for _ in range(4)), recorder.chunks)
-                    stream = container.streams.video[0]
-                    base = float(stream.time_base or 1)
-                    # IndexEntry objects point into the open stream: read them before it closes.
-                    entries = [(e.timestamp * base, e.pos, e.size, e.is_keyframe) for e in stream.index_entries]
+            with wrap_av_errors(name, "reading the container index", "re-copy the video file"), av.open(recorder, mode="r") as container:
+                if not container.streams.video:
+                    none = np.empty(0)
+                    return cls(size, none, none, none, none, recorder.chunks)
+                stream = container.streams.video[0]
+                base = float(stream.time_base or 1)
+                # IndexEntry objects point into the open stream: read them before it closes.
+                entries = [(e.timestamp * base, e.pos, e.size, e.is_keyframe) for e in stream.index_entries]
         times = np.array([e[0] for e in entries], dtype=np.float64)
         starts = np.array([e[1] for e in entries], dtype=np.int64)
         ends = starts + np.array([e[2] for e in entries], dtype=np.int64)
@@ -268,7 +268,7 @@ class Prefetcher:
         if owner:
             try:
                 future.set_result(VideoLayout.read(self.store, path))
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - raised in every caller waiting on the future
                 future.set_exception(exc)
         return future
 

@@ -26,7 +26,7 @@ class PerProcessStore:
         return {"store": self._store}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["store"])  # type: ignore[misc]
+        type(self).__init__(self, state["store"])
 
     @property
     def url(self) -> str:

@@ -8,8 +8,8 @@ both hold the tabular arrays of their episodes and a source of camera frames, an
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,12 +17,20 @@ import torch
 from robostore.errors import SchemaError
 from robostore.meta import DatasetMeta
 from robostore.torch.deltas import PAD_SUFFIX, neighbours
-from robostore.torch.frames import VideoFrames, episode_videos
+from robostore.torch.frames import episode_videos
 from robostore.torch.tabular import EpisodeIndex, ImageBytes, TabularData
 from robostore.video.decode import DecodedFrames, decode_image
 from robostore.video.depth import DepthCodec
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class FrameSource(Protocol):
+    """What the assembler asks of its videos (a VideoFrames, or a stream's per-episode ones)."""
+
+    def frames(
+        self, path: str, timestamps: Sequence[float], tolerance_s: float, episode: int, key: str | None = None
+    ) -> np.ndarray | DecodedFrames: ...
 
 
 class SampleAssembler:
@@ -46,7 +54,7 @@ class SampleAssembler:
         index: EpisodeIndex,
         tabular: TabularData,
         offsets: Mapping[str, np.ndarray],
-        videos: VideoFrames,
+        videos: FrameSource,
         images: ImageBytes,
         tolerance_s: float,
         image_transforms: Transform | None = None,
@@ -115,8 +123,8 @@ class SampleAssembler:
             item[key] = _tensor(self.tabular.columns[key][rows.get(key, position)])
         for key in self.language_keys:  # lists of message dicts, the caller's to keep
             column = self.tabular.columns[key]
-            key_rows = rows.get(key)
-            item[key] = copy.deepcopy(column[position] if key_rows is None else [column[r] for r in key_rows])
+            message_rows = rows.get(key)
+            item[key] = copy.deepcopy(column[position] if message_rows is None else [column[r] for r in np.atleast_1d(message_rows)])
         item["task"] = self.meta.task(int(self.task_index[position]))
         return item
 
@@ -153,7 +161,8 @@ def finish_camera(
 def unit_float(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 frames as float32 ``x / 255``, as lerobot computes it (one pass, no
     intermediate copy), into ``out`` when given."""
-    return np.divide(frames, np.float32(255), out=out, dtype=np.float32)
+    scaled: np.ndarray = np.divide(frames, np.float32(255), out=out, dtype=np.float32)
+    return scaled
 
 
 def _tensor(value: Any) -> Any:

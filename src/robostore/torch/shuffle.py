@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -58,7 +58,7 @@ class ShardPlan:
 
     def __init__(
         self,
-        episodes: Sequence[int],
+        episodes: Iterable[int],
         lengths: np.ndarray,
         *,
         shuffle: bool,

@@ -69,7 +69,7 @@ class _Progress:
     yielded: int
 
 
-class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
+class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset[dict[str, Any]]):
     """Streams the frames of a LeRobot v3.0 dataset, decoding each episode once, in order.
 
     Samples are the map-style :class:`~robostore.torch.Dataset`'s: the sample whose
@@ -176,7 +176,8 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
     @property
     def episodes(self) -> list[int]:
         """The selected episode indices, ascending."""
-        return self._index.episodes.tolist()
+        episodes: list[int] = self._index.episodes.tolist()
+        return episodes
 
     def __repr__(self) -> str:
         return (
@@ -254,7 +255,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
         collator = BatchCollator(
             self.batch_size, self.drop_last, self.meta.rgb_camera_keys, self.return_uint8, self.image_transforms, self.meta.url
         )
-        return collator.batches(samples)  # type: ignore[return-value]  # SharedBatch unpickles as a dict
+        return collator.batches(samples)
 
     def plan(self, shard: ShardId, epoch: int) -> ShardPlan:
         """The reads and yields of ``shard`` in ``epoch`` (no I/O)."""
@@ -306,7 +307,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset):
                 self._index,
                 self._load_tabular(),
                 self._offsets,
-                frames,  # type: ignore[arg-type]  # duck-types VideoFrames.frames, per episode
+                frames,
                 ImageBytes(self._store),
                 self.tolerance_s,
                 None,

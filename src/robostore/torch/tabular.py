@@ -85,7 +85,8 @@ class EpisodeIndex:
 
     def position(self, slot: int, global_index: np.ndarray) -> np.ndarray:
         """Positions of global frame indices that lie inside episode ``slot``."""
-        return self.starts[slot] + (global_index - self.dataset_from[slot])
+        positions: np.ndarray = self.starts[slot] + (global_index - self.dataset_from[slot])
+        return positions
 
 
 @dataclass
@@ -122,7 +123,8 @@ class TabularData:
             tables = [_read_selected(store, p, pa.BufferReader(raw[p]), ranges[p], names) for p in files]
 
         n = len(index)
-        parts: dict[str, list[np.ndarray]] = {k: [None] * len(index.episodes) for k in names}  # type: ignore[list-item]
+        slots = range(len(index.episodes))
+        parts: dict[str, dict[int, np.ndarray]] = {k: {} for k in names}  # column -> slot -> its rows
         file_of = np.empty(n, dtype=np.int32)
         file_row = np.empty(n, dtype=np.int64)
 
@@ -148,13 +150,13 @@ class TabularData:
             return True
 
         misfiled: list[tuple[int, str]] = []
-        for file_no, (path, (table, rows_in_file)) in enumerate(zip(files, tables)):
+        for file_no, (path, (table, rows_in_file)) in enumerate(zip(files, tables, strict=True)):
             rows = _Rows.of(table, rows_in_file, features, names, store.describe(path))
             misfiled += [(slot, path) for slot in by_file[path] if not place(slot, file_no, rows)]
         if misfiled:
             _place_misfiled(meta, store, index, misfiled, files, names, features, place)
         columns = {
-            k: np.concatenate(v) if v else _empty(features[k]) for k, v in parts.items()
+            k: np.concatenate([v[slot] for slot in slots]) if slots else _empty(features[k]) for k, v in parts.items()
         }
         return cls(columns, files, file_of, file_row)
 
@@ -247,7 +249,7 @@ class ImageBytes:
         return {"store": self.store, "max_row_groups": self.max_row_groups}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["store"], state["max_row_groups"])  # type: ignore[misc]
+        type(self).__init__(self, state["store"], state["max_row_groups"])
 
     def get(self, path: str, key: str, row: int) -> bytes:
         """The image bytes of column ``key`` at ``row`` of data file ``path``."""
@@ -278,7 +280,7 @@ class ImageBytes:
                     self._groups.popitem(last=False)
         value = column[int(row - bounds[group])]
         data = value.get("bytes") if isinstance(value, pa.StructScalar) else value
-        raw = data.as_py() if data is not None else None
+        raw: bytes | None = data.as_py() if data is not None else None
         if not raw:
             raise CorruptDataset(f"{where}: image {key!r} at row {row} has no bytes")
         return raw
@@ -369,7 +371,7 @@ def _to_numpy(column: pa.ChunkedArray, feature: Feature, where: str, key: str) -
     while pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
         array = array.flatten()
     try:
-        values = array.to_numpy(zero_copy_only=False).astype(np.dtype(feature.dtype), copy=False)
+        values: np.ndarray = array.to_numpy(zero_copy_only=False).astype(np.dtype(feature.dtype), copy=False)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise CorruptDataset(f"{where}: column {key!r} cannot be read as {feature.dtype} ({exc})") from exc
     shape = tuple(feature.shape)

@@ -6,7 +6,14 @@
 """
 
 from robostore.video.decode import VideoReader, decode_image
-from robostore.video.encode import EpisodeEncoder, Segment, append_segment, concat_segments, file_size, mp4_header_size
+from robostore.video.encode import (
+    EpisodeEncoder,
+    Segment,
+    append_segment,
+    concat_segments,
+    file_size,
+    mp4_header_size,
+)
 from robostore.video.options import VideoOptions
 
 __all__ = [

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from robostore.errors import VideoError
 from robostore.schema import Feature
-from robostore.video.decode import VideoReader
+
+
+class VideoFacts(Protocol):
+    """What a conformance check reads of an open video (a VideoReader, or torchcodec's)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def codec(self) -> str: ...
+
 
 # Encoder/decoder names that write or read the same bitstream format.
 _CODEC_FAMILY = {
@@ -27,7 +42,7 @@ def codec_family(name: str) -> str:
     return _CODEC_FAMILY.get(name.lower(), name.lower())
 
 
-def check_conformance(reader: VideoReader, key: str, feature: Feature) -> None:
+def check_conformance(reader: VideoFacts, key: str, feature: Feature) -> None:
     """Raise :class:`VideoError` when the file's frame size or codec contradict info.json."""
     height, width, _ = feature.frame_size
     if (reader.height, reader.width) != (height, width):

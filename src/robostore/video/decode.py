@@ -28,12 +28,13 @@ millimetres.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import logging
 import math
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import av
 import numpy as np
@@ -46,6 +47,9 @@ from robostore.video._errors import wrap_av_errors
 log = logging.getLogger(__name__)
 
 ThreadMode = Literal["AUTO", "FRAME", "SLICE", "NONE"]
+
+#: What a VideoReader reads: a local path, or a seekable binary file object.
+VideoSource = str | IO[bytes] | io.RawIOBase
 
 _SMALL_FRAME_PIXELS = 320 * 240
 
@@ -94,7 +98,7 @@ class VideoReader:
 
     def __init__(
         self,
-        file: IO[bytes] | str,
+        file: VideoSource,
         name: str | None = None,
         *,
         thread_type: ThreadMode | None = None,
@@ -215,7 +219,7 @@ class VideoReader:
             finally:
                 self._container = None
                 if self._close_file and hasattr(self._file, "close"):
-                    self._file.close()  # type: ignore[union-attr]
+                    self._file.close()
 
     def __enter__(self) -> VideoReader:
         return self
@@ -224,10 +228,8 @@ class VideoReader:
         self.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     # -- decoding -------------------------------------------------------------------
 
@@ -377,7 +379,7 @@ class VideoReader:
             self._decoder = None
             self._recent.clear()
             raise
-        if frame is not None:
+        if frame is not None and frame.pts is not None:  # (the loop above skipped frames without one)
             t = frame.pts * self._seconds_per_tick
             self.decoded += 1
             if frame.key_frame:
@@ -420,10 +422,7 @@ class VideoReader:
             back = max(1.0, 2 * back)
 
     def _decode_range(self, t_min: float, t_max: float, tolerance_s: float) -> list[tuple[float, av.VideoFrame]]:
-        if self._can_continue(t_min, tolerance_s):
-            candidates = [c for c in self._recent]
-        else:
-            candidates = self._seek_before(t_min, tolerance_s)
+        candidates = list(self._recent) if self._can_continue(t_min, tolerance_s) else self._seek_before(t_min, tolerance_s)
         # Decode until a frame at or past t_max (so the closest is known) or EOF. A frame
         # within tolerance of t_max already is the closest (frames lie 1/fps apart):
         # stopping there saves decoding the next frame whenever t_max was rounded up
@@ -439,7 +438,7 @@ class VideoReader:
 class _RgbConverter:
     """Converts one stream's decoded frames to RGB (as ``rgb24``, see the module doc)."""
 
-    dtype = np.dtype(np.uint8)
+    dtype: np.dtype[Any] = np.dtype(np.uint8)
 
     def __init__(self, name: str, height: int, width: int) -> None:
         self.name, self.height, self.width = name, height, width
@@ -451,7 +450,7 @@ class _RgbConverter:
     def shape(self, channels_first: bool) -> tuple[int, int, int]:
         return (3, self.height, self.width) if channels_first else (self.height, self.width, 3)
 
-    def _reformat(self, frame: av.VideoFrame, format: str) -> av.VideoFrame:
+    def _reformat(self, frame: av.VideoFrame, format: str) -> av.VideoFrame:  # noqa: A002 - PyAV's keyword
         """``frame`` in pixel ``format``, single-threaded where PyAV lets us choose (PyAV 15
         has no ``threads`` argument)."""
         if _REFORMAT_THREADS:
@@ -473,8 +472,8 @@ class _RgbConverter:
             if channels_first and frame.format.name in PLANAR_FORMATS and frame.width % _PLANAR_WIDTH_MULTIPLE == 0:
                 planar = self._reformat(frame, "gbrp")
                 h, w = planar.height, planar.width
-                for channel, plane in zip((1, 2, 0), planar.planes):  # gbrp: G, B, R planes
-                    rows = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
+                for channel, plane in zip((1, 2, 0), planar.planes, strict=True):  # gbrp: G, B, R planes
+                    rows = np.frombuffer(memoryview(plane), np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
                     out[channel] = rows[:, :w]
                 return
             rgb = self._reformat(frame, "rgb24").to_ndarray()
@@ -509,14 +508,14 @@ class _Compact:
         h, w = frame.height, frame.width
         self.planes = np.empty((h * 3 // 2, w), np.uint8)  # Y rows, then U and V (h/4 rows of w each)
         targets = (self.planes[:h], self.planes[h : h + h // 4], self.planes[h + h // 4 :])
-        for plane, target, (rows, cols) in zip(frame.planes, targets, ((h, w), (h // 2, w // 2), (h // 2, w // 2))):
-            source = np.frombuffer(plane, np.uint8, count=rows * plane.line_size).reshape(rows, plane.line_size)
+        for plane, target, (rows, cols) in zip(frame.planes, targets, ((h, w), (h // 2, w // 2), (h // 2, w // 2)), strict=True):
+            source = np.frombuffer(memoryview(plane), np.uint8, count=rows * plane.line_size).reshape(rows, plane.line_size)
             target.reshape(rows, cols)[...] = source[:, :cols]  # (to_ndarray's layout, half its cost)
         self.colorspace, self.color_range = frame.colorspace, frame.color_range
 
     @classmethod
-    def of(cls, frame: av.VideoFrame) -> _Compact | av.VideoFrame:
-        if frame.format.name in cls.FORMATS and frame.width % 2 == 0 and frame.height % 4 == 0:
+    def of(cls, frame: _Compact | av.VideoFrame) -> _Compact | av.VideoFrame:
+        if isinstance(frame, av.VideoFrame) and frame.format.name in cls.FORMATS and frame.width % 2 == 0 and frame.height % 4 == 0:
             return cls(frame)
         return frame
 
@@ -540,7 +539,7 @@ class DecodedFrames:
 
     def __init__(
         self,
-        frames: list[av.VideoFrame],
+        frames: Sequence[_Compact | av.VideoFrame],
         times: list[float],
         rgb: _RgbConverter,
         single: bool = False,
@@ -551,8 +550,8 @@ class DecodedFrames:
             for f in frames:
                 if id(f) not in copies:
                     copies[id(f)] = _Compact.of(f)
-            frames = [copies[id(f)] for f in frames]  # type: ignore[misc]
-        self._frames: list[_Compact | av.VideoFrame] = frames  # type: ignore[assignment]
+            frames = [copies[id(f)] for f in frames]
+        self._frames = frames
         self._times, self._rgb, self._single = times, rgb, single
 
     def __len__(self) -> int:
@@ -569,7 +568,7 @@ class DecodedFrames:
 
     def first(self) -> DecodedFrames:
         """The first frame alone, written as [3, H, W]."""
-        return DecodedFrames(self._frames[:1], self._times[:1], self._rgb, single=True)  # type: ignore[arg-type]
+        return DecodedFrames(self._frames[:1], self._times[:1], self._rgb, single=True)
 
     def write(self, out: np.ndarray, channels_first: bool = True) -> np.ndarray:
         """Convert the frames to RGB into ``out`` (uint8 of :meth:`shape_for`); returns it."""
@@ -606,9 +605,8 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.mode != "RGB":
-                img = img.convert("RGB")
-            return np.asarray(img, dtype=np.uint8).copy()
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            return np.asarray(rgb, dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise CorruptDataset(
             f"{name}: cannot decode image bytes ({len(data)} bytes): {exc}. "

@@ -142,7 +142,8 @@ class DepthCodec:
             norm = (np.log(values + shift) - log_min) / (log_max - log_min)
         else:
             norm = (values - lo) / (hi - lo)
-        return np.rint(norm * QMAX).clip(0, QMAX).astype(np.uint16)
+        codes: np.ndarray = np.rint(norm * QMAX).clip(0, QMAX).astype(np.uint16)
+        return codes
 
     def _scale_offset(self) -> tuple[float, float]:
         if self.use_log:

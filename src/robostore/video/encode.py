@@ -274,9 +274,9 @@ class EpisodeEncoder:
             with wrap_av_errors(self.name, f"encoding with {self.options.codec}"):
                 while True:
                     item = self._queue.get()
-                    if item is _STOP or self._aborted.is_set():
+                    if not isinstance(item, np.ndarray) or self._aborted.is_set():  # _STOP
                         break
-                    frame = self._frame(item)  # type: ignore[arg-type]
+                    frame = self._frame(item)
                     self._free.put(item)  # the frame holds a copy of the pixels
                     frame.pts = pts
                     frame.time_base = Fraction(1, self.fps)
@@ -312,7 +312,7 @@ class EpisodeEncoder:
         frame = av.VideoFrame(self.width, self.height, DEPTH_PIX_FMT)
         plane = frame.planes[0]
         # Rows are padded to line_size bytes: write the first width values of each.
-        rows = np.frombuffer(plane, dtype=np.uint16).reshape(self.height, plane.line_size // 2)
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint16).reshape(self.height, plane.line_size // 2)
         rows[:, : self.width] = codes
         return frame
 
@@ -422,6 +422,8 @@ def _remux_concat(base: Path | None, segments: Sequence[Segment], tmp: Path, lab
             raise VideoError(f"{label}: no video stream; cannot append to it. Start a new video file")
         template = first.streams.video[0]
         out_tb = template.time_base
+        if out_tb is None:
+            raise VideoError(f"{label}: a video stream without a time base; start a new video file")
         tpf = _ticks_per_frame(out_tb, fps, label)
         tcc = template.codec_context
         kind = (tcc.codec.canonical_name, tcc.width, tcc.height)
@@ -457,9 +459,12 @@ def _copy_shifted(
             f"{label}: holds {kind[0]} {kind[1]}x{kind[2]} but an episode appended to it is "
             f"{cc.codec.canonical_name} {cc.width}x{cc.height}; start a new video file for a different codec or size"
         )
-    offset = start / stream.time_base
+    tb = stream.time_base
+    if tb is None:
+        raise VideoError(f"{label}: a video stream without a time base; start a new video file")
+    offset = start / tb
     if offset.denominator != 1:
-        raise VideoError(f"{label}: time base {stream.time_base} cannot hold the episode's start {start}s exactly")
+        raise VideoError(f"{label}: time base {tb} cannot hold the episode's start {start}s exactly")
     shift = int(offset)
     last_pts: int | None = None
     for pkt in container.demux(stream):
@@ -473,7 +478,7 @@ def _copy_shifted(
         out.mux(pkt)
     if last_pts is None:
         return start
-    return start + Fraction(last_pts) * stream.time_base + frame_s
+    return start + Fraction(last_pts) * tb + frame_s
 
 
 def mp4_header_size(segment: Segment) -> int:

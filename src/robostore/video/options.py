@@ -10,7 +10,7 @@ Two cameras at 30 fps need 60 frames/s, so only preset >= 12 keeps real time the
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from robostore.errors import SchemaError
 
@@ -77,9 +77,9 @@ class VideoOptions:
                 raise SchemaError(f"preset={self.preset!r}: {self.codec} presets are {_X264_PRESETS}")
 
     @classmethod
-    def h264(cls, crf: int = 23, preset: str = "veryfast", **kw: object) -> VideoOptions:
+    def h264(cls, crf: int = 23, preset: str = "veryfast", **kw: Any) -> VideoOptions:
         """H.264 (libx264) settings: larger files, much faster to encode and decode."""
-        return cls(codec="libx264", crf=crf, preset=preset, **kw)  # type: ignore[arg-type]
+        return cls(codec="libx264", crf=crf, preset=preset, **kw)
 
     @classmethod
     def depth(cls) -> VideoOptions:
@@ -87,9 +87,9 @@ class VideoOptions:
         GOP 2; without B-frames here, so that episodes concatenate by stream copy."""
         return cls(codec="libx265", pix_fmt="gray12le", preset=None, extra={"x265-params": "lossless=1:bframes=0:log-level=error"})
 
-    def with_(self, **changes: object) -> VideoOptions:
+    def with_(self, **changes: Any) -> VideoOptions:
         """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
     @property
     def info_codec(self) -> str:
