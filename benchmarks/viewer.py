@@ -34,12 +34,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("SVT_LOG", "1")
 
-import av  # noqa: E402
+import av
 
-import robostore  # noqa: E402
-from backends.s3 import S3Server  # noqa: E402
-from robostore.meta import DatasetMeta  # noqa: E402
-from robostore.view import BackgroundViewer  # noqa: E402
+import robostore
+from backends.s3 import S3Server
+from robostore.meta import DatasetMeta
+from robostore.view import BackgroundViewer
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -164,7 +164,7 @@ def main() -> None:
     )
 
 
-def episode_page(browser: Any, base: str, meta: DatasetMeta, episode: int) -> float:
+def episode_page(browser: Any, base: str, _meta: DatasetMeta, episode: int) -> float:
     """The viewer's episode page: seconds to every camera's first frame; then plays it through."""
     page = browser.new_page()
     page.set_default_timeout(0)

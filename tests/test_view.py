@@ -29,7 +29,7 @@ from backends.pytest_plugin import upload_folder
 from robostore.cli import app as cli_app
 from robostore.meta import DatasetMeta
 from robostore.view import BackgroundViewer
-from robostore.view.ranges import OPEN_RANGE_LIMIT, RangeNotSatisfiable, parse_range
+from robostore.view.ranges import OPEN_RANGE_LIMIT, RangeNotSatisfiableError, parse_range
 
 CHROMIUM = "/usr/bin/chromium"
 EPISODES = 3
@@ -112,11 +112,11 @@ def test_parse_range() -> None:
     assert parse_range("bytes=5-", 100) == (5, 100)
     assert parse_range("bytes=0-", 10 * OPEN_RANGE_LIMIT) == (0, OPEN_RANGE_LIMIT)
     for bad in ("bytes=100-", "bytes=0-1,5-6", "items=0-1", "bytes=-", "bytes=9-3"):
-        with pytest.raises(RangeNotSatisfiable):
+        with pytest.raises(RangeNotSatisfiableError):
             parse_range(bad, 100)
 
 
-def test_files_are_served_by_range_and_never_outside_the_root(dataset: tuple[str, dict], tmp_path: Path) -> None:
+def test_files_are_served_by_range_and_never_outside_the_root(dataset: tuple[str, dict]) -> None:
     url, options = dataset
     meta = DatasetMeta.open(url, options)
     mp4 = meta.video_span(1, CAMS[0]).path
@@ -203,7 +203,7 @@ def test_clip_holds_the_episode_frames_only(store_url: tuple[str, dict], recorde
     assert len(clip) < 0.6 * (recorded / path).stat().st_size  # one episode of three
 
 
-def test_v21_dataset_is_viewed_through_dataset_meta(tmp_path: Path) -> None:
+def test_v21_dataset_is_viewed_through_dataset_meta() -> None:
     """A lerobot-written v2.1 dataset (one mp4 per episode) opens like any other."""
     from conftest import DATA
 

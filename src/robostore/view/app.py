@@ -18,6 +18,7 @@ so a page shows the same typed error the command line prints.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -146,7 +147,7 @@ def error_status(exc: RobostoreError) -> int:
     return 422
 
 
-def _error_response(request: Request, exc: Exception) -> Response:
+def _error_response(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RobostoreError)
     return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=error_status(exc))
 
@@ -165,17 +166,17 @@ def create_app(url: str | Store, storage_options: Mapping[str, Any] | None = Non
     """The viewer app for the dataset at ``url``; serve it with any ASGI server."""
     viewer = Viewer(open_store(url, storage_options))
 
-    def dataset_page(request: Request) -> Response:
+    def dataset_page(_request: Request) -> Response:
         return FileResponse(str(STATIC / "dataset.html"), media_type="text/html")
 
     def episode_page(request: Request) -> Response:
-        try:  # the clips are cut while the page and its scripts load
+        # The clips are cut while the page and its scripts load; an error shows on the
+        # page's first API call.
+        with contextlib.suppress(RobostoreError):
             viewer.prefetch_clips(request.path_params["episode"])
-        except RobostoreError:
-            pass  # the page's first API call shows the error
         return FileResponse(str(STATIC / "episode.html"), media_type="text/html")
 
-    def api_dataset(request: Request) -> Response:
+    def api_dataset(_request: Request) -> Response:
         return JSONResponse(viewer.summary())
 
     def api_episodes(request: Request) -> Response:
@@ -197,7 +198,7 @@ def create_app(url: str | Store, storage_options: Mapping[str, Any] | None = Non
         episode_index = request.path_params["episode"]
         return JSONResponse(episode_plots(viewer.meta, viewer.episode_data(episode_index)))
 
-    def api_problems(request: Request) -> Response:
+    def api_problems(_request: Request) -> Response:
         return JSONResponse(viewer.problems())
 
     def clip(request: Request) -> Response:
@@ -223,7 +224,7 @@ def create_app(url: str | Store, storage_options: Mapping[str, Any] | None = Non
 
     routes = [
         Route("/", dataset_page),
-        Route("/favicon.ico", lambda request: Response(status_code=204)),
+        Route("/favicon.ico", lambda _request: Response(status_code=204)),
         Route("/episode/{episode:int}", episode_page),
         Route("/api/dataset", api_dataset),
         Route("/api/episodes", api_episodes),

@@ -18,7 +18,7 @@ OPEN_RANGE_LIMIT = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
-class RangeNotSatisfiable(ValueError):
+class RangeNotSatisfiableError(ValueError):
     """The Range header names no byte of the resource (HTTP 416)."""
 
 
@@ -27,13 +27,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
     Open-ended ranges are cut to :data:`OPEN_RANGE_LIMIT` bytes (the client asks again
     for the rest). Several ranges in one header and malformed headers raise
-    :class:`RangeNotSatisfiable`.
+    :class:`RangeNotSatisfiableError`.
     """
     if header is None:
         return None
     match = _RANGE.fullmatch(header.strip())
     if match is None or (not match.group(1) and not match.group(2)):
-        raise RangeNotSatisfiable(f"unsupported Range header {header!r}: one 'bytes=a-b' range only")
+        raise RangeNotSatisfiableError(f"unsupported Range header {header!r}: one 'bytes=a-b' range only")
     first, last = match.group(1), match.group(2)
     if not first:  # suffix: the last N bytes
         start, end = max(0, size - int(last)), size
@@ -41,7 +41,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         start = int(first)
         end = min(size, int(last) + 1) if last else min(size, start + OPEN_RANGE_LIMIT)
     if start >= size or end <= start:
-        raise RangeNotSatisfiable(f"range {header!r} is outside the {size} bytes of the resource")
+        raise RangeNotSatisfiableError(f"range {header!r} is outside the {size} bytes of the resource")
     return start, end
 
 
@@ -56,7 +56,7 @@ def range_response(
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-cache"}
     try:
         span = parse_range(header, size)
-    except RangeNotSatisfiable:
+    except RangeNotSatisfiableError:
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     if span is None:
         return Response(read(0, size) if size else b"", media_type=media_type, headers=headers)
