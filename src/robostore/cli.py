@@ -1,4 +1,4 @@
-"""The ``robostore`` command line: info, ls, validate, demo, mirror, convert and cache."""
+"""The ``robostore`` command line: info, ls, validate, demo, mirror, convert, cache and view."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 
@@ -14,9 +14,9 @@ from robostore.backends import open_store
 from robostore.cache.cli import cache_app
 from robostore.cli_common import JsonFlag, StorageOption, fail, human_size, parse_storage_options
 from robostore.errors import RobostoreError
-from robostore.layout import DATA_DIR, META_DIR, VIDEOS_DIR
 from robostore.meta import DatasetMeta
 from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX
+from robostore.summary import dataset_summary
 from robostore.validate import ValidationReport, validate
 
 app = typer.Typer(
@@ -26,28 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(cache_app, name="cache")
-
-def dataset_summary(meta: DatasetMeta, with_files: bool = True) -> dict[str, Any]:
-    """What ``robostore info`` shows, as a dict."""
-    info = meta.info
-    summary: dict[str, Any] = {
-        "url": meta.url,
-        "codebase_version": info.codebase_version,
-        "robot_type": info.robot_type,
-        "fps": info.fps,
-        "episodes": info.total_episodes,
-        "frames": info.total_frames,
-        "duration_s": round(info.total_frames / info.fps, 3),
-        "features": {
-            key: {"dtype": f.dtype, "shape": list(f.shape), "names": f.names} for key, f in info.features.items()
-        },
-        "tasks": meta.tasks,
-    }
-    if with_files:
-        files = [f for folder in (DATA_DIR, VIDEOS_DIR, META_DIR) for f in meta.store.list_info(folder)]
-        summary["files"] = len(files)
-        summary["bytes"] = sum(f.size for f in files)
-    return summary
 
 
 @app.command()
@@ -319,6 +297,43 @@ def convert_command(
         typer.echo(report.summary())
     if not report.ok:
         raise typer.Exit(1)
+@app.command("view")
+def view_command(
+    url: Annotated[str, typer.Argument(help="Dataset root URL.")],
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. The default serves this machine only; 0.0.0.0 shares it on the network.")
+    ] = "127.0.0.1",
+    storage_option: StorageOption = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser window.")] = False,
+) -> None:
+    """Look at a dataset in the browser: episodes, camera videos in sync, state/action plots."""
+    try:
+        from robostore.view.server import address, bind, run
+    except ImportError as exc:
+        typer.secho(f"error: the viewer needs the view extra: pip install 'robostore[view]' ({exc})", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    try:
+        store = open_store(url, parse_storage_options(storage_option))
+    except RobostoreError as exc:
+        fail(exc)
+    try:
+        DatasetMeta.open(store)
+    except RobostoreError as exc:
+        # Keep serving: the pages show the same error, and the dataset may be fixed meanwhile.
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        typer.secho(f"error: cannot listen on {host}:{port}: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    where = address(sock)
+    typer.echo(f"robostore view: {store.url} at {where}  (Ctrl-C stops)")
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(where)
+    run(store, None, sock)
 
 
 def main() -> None:

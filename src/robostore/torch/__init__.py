@@ -10,7 +10,21 @@ The pieces a sample is made of are shared between datasets: :mod:`.tabular`
 The streaming dataset adds :mod:`.sharding`, :mod:`.shuffle` and :mod:`.prefetch`.
 """
 
-from robostore.torch.dataset import Dataset
-from robostore.torch.streaming import StreamingDataset
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The datasets import torch; served lazily so the torch-free pieces (:mod:`.tabular`,
+# used by the web viewer too) import without it.
+_LAZY = {"Dataset": "robostore.torch.dataset", "StreamingDataset": "robostore.torch.streaming"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'robostore.torch' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = ["Dataset", "StreamingDataset"]

@@ -99,8 +99,14 @@ class TabularData:
     file_row: np.ndarray  # int64 [N] row of each frame inside its file
 
     @classmethod
-    def load(cls, meta: DatasetMeta, store: Store, index: EpisodeIndex, features: dict[str, Feature]) -> TabularData:
-        """Read the data files of the selected episodes from ``store`` (see the module docstring)."""
+    def load(
+        cls, meta: DatasetMeta, store: Store, index: EpisodeIndex, features: dict[str, Feature], *, ranged: bool | None = None
+    ) -> TabularData:
+        """Read the data files of the selected episodes from ``store`` (see the module docstring).
+
+        ``ranged`` reads only the selected row groups' columns in ranged requests instead of
+        fetching whole files; by default it does so when the dataset stores images in parquet.
+        """
         by_file: dict[str, list[int]] = collections.defaultdict(list)
         for slot, ep in enumerate(index.episodes.tolist()):
             by_file[meta.data_path(ep)].append(slot)
@@ -109,7 +115,7 @@ class TabularData:
         if _INDEX not in names:
             raise CorruptDataset(f"{meta.url}: info.json has no 'index' feature")
         ranges = {p: [(int(index.dataset_from[s]), int(index.dataset_to[s])) for s in slots] for p, slots in by_file.items()}
-        if meta.image_keys:
+        if meta.image_keys if ranged is None else ranged:
             with ThreadPoolExecutor(max_workers=min(8, max(1, len(files)))) as pool:
                 tables = list(pool.map(lambda p: _read_ranged(store, p, ranges[p], names), files))
         else:
