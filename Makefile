@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   installs robostore into .venv and records a demo dataset (robostore demo)
 #   make test   installs robostore with its test extras into .venv and runs the tests
-#   make lint   ruff (lint only: formatting is not checked) and mypy, configured in pyproject.toml
+#   make lint   ruff (lint and format check) and mypy, configured in pyproject.toml
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
@@ -29,4 +29,5 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -55,6 +55,7 @@ FPS, FRAMES, HEIGHT, WIDTH = 30, 150, 96, 128
 CAMERAS = ("observation.images.front", "observation.images.wrist")
 DISTINCT = 3  # episodes encoded per camera; the others reuse their mp4s
 
+
 # ---------------------------------------------------------------------- the input
 def encode(path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -83,22 +84,38 @@ def make_v21(root: Path, episodes: int, kind: str = "video") -> int:
     features = {
         "observation.state": Feature(dtype="float32", shape=(6,), names=None),
         "action": Feature(dtype="float32", shape=(6,), names=None),
-        **{k: Feature(dtype=kind, shape=(HEIGHT, WIDTH, 3), names=["height", "width", "channels"],
-                      info={"video.fps": FPS, "video.codec": "h264", "video.pix_fmt": "yuv420p"} if kind == "video" else None)
-           for k in cameras},
+        **{
+            k: Feature(
+                dtype=kind,
+                shape=(HEIGHT, WIDTH, 3),
+                names=["height", "width", "channels"],
+                info={"video.fps": FPS, "video.codec": "h264", "video.pix_fmt": "yuv420p"} if kind == "video" else None,
+            )
+            for k in cameras
+        },
         **default_features(),
     }
     info = {
-        "codebase_version": "v2.1", "robot_type": "bench", "total_episodes": episodes, "total_frames": episodes * FRAMES,
-        "total_tasks": 2, "total_videos": episodes * len(cameras) if kind == "video" else 0, "total_chunks": 1,
-        "chunks_size": 1000, "fps": FPS, "splits": {"train": f"0:{episodes}"}, "data_path": v21.DATA_PATH,
+        "codebase_version": "v2.1",
+        "robot_type": "bench",
+        "total_episodes": episodes,
+        "total_frames": episodes * FRAMES,
+        "total_tasks": 2,
+        "total_videos": episodes * len(cameras) if kind == "video" else 0,
+        "total_chunks": 1,
+        "chunks_size": 1000,
+        "fps": FPS,
+        "splits": {"train": f"0:{episodes}"},
+        "data_path": v21.DATA_PATH,
         "video_path": v21.VIDEO_PATH if kind == "video" else None,
         "features": {k: f.to_json() for k, f in features.items()},
     }
     (root / "meta").mkdir(parents=True)
     (root / "meta/info.json").write_text(json.dumps(info, indent=4))
     tasks = ["pick", "place"]
-    (root / "meta/tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(tasks)))
+    (root / "meta/tasks.jsonl").write_text(
+        "".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(tasks))
+    )
     encoded = {}
     for k, key in enumerate(cameras if kind == "video" else ()):
         for d in range(DISTINCT):
@@ -113,15 +130,23 @@ def make_v21(root: Path, episodes: int, kind: str = "video") -> int:
         action = rng.standard_normal((FRAMES, 6)).astype(np.float32)
         frame = np.arange(FRAMES, dtype=np.int64)
         values = {
-            "observation.state": state, "action": action, "timestamp": (frame / FPS).astype(np.float32),
-            "frame_index": frame, "episode_index": np.full(FRAMES, e), "index": e * FRAMES + frame,
+            "observation.state": state,
+            "action": action,
+            "timestamp": (frame / FPS).astype(np.float32),
+            "frame_index": frame,
+            "episode_index": np.full(FRAMES, e),
+            "index": e * FRAMES + frame,
             "task_index": np.full(FRAMES, e % 2),
         }
         for key in cameras if kind == "image" else ():
-            values[key] = pa.array([{"bytes": pngs[(t + e) % FRAMES], "path": None} for t in range(FRAMES)], schema.field(key).type)
+            values[key] = pa.array(
+                [{"bytes": pngs[(t + e) % FRAMES], "path": None} for t in range(FRAMES)], schema.field(key).type
+            )
         columns = [
-            values[n] if isinstance(values[n], pa.Array)
-            else pa.FixedSizeListArray.from_arrays(pa.array(values[n].reshape(-1)), 6) if values[n].ndim == 2
+            values[n]
+            if isinstance(values[n], pa.Array)
+            else pa.FixedSizeListArray.from_arrays(pa.array(values[n].reshape(-1)), 6)
+            if values[n].ndim == 2
             else pa.array(values[n])
             for n in schema.names
         ]
@@ -139,7 +164,13 @@ def make_v21(root: Path, episodes: int, kind: str = "video") -> int:
             if n not in cameras
         }
         for key in cameras:
-            stats[key] = {"min": [[[0.0]]] * 3, "max": [[[1.0]]] * 3, "mean": [[[0.5]]] * 3, "std": [[[0.2]]] * 3, "count": [100]}
+            stats[key] = {
+                "min": [[[0.0]]] * 3,
+                "max": [[[1.0]]] * 3,
+                "mean": [[[0.5]]] * 3,
+                "std": [[[0.2]]] * 3,
+                "count": [100],
+            }
         episode_lines.append(json.dumps({"episode_index": e, "tasks": [tasks[e % 2]], "length": FRAMES}) + "\n")
         stats_lines.append(json.dumps({"episode_index": e, "stats": stats}) + "\n")
     for p in encoded.values():
@@ -188,8 +219,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--peer-python", default=os.path.expanduser("~/.cache/lerobot-peer/venv/bin/python"))
     parser.add_argument("--workdir", default=None, help="where the datasets go (default: a temp folder)")
-    parser.add_argument("--kind", choices=("video", "image"), default="video",
-                        help="cameras as h264 mp4s (2 cameras), or as PNGs inside the parquet files (1 camera)")
+    parser.add_argument(
+        "--kind",
+        choices=("video", "image"),
+        default="video",
+        help="cameras as h264 mp4s (2 cameras), or as PNGs inside the parquet files (1 camera)",
+    )
     args = parser.parse_args()
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="bench-convert-"))
     if args.kind == "video":
@@ -207,8 +242,13 @@ def main() -> None:
     cams = f"2 h264 cameras {WIDTH}x{HEIGHT}" if args.kind == "video" else f"1 PNG camera {WIDTH}x{HEIGHT} in parquet"
     print(f"input: v2.1, {episodes} episodes x {FRAMES} frames, {cams}: {size / 1e6:.0f} MB")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    names = ("lerobot local→local", "robostore local→local", "robostore local→local, no check/verify",
-             "robostore local→s3", "robostore local→s3, no check/verify")
+    names = (
+        "lerobot local→local",
+        "robostore local→local",
+        "robostore local→local, no check/verify",
+        "robostore local→s3",
+        "robostore local→s3, no check/verify",
+    )
     times: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     with S3Server() as s3:
         for _ in range(args.repeat):
@@ -226,7 +266,9 @@ def main() -> None:
                 print(f"  {name} done ({load()})", flush=True)
             for name, trust in ((names[3], "check"), (names[4], "trust")):
                 url = f"s3://{s3.new_bucket()}/ds"
-                times[name].append(run([sys.executable, "-c", _ROBOSTORE, str(src), url, json.dumps(s3.storage_options()), trust], env))
+                times[name].append(
+                    run([sys.executable, "-c", _ROBOSTORE, str(src), url, json.dumps(s3.storage_options()), trust], env)
+                )
                 print(f"  {name} done ({load()})", flush=True)
     base = statistics.median(r["seconds"] for r in times["lerobot local→local"])
     print("\n| run | median s | MB/s | vs lerobot | peak RSS MB |\n|---|---|---|---|---|")

@@ -60,7 +60,15 @@ log = logging.getLogger("frame_cache_bench")
 FIXTURES = Path(__file__).parents[1] / "tests" / "data"
 
 FPS = 30
-CASES = ("map_float32", "map_uint8", "batched_float32", "batched_uint8", "frame_layer", "streaming", "streaming_dataset")
+CASES = (
+    "map_float32",
+    "map_uint8",
+    "batched_float32",
+    "batched_uint8",
+    "frame_layer",
+    "streaming",
+    "streaming_dataset",
+)
 
 
 def _encode(path: Path, episodes: list[np.ndarray]) -> list[tuple[float, float]]:
@@ -89,38 +97,66 @@ def _encode(path: Path, episodes: list[np.ndarray]) -> list[tuple[float, float]]
 
 
 def make_dataset(
-    root: Path, episodes: int = 20, frames: int = 200, cameras: int = 1, height: int = 240, width: int = 320, seed: int = 0
+    root: Path,
+    episodes: int = 20,
+    frames: int = 200,
+    cameras: int = 1,
+    height: int = 240,
+    width: int = 320,
+    seed: int = 0,
 ) -> Path:
     """Write the dataset at ``root`` and return it."""
     rng = np.random.default_rng(seed)
     keys = [f"observation.images.cam{i}" for i in range(cameras)]
     video_info = {
-        "video.height": height, "video.width": width, "video.codec": "av1", "video.pix_fmt": "yuv420p",
-        "video.is_depth_map": False, "video.fps": FPS, "video.channels": 3, "has_audio": False,
+        "video.height": height,
+        "video.width": width,
+        "video.codec": "av1",
+        "video.pix_fmt": "yuv420p",
+        "video.is_depth_map": False,
+        "video.fps": FPS,
+        "video.channels": 3,
+        "has_audio": False,
     }
     features: dict[str, dict] = {
         "observation.state": {"dtype": "float32", "shape": [6], "names": [f"j{i}" for i in range(6)]},
     }
     for key in keys:
-        features[key] = {"dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"], "info": video_info}
-    for name, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"), ("index", "int64"), ("task_index", "int64")):
+        features[key] = {
+            "dtype": "video",
+            "shape": [height, width, 3],
+            "names": ["height", "width", "channels"],
+            "info": video_info,
+        }
+    for name, dtype in (
+        ("timestamp", "float32"),
+        ("frame_index", "int64"),
+        ("episode_index", "int64"),
+        ("index", "int64"),
+        ("task_index", "int64"),
+    ):
         features[name] = {"dtype": dtype, "shape": [1], "names": None}
     spans = {}
     for key in keys:
         room = Room(rng, height, width)
         spans[key] = _encode(
-            root / "videos" / key / "chunk-000" / "file-000.mp4", [episode_frames(room, rng, frames) for _ in range(episodes)]
+            root / "videos" / key / "chunk-000" / "file-000.mp4",
+            [episode_frames(room, rng, frames) for _ in range(episodes)],
         )
     n = episodes * frames
     frame_index = np.tile(np.arange(frames), episodes)
-    data = pa.table({
-        "observation.state": pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(n * 6).astype(np.float32)), 6),
-        "timestamp": pa.array((frame_index / FPS).astype(np.float32)),
-        "frame_index": pa.array(frame_index, pa.int64()),
-        "episode_index": pa.array(np.repeat(np.arange(episodes), frames), pa.int64()),
-        "index": pa.array(np.arange(n), pa.int64()),
-        "task_index": pa.array(np.zeros(n, np.int64)),
-    })
+    data = pa.table(
+        {
+            "observation.state": pa.FixedSizeListArray.from_arrays(
+                pa.array(rng.standard_normal(n * 6).astype(np.float32)), 6
+            ),
+            "timestamp": pa.array((frame_index / FPS).astype(np.float32)),
+            "frame_index": pa.array(frame_index, pa.int64()),
+            "episode_index": pa.array(np.repeat(np.arange(episodes), frames), pa.int64()),
+            "index": pa.array(np.arange(n), pa.int64()),
+            "task_index": pa.array(np.zeros(n, np.int64)),
+        }
+    )
     (root / "data" / "chunk-000").mkdir(parents=True)
     pq.write_table(data, root / "data" / "chunk-000" / "file-000.parquet")
     ep_cols: dict[str, pa.Array] = {
@@ -141,16 +177,33 @@ def make_dataset(
     pq.write_table(pa.table(ep_cols), root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
     pq.write_table(tasks_table(["move the blocks"]), root / "meta" / "tasks.parquet")
     info = {
-        "codebase_version": "v3.0", "robot_type": "synthetic", "total_episodes": episodes, "total_frames": n,
-        "total_tasks": 1, "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
-        "fps": FPS, "splits": {"train": f"0:{episodes}"},
+        "codebase_version": "v3.0",
+        "robot_type": "synthetic",
+        "total_episodes": episodes,
+        "total_frames": n,
+        "total_tasks": 1,
+        "chunks_size": 1000,
+        "data_files_size_in_mb": 100,
+        "video_files_size_in_mb": 200,
+        "fps": FPS,
+        "splits": {"train": f"0:{episodes}"},
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
         "features": features,
     }
     state = data.column("observation.state").combine_chunks().flatten().to_numpy().reshape(n, 6)
-    stats = {"observation.state": {"min": state.min(0), "max": state.max(0), "mean": state.mean(0), "std": state.std(0), "count": [n]}}
-    (root / "meta" / "stats.json").write_text(json.dumps({k: {s: np.asarray(v).tolist() for s, v in d.items()} for k, d in stats.items()}))
+    stats = {
+        "observation.state": {
+            "min": state.min(0),
+            "max": state.max(0),
+            "mean": state.mean(0),
+            "std": state.std(0),
+            "count": [n],
+        }
+    }
+    (root / "meta" / "stats.json").write_text(
+        json.dumps({k: {s: np.asarray(v).tolist() for s, v in d.items()} for k, d in stats.items()})
+    )
     (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
     return root
 
@@ -231,7 +284,9 @@ def streaming_epoch(meta: DatasetMeta, episodes: list[int], cache: FrameCache | 
                     reader = readers.get(span.path)
                     if reader is None:
                         reader = readers[span.path] = VideoReader(meta.store.full_path(span.path), thread_type="NONE")
-                    frames = np.stack([f for _, f in reader.iter_frames(span.from_timestamp, span.to_timestamp, channels_first=True)])
+                    frames = np.stack(
+                        [f for _, f in reader.iter_frames(span.from_timestamp, span.to_timestamp, channels_first=True)]
+                    )
                     assert len(frames) == meta.frame_range(episode)[1] - meta.frame_range(episode)[0]
             for reader in readers.values():
                 reader.close()
@@ -263,9 +318,7 @@ def three_modes(work: Path, name: str, run: Callable[[FrameCache | None], Clock]
 
 
 def best(runs: list[dict[str, Clock]]) -> dict[str, dict[str, float]]:
-    return {
-        mode: {"wall": min(r[mode].wall for r in runs), "cpu": min(r[mode].cpu for r in runs)} for mode in runs[0]
-    }
+    return {mode: {"wall": min(r[mode].wall for r in runs), "cpu": min(r[mode].cpu for r in runs)} for mode in runs[0]}
 
 
 def bench(args: argparse.Namespace) -> dict[str, object]:
@@ -335,7 +388,9 @@ def report(r: dict) -> None:
             f"({t['none']['cpu'] / t['warm']['cpu']:.1f}x) |"
         )
     w = r["warm_cmd"]
-    print(f"\n`cache warm`, {w['workers']} processes: {w['shards']} shards in {w['wall']:.1f} s ({n * cams / w['wall']:,.0f} frames/s)")
+    print(
+        f"\n`cache warm`, {w['workers']} processes: {w['shards']} shards in {w['wall']:.1f} s ({n * cams / w['wall']:,.0f} frames/s)"
+    )
     print(
         f"sizes: mp4s {r['mp4_bytes'] / 1e6:.1f} MB, cache {r['cache_bytes'] / 1e6:.1f} MB "
         f"({r['cache_bytes'] / r['mp4_bytes']:.1f}x the mp4s), raw frames {r['raw_bytes'] / 1e6:.1f} MB "
@@ -416,8 +471,8 @@ def zarr_read(root: Path) -> None:
         frames = FrameCache(str(root.parent / f"cache-{compression}"), compression=compression).for_dataset(str(root))
         key = frames.video_keys[0]
         frames.fill(key, range(frames.layout(key).num_shards))
-        readers[f"robostore DatasetFrameCache.get, {compression}"] = (
-            lambda i, f=frames, k=key: f.get(k, [i], channels_first=True)
+        readers[f"robostore DatasetFrameCache.get, {compression}"] = lambda i, f=frames, k=key: f.get(
+            k, [i], channels_first=True
         )
     array = frames.zarr_array(key)
     readers["zarr-python Array[i]"] = lambda i: array[i]

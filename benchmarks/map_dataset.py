@@ -69,7 +69,10 @@ def generate(root: Path, episodes: int, frames: int, height: int, width: int) ->
     features = {
         "observation.state": {"dtype": "float32", "shape": [6], "names": [f"j{i}" for i in range(6)]},
         "action": {"dtype": "float32", "shape": [6], "names": [f"j{i}" for i in range(6)]},
-        **{cam: {"dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"]} for cam in CAMERAS},
+        **{
+            cam: {"dtype": "video", "shape": [height, width, 3], "names": ["height", "width", "channels"]}
+            for cam in CAMERAS
+        },
     }
     meta = DatasetMeta.create(str(root), fps=FPS, features=features, robot_type="synthetic")
     info = meta.info
@@ -160,7 +163,12 @@ def generate(root: Path, episodes: int, frames: int, height: int, width: int) ->
         feature = info.features[cam]
         feature.info = {**(feature.info or {}), "video.fps": FPS, "video.codec": "av1"}
     meta.info = info.model_copy(
-        update={"total_episodes": episodes, "total_frames": n, "total_tasks": len(tasks), "splits": {"train": f"0:{episodes}"}}
+        update={
+            "total_episodes": episodes,
+            "total_frames": n,
+            "total_tasks": len(tasks),
+            "splits": {"train": f"0:{episodes}"},
+        }
     )
     meta.write_info()
 
@@ -219,7 +227,14 @@ class PerSample(torch.utils.data.Dataset):
 
 
 def run_loader(
-    url: str, options: dict | None, workers: int, delta: bool, samples: int, seed: int, batched: bool = True, uint8: bool = False
+    url: str,
+    options: dict | None,
+    workers: int,
+    delta: bool,
+    samples: int,
+    seed: int,
+    batched: bool = True,
+    uint8: bool = False,
 ) -> dict:
     """Same protocol as peer/bench_lerobot.py: open, DataLoader, pull ``samples``."""
     t0 = time.perf_counter()
@@ -240,7 +255,11 @@ def run_loader(
             if n >= samples:
                 break
     t_end = time.perf_counter()
-    return {"samples_per_s": n / (t_end - t0), "after_first_batch": n_after / (t_end - t_first), "first_batch_s": t_first - t0}
+    return {
+        "samples_per_s": n / (t_end - t0),
+        "after_first_batch": n_after / (t_end - t_first),
+        "first_batch_s": t_first - t0,
+    }
 
 
 def median_runs(fn, repeat: int) -> dict:  # type: ignore[no-untyped-def]
@@ -252,8 +271,22 @@ def lerobot_numbers(root: Path, samples: int, workers: list[int], repeat: int) -
     """Run peer/bench_lerobot.py in lerobot's venv; {(workers, delta): median samples/s}."""
     out = root.parent / f"{root.name}.lerobot.jsonl"
     out.unlink(missing_ok=True)
-    cmd = [str(PEER_VENV), str(PEER_BENCH), "--root", str(root), "--samples", str(samples),
-           "--workers", ",".join(map(str, workers)), "--delta", "both", "--repeat", str(repeat), "--out", str(out)]
+    cmd = [
+        str(PEER_VENV),
+        str(PEER_BENCH),
+        "--root",
+        str(root),
+        "--samples",
+        str(samples),
+        "--workers",
+        ",".join(map(str, workers)),
+        "--delta",
+        "both",
+        "--repeat",
+        str(repeat),
+        "--out",
+        str(out),
+    ]
     subprocess.run(cmd, check=True, stdout=sys.stderr)
     runs: dict[tuple[int, bool], list[float]] = {}
     for line in out.read_text().splitlines():
@@ -264,7 +297,9 @@ def lerobot_numbers(root: Path, samples: int, workers: list[int], repeat: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=None, help="dataset folder (default: one per size under /tmp/robostore-bench)")
+    ap.add_argument(
+        "--root", type=Path, default=None, help="dataset folder (default: one per size under /tmp/robostore-bench)"
+    )
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--height", type=int, default=240)
@@ -272,14 +307,18 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=640)
     ap.add_argument("--workers", default="0,2")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--modes", default="per-sample,batched", help="per-sample (DataLoader collates), batched (__getitems__)")
+    ap.add_argument(
+        "--modes", default="per-sample,batched", help="per-sample (DataLoader collates), batched (__getitems__)"
+    )
     ap.add_argument("--delta", choices=("off", "on", "both"), default="both")
     ap.add_argument("--uint8", action="store_true", help="return_uint8=True")
     ap.add_argument("--s3", action="store_true", help="also read from a loopback S3 server (backends/s3)")
     ap.add_argument("--lerobot", action="store_true", help="also run lerobot (bash /work/shared/peer/setup.sh first)")
     args = ap.parse_args()
     if args.root is None:
-        args.root = Path(f"/tmp/robostore-bench/map_dataset-{args.episodes}x{args.frames}-{args.height}x{args.width}-scenes")
+        args.root = Path(
+            f"/tmp/robostore-bench/map_dataset-{args.episodes}x{args.frames}-{args.height}x{args.width}-scenes"
+        )
     workers = [int(w) for w in args.workers.split(",")]
     torch.set_num_threads(1)
 
@@ -307,12 +346,16 @@ def main() -> None:
     lines = []
     try:
         for delta in deltas:
-            ceilings[delta] = statistics.median(pyav_ceiling(args.root, total, 300, delta, s) for s in range(args.repeat))
+            ceilings[delta] = statistics.median(
+                pyav_ceiling(args.root, total, 300, delta, s) for s in range(args.repeat)
+            )
             for source, (url, options) in sources.items():
                 for w in workers:
                     for mode in modes:
                         r = median_runs(
-                            lambda rep: run_loader(url, options, w, delta, args.samples, rep, mode == "batched", args.uint8),  # noqa: B023 - called in this iteration
+                            lambda rep, url=url, options=options, w=w, delta=delta, mode=mode: run_loader(
+                                url, options, w, delta, args.samples, rep, mode == "batched", args.uint8
+                            ),
                             args.repeat,
                         )
                         results[(source, w, delta, mode)] = r["samples_per_s"]
@@ -327,9 +370,11 @@ def main() -> None:
     peer = lerobot_numbers(args.root, args.samples, workers, args.repeat) if args.lerobot else {}
 
     load = os.getloadavg()
-    print(f"\ndataset: {args.root} ({args.episodes} episodes x {args.frames} frames, 2 cameras {args.height}x{args.width}, "
-          f"AV1 GOP 2); {'uint8' if args.uint8 else 'float32'} frames; {os.cpu_count()} CPUs; median of {args.repeat}; "
-          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(
+        f"\ndataset: {args.root} ({args.episodes} episodes x {args.frames} frames, 2 cameras {args.height}x{args.width}, "
+        f"AV1 GOP 2); {'uint8' if args.uint8 else 'float32'} frames; {os.cpu_count()} CPUs; median of {args.repeat}; "
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
     print("source workers delta       mode  samples/s  after 1st batch  1st batch s")
     print("\n".join(lines))
     print("\nPyAV ceiling, 1 thread (samples/s): " + ", ".join(f"delta={d}: {c:.1f}" for d, c in ceilings.items()))

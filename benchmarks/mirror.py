@@ -174,7 +174,9 @@ def link(target_url: str, latency: float) -> Iterator[str]:
     bytes competes for the CPU like a network stack would, not for the client's GIL."""
     args = [sys.executable, "-c", _LINK_PROCESS, str(REPO / "tests"), target_url, str(latency), str(LINK_CHUNK)]
     # Its stderr would only carry asyncio's complaints about connections cut at shutdown.
-    with subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+    with subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         try:
             url = proc.stdout.readline().strip()
@@ -265,7 +267,10 @@ def main() -> None:
             )
             pairs = [
                 (Pair("local→s3", str(root), {}, lambda: f"s3://{s3.new_bucket()}/ds", s3o), tops["moto PUT"]),
-                (Pair("s3→gcs", s3_url, s3o, lambda: f"gs://{gcs.new_bucket()}/ds", gcso), tops["moto GET then fake-gcs PUT"]),
+                (
+                    Pair("s3→gcs", s3_url, s3o, lambda: f"gs://{gcs.new_bucket()}/ds", gcso),
+                    tops["moto GET then fake-gcs PUT"],
+                ),
             ]
             for _ in range(args.repeat):
                 for pair, _ in pairs:

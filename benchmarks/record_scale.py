@@ -53,7 +53,13 @@ def record(url: str, options: dict[str, Any], episodes: int, staging: str) -> di
     images = rng.integers(0, 255, size=(8, 48, 64, 3), dtype=np.uint8)
     done = np.zeros(episodes + 1)
     rec = Recorder.create(
-        url, fps=30, features=FEATURES, storage_options=options, video=VideoOptions.h264(), staging_dir=staging, publish_every=1
+        url,
+        fps=30,
+        features=FEATURES,
+        storage_options=options,
+        video=VideoOptions.h264(),
+        staging_dir=staging,
+        publish_every=1,
     )
     t0 = time.perf_counter()
     for e in range(episodes):
@@ -79,7 +85,14 @@ def record(url: str, options: dict[str, Any], episodes: int, staging: str) -> di
 
     base = (min(100, episodes // 10), min(1000, episodes))
     last = (max(base[0], episodes - 1000), episodes)
-    return {"base": base, "last": last, "base_rate": rate(*base), "last_rate": rate(*last), "overall": episodes / done[-1], "close_s": close_s}
+    return {
+        "base": base,
+        "last": last,
+        "base_rate": rate(*base),
+        "last_rate": rate(*last),
+        "overall": episodes / done[-1],
+        "close_s": close_s,
+    }
 
 
 OPEN_SNIPPET = """
@@ -215,7 +228,9 @@ def main() -> None:
             rows.append((backend, result))
             print(f"{backend}: done, load {load()}", file=sys.stderr)
         print(f"\n{args.episodes} episodes of 3 frames, publish_every=1; load average after: {load()}\n")
-        print("| backend | episodes/s overall | rate over episodes a-b (baseline) | rate over the last 1,000 | ratio | close s |")
+        print(
+            "| backend | episodes/s overall | rate over episodes a-b (baseline) | rate over the last 1,000 | ratio | close s |"
+        )
         print("|---|---|---|---|---|---|")
         for backend, r in rows:
             print(
@@ -226,7 +241,9 @@ def main() -> None:
         sizes = [int(n) for n in args.open.split(",")]
         rows_open = open_times(sizes)
         base = rows_open[0]
-        print(f"\nS3 (moto): open + first sample, robostore info; median of 3 fresh processes; load average after: {load()}\n")
+        print(
+            f"\nS3 (moto): open + first sample, robostore info; median of 3 fresh processes; load average after: {load()}\n"
+        )
         print(f"| episodes | open + first sample s | x {base[0]} episodes | robostore info s | x {base[0]} episodes |")
         print("|---|---|---|---|---|")
         for n, open_s, info_s in rows_open:

@@ -56,7 +56,11 @@ def backend_root(name: str, tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
     server_cls = {"s3": S3Server, "gcs": GCSServer, "hf": HfServer}[name]
     with server_cls() as server:
-        url = f"hf://datasets/{server.new_repo()}" if name == "hf" else f"{'s3' if name == 's3' else 'gs'}://{server.new_bucket()}/ds"
+        url = (
+            f"hf://datasets/{server.new_repo()}"
+            if name == "hf"
+            else f"{'s3' if name == 's3' else 'gs'}://{server.new_bucket()}/ds"
+        )
         yield url, {**server.storage_options(), **({"commit_every_files": 100_000} if name == "hf" else {})}
 
 
@@ -156,7 +160,10 @@ def main() -> None:
     parser.add_argument("--file-kb", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--latency-ms", type=float, default=0, help="add this much latency per request (a proxy in front of each server)"
+        "--latency-ms",
+        type=float,
+        default=0,
+        help="add this much latency per request (a proxy in front of each server)",
     )
     args = parser.parse_args()
     import tempfile

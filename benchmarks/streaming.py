@@ -100,7 +100,12 @@ def run(make_loader: Callable[[], DataLoader], limit: int | None) -> dict[str, f
             break
     t_end = time.perf_counter()
     assert t_first is not None
-    return {"samples_per_s": n / (t_end - t0), "after_first_batch": n_after / (t_end - t_first), "first_batch_s": t_first - t0, "n": n}
+    return {
+        "samples_per_s": n / (t_end - t0),
+        "after_first_batch": n_after / (t_end - t_first),
+        "first_batch_s": t_first - t0,
+        "n": n,
+    }
 
 
 def streaming(
@@ -133,7 +138,9 @@ def map_style(
     url: str, options: dict[str, Any] | None, delta: bool, workers: int, samples: int, seed: int, uint8: bool
 ) -> dict[str, float]:
     def make() -> DataLoader:
-        ds = Dataset(url, delta_timestamps=default_delta() if delta else None, storage_options=options, return_uint8=uint8)
+        ds = Dataset(
+            url, delta_timestamps=default_delta() if delta else None, storage_options=options, return_uint8=uint8
+        )
         g = torch.Generator()
         g.manual_seed(seed)
         return DataLoader(ds, batch_size=32, shuffle=True, num_workers=workers, generator=g)
@@ -175,7 +182,9 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=None, help="dataset folder (default: one per size under /tmp/robostore-bench)")
+    ap.add_argument(
+        "--root", type=Path, default=None, help="dataset folder (default: one per size under /tmp/robostore-bench)"
+    )
     ap.add_argument("--episodes", type=int, default=50)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--height", type=int, default=240)
@@ -191,7 +200,9 @@ def main() -> None:
     ap.add_argument("--no-map", action="store_true", help="leave out the map-style Dataset rows")
     args = ap.parse_args()
     if args.root is None:
-        args.root = Path(f"/tmp/robostore-bench/streaming-{args.episodes}x{args.frames}-{args.height}x{args.width}-scenes")
+        args.root = Path(
+            f"/tmp/robostore-bench/streaming-{args.episodes}x{args.frames}-{args.height}x{args.width}-scenes"
+        )
     torch.set_num_threads(1)
 
     if not (args.root / "meta/info.json").exists():
@@ -229,19 +240,31 @@ def main() -> None:
                             cpu = _cpu_seconds(server)
                             runs.append(streaming(url, options, delta, args.workers, subset, rep, uint8, batched))
                             if server is not None:
-                                server_cpu.append((_cpu_seconds(server) - cpu) / (runs[-1]["n"] / runs[-1]["samples_per_s"]))
+                                server_cpu.append(
+                                    (_cpu_seconds(server) - cpu) / (runs[-1]["n"] / runs[-1]["samples_per_s"])
+                                )
                         rows[(source, mode + suffix, delta)] = median(runs)
                         if ("-", "transport" + mode.removeprefix("streaming") + suffix, delta) not in rows:
                             rows[("-", "transport" + mode.removeprefix("streaming") + suffix, delta)] = median(
-                                [transport(str(args.root), delta, args.workers, uint8, epoch_frames, batched) for _ in range(args.repeat)]
+                                [
+                                    transport(str(args.root), delta, args.workers, uint8, epoch_frames, batched)
+                                    for _ in range(args.repeat)
+                                ]
                             )
                     if not args.no_map:
                         rows[(source, "map" + suffix, delta)] = median(
-                            [map_style(url, options, delta, args.workers, args.map_samples, rep, uint8) for rep in range(args.repeat)]
+                            [
+                                map_style(url, options, delta, args.workers, args.map_samples, rep, uint8)
+                                for rep in range(args.repeat)
+                            ]
                         )
                     for kind in ("streaming" + suffix, "streaming batched" + suffix, "map" + suffix):
                         if (source, kind, delta) in rows:
-                            print(f"{source} {kind} delta={delta}: {rows[(source, kind, delta)]}", file=sys.stderr, flush=True)
+                            print(
+                                f"{source} {kind} delta={delta}: {rows[(source, kind, delta)]}",
+                                file=sys.stderr,
+                                flush=True,
+                            )
     finally:
         if server is not None:
             server.__exit__(None, None, None)
@@ -259,7 +282,9 @@ def main() -> None:
             f"| {source} | {kind} | {'on' if delta else 'off'} | {r['samples_per_s']:.0f} | "
             f"{r['after_first_batch']:.0f} | {r['first_batch_s']:.2f} |"
         )
-    print(f"\nPyAV sequential decode, one thread: {ceiling:.0f} samples/s (ceiling of {args.workers} cores: {decode:.0f})\n")
+    print(
+        f"\nPyAV sequential decode, one thread: {ceiling:.0f} samples/s (ceiling of {args.workers} cores: {decode:.0f})\n"
+    )
     for (source, kind, delta), r in rows.items():
         if not kind.startswith("streaming"):
             continue

@@ -68,7 +68,14 @@ def main() -> None:
             for mode in ("iter", "sequential", "seek-each", "random"):
                 for threads in ("AUTO", "NONE"):
                     fps = rate(path, n, mode, threads)
-                    log.info("%-14s %-10s threads=%-4s %7.1f frames/s (%.2fx seek-each/NONE)", label, mode, threads, fps, fps / base)
+                    log.info(
+                        "%-14s %-10s threads=%-4s %7.1f frames/s (%.2fx seek-each/NONE)",
+                        label,
+                        mode,
+                        threads,
+                        fps,
+                        fps / base,
+                    )
 
 
 if __name__ == "__main__":

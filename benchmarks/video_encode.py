@@ -82,8 +82,13 @@ def realtime_latency(frames: list[np.ndarray], options: VideoOptions, tmp: str) 
         e.finish().path.unlink()
     drain = time.perf_counter() - t0
     a = np.array(lat) * 1e3
-    return {"p50_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()),
-            "max_backlog": backlog, "finish_s": drain}
+    return {
+        "p50_ms": float(np.median(a)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "max_ms": float(a.max()),
+        "max_backlog": backlog,
+        "finish_s": drain,
+    }
 
 
 def append_cost(frames: list[np.ndarray], tmp: str, episodes: int) -> list[tuple[float, float]]:
@@ -126,9 +131,10 @@ class CountingFile(io.FileIO):
 
 def to_fragmented(src: Path, dst: Path) -> None:
     """Stream-copy ``src`` into a fragmented MP4 (one fragment per keyframe)."""
-    with av.open(str(src)) as i, av.open(
-        str(dst), "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}
-    ) as o:
+    with (
+        av.open(str(src)) as i,
+        av.open(str(dst), "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}) as o,
+    ):
         st = o.add_stream_from_template(i.streams.video[0], opaque=True)
         for p in i.demux(i.streams.video[0]):
             if p.dts is None:
@@ -154,7 +160,15 @@ def main() -> None:
     av.logging.set_level(av.logging.ERROR)
     frames = synth_frames(args.frames)
     need = FPS * CAMERAS
-    log.info("cores: %s, frames %dx%d, real time = %d cameras x %d fps = %d frames/s", os.cpu_count(), W, H, CAMERAS, FPS, need)
+    log.info(
+        "cores: %s, frames %dx%d, real time = %d cameras x %d fps = %d frames/s",
+        os.cpu_count(),
+        W,
+        H,
+        CAMERAS,
+        FPS,
+        need,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for label, opts in [
             ("av1 default (preset 12)", VideoOptions()),
@@ -163,27 +177,49 @@ def main() -> None:
         ]:
             for cams in (1, 2):
                 fps = throughput(frames, opts, tmp, cams)
-                log.info("encode %-28s %d cam: %6.1f frames/s = %.2fx real time (2 cams @30)", label, cams, fps, fps / need)
+                log.info(
+                    "encode %-28s %d cam: %6.1f frames/s = %.2fx real time (2 cams @30)", label, cams, fps, fps / need
+                )
         lat = realtime_latency(frames, VideoOptions(), tmp)
-        log.info("add() while recording 2 cams @30 fps, default options: p50 %.3f ms, p99 %.3f ms, max %.3f ms, "
-                 "max backlog %d frames, finish() drain %.3f s", lat["p50_ms"], lat["p99_ms"], lat["max_ms"],
-                 lat["max_backlog"], lat["finish_s"])
+        log.info(
+            "add() while recording 2 cams @30 fps, default options: p50 %.3f ms, p99 %.3f ms, max %.3f ms, "
+            "max backlog %d frames, finish() drain %.3f s",
+            lat["p50_ms"],
+            lat["p99_ms"],
+            lat["max_ms"],
+            lat["max_backlog"],
+            lat["finish_s"],
+        )
         costs = append_cost(frames, tmp, args.episodes)
         for mb, s in costs:
-            log.info("append_segment (%d-frame episode) to a %6.1f MB file: %.3f s (%.0f MB/s copied)",
-                     args.frames, mb, s, (mb / s) if mb else 0)
+            log.info(
+                "append_segment (%d-frame episode) to a %6.1f MB file: %.3f s (%.0f MB/s copied)",
+                args.frames,
+                mb,
+                s,
+                (mb / s) if mb else 0,
+            )
         dst = Path(tmp) / "file-000.mp4"
         frag = Path(tmp) / "frag.mp4"
         t0 = time.perf_counter()
         to_fragmented(dst, frag)
-        log.info("fMP4 (frag per keyframe) of the same packets: %.1f MB vs %.1f MB plain (remux %.2f s)",
-                 frag.stat().st_size / 2**20, dst.stat().st_size / 2**20, time.perf_counter() - t0)
+        log.info(
+            "fMP4 (frag per keyframe) of the same packets: %.1f MB vs %.1f MB plain (remux %.2f s)",
+            frag.stat().st_size / 2**20,
+            dst.stat().st_size / 2**20,
+            time.perf_counter() - t0,
+        )
         with VideoReader(str(dst)) as r:
             last = r.duration - 1 / FPS
         for label, p in [("plain mp4", dst), ("fragmented mp4", frag)]:
             reads, jumps, nbytes = seek_reads(p, last)
-            log.info("open + frames_at(last frame) on %-15s: %4d reads, %4d non-contiguous (ranged requests), %.1f MB read",
-                     label, reads, jumps, nbytes / 2**20)
+            log.info(
+                "open + frames_at(last frame) on %-15s: %4d reads, %4d non-contiguous (ranged requests), %.1f MB read",
+                label,
+                reads,
+                jumps,
+                nbytes / 2**20,
+            )
 
 
 if __name__ == "__main__":

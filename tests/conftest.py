@@ -36,7 +36,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests marked ``slow`` run only when asked for (``-m slow``), and so do those marked
     ``lerobot_peers`` (``-m lerobot_peers``: they need the lerobot venvs of tests/peers/)."""
     selected = config.getoption("-m") or ""
-    for marker, why in (("slow", "slow: run with -m slow"), ("lerobot_peers", "needs the lerobot peer venvs: run with -m lerobot_peers")):
+    for marker, why in (
+        ("slow", "slow: run with -m slow"),
+        ("lerobot_peers", "needs the lerobot peer venvs: run with -m lerobot_peers"),
+    ):
         if marker in selected:
             continue
         skip = pytest.mark.skip(reason=why)

@@ -139,7 +139,9 @@ def edit_stats(change: Callable[[dict], object]) -> Callable[[Path], None]:
     return mutate
 
 
-def mp4(codec: str = "libx264", frames: int = 3, size: tuple[int, int] = (48, 64), video: bool = True, audio: bool = False) -> bytes:
+def mp4(
+    codec: str = "libx264", frames: int = 3, size: tuple[int, int] = (48, 64), video: bool = True, audio: bool = False
+) -> bytes:
     """A small mp4 made on the spot (no test data file needed)."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as container:
@@ -308,10 +310,22 @@ CASES: list[Case] = [
         "overlap",
         "meta/episodes",
     ),
-    Case("episodes length disagrees", edit_episodes("length", at(0, lambda v: v + 3)), CorruptDataset, "length", "meta/episodes"),
+    Case(
+        "episodes length disagrees",
+        edit_episodes("length", at(0, lambda v: v + 3)),
+        CorruptDataset,
+        "length",
+        "meta/episodes",
+    ),
     Case("total_frames off by one", set_info(total_frames=181), CorruptDataset, "total_frames is 181", INFO),
     Case("total_episodes wrong", set_info(total_episodes=9), CorruptDataset, "total_episodes is 9", INFO),
-    Case("duplicate episode index", edit_table(EPISODES, duplicate_episode_row), CorruptDataset, "more than once", "meta/episodes"),
+    Case(
+        "duplicate episode index",
+        edit_table(EPISODES, duplicate_episode_row),
+        CorruptDataset,
+        "more than once",
+        "meta/episodes",
+    ),
     Case(
         "episode row missing",
         edit_table(EPISODES, lambda t: pa.concat_tables([t.slice(0, 2), t.slice(3)])),
@@ -319,7 +333,13 @@ CASES: list[Case] = [
         "missing e.g. [2]",
         "meta/episodes",
     ),
-    Case("missing episodes column", edit_table(EPISODES, drop_column("dataset_from_index")), CorruptDataset, "dataset_from_index", "meta/episodes"),
+    Case(
+        "missing episodes column",
+        edit_table(EPISODES, drop_column("dataset_from_index")),
+        CorruptDataset,
+        "dataset_from_index",
+        "meta/episodes",
+    ),
     Case(
         "missing video column",
         edit_table(EPISODES, drop_column(f"videos/{CAM}/from_timestamp")),
@@ -361,7 +381,13 @@ CASES: list[Case] = [
         "from_timestamp nan",
         "meta/episodes",
     ),
-    Case("data file index negative", edit_episodes("data/file_index", at(1, lambda _: -1)), CorruptDataset, "data/file_index is -1", "meta/episodes"),
+    Case(
+        "data file index negative",
+        edit_episodes("data/file_index", at(1, lambda _: -1)),
+        CorruptDataset,
+        "data/file_index is -1",
+        "meta/episodes",
+    ),
     Case(
         "video chunk index negative",
         edit_episodes(f"videos/{CAM}/chunk_index", at(1, lambda _: -1)),
@@ -373,7 +399,13 @@ CASES: list[Case] = [
     Case("episodes parquet garbage", corrupt_middle(EPISODES), CorruptDataset, EPISODES, EPISODES),
     Case("tasks parquet truncated", truncate(TASKS, 0.3), CorruptDataset, "not a readable parquet", TASKS),
     Case("tasks missing", remove(TASKS), CorruptDataset, "missing", TASKS),
-    Case("unknown task in episode", edit_episodes("tasks", at(0, lambda _: ["never defined"])), CorruptDataset, "never defined", "meta/episodes"),
+    Case(
+        "unknown task in episode",
+        edit_episodes("tasks", at(0, lambda _: ["never defined"])),
+        CorruptDataset,
+        "never defined",
+        "meta/episodes",
+    ),
     # stats
     Case("stats not json", write_bytes(STATS, b"{]"), SchemaError, "not valid JSON", STATS),
     Case("stats nested too deep", write_bytes(STATS, nested(100_000)), SchemaError, "not valid JSON", STATS),
@@ -386,8 +418,17 @@ CASES: list[Case] = [
     ),
     Case("stats not numbers", edit_stats(lambda raw: raw["action"].update(min="low")), SchemaError, "min", STATS),
     # data files
-    Case("data parquet truncated", truncate(DATA_2, 0.5), CorruptDataset, "not a readable parquet", DATA_2, level="data"),
-    Case("data parquet footerless", truncate(DATA_2, 0.97), CorruptDataset, "not a readable parquet", DATA_2, level="data"),
+    Case(
+        "data parquet truncated", truncate(DATA_2, 0.5), CorruptDataset, "not a readable parquet", DATA_2, level="data"
+    ),
+    Case(
+        "data parquet footerless",
+        truncate(DATA_2, 0.97),
+        CorruptDataset,
+        "not a readable parquet",
+        DATA_2,
+        level="data",
+    ),
     Case("data parquet missing", remove(DATA_2), NotFound, "not found", DATA_2, level="data"),
     Case("data rows missing", edit_table(DATA, drop_data_rows), CorruptDataset, "episode 0", DATA, level="data"),
     Case(
@@ -406,9 +447,30 @@ CASES: list[Case] = [
         "data/chunk-000/file-099.parquet",
         level="data",
     ),
-    Case("data feature column missing", edit_table(DATA, drop_column("action")), CorruptDataset, "'action' is missing", DATA, level="data"),
-    Case("data vectors too narrow", edit_table(DATA, narrow_vectors("action", 5)), CorruptDataset, "5 values per frame", DATA, level="data"),
-    Case("data numbers as strings", edit_table(DATA, as_strings("timestamp")), CorruptDataset, "holds string values", DATA, level="data"),
+    Case(
+        "data feature column missing",
+        edit_table(DATA, drop_column("action")),
+        CorruptDataset,
+        "'action' is missing",
+        DATA,
+        level="data",
+    ),
+    Case(
+        "data vectors too narrow",
+        edit_table(DATA, narrow_vectors("action", 5)),
+        CorruptDataset,
+        "5 values per frame",
+        DATA,
+        level="data",
+    ),
+    Case(
+        "data numbers as strings",
+        edit_table(DATA, as_strings("timestamp")),
+        CorruptDataset,
+        "holds string values",
+        DATA,
+        level="data",
+    ),
     Case(
         "data task_index out of range",
         edit_table(DATA, set_column("task_index", lambda v: [99] * len(v))),
@@ -422,7 +484,14 @@ CASES: list[Case] = [
     Case("mp4 truncated moov", truncate(MP4_2, 0.5), VideoError, MP4_2, MP4_2, level="data"),
     Case("mp4 garbage", write_bytes(MP4_2, b"\x00" * 4096), VideoError, MP4_2, MP4_2, level="data"),
     Case("mp4 empty", write_bytes(MP4_2, b""), VideoError, MP4_2, MP4_2, level="data"),
-    Case("mp4 audio only", replace_mp4(MP4_2, video=False, audio=True), VideoError, "no video stream", MP4_2, level="data"),
+    Case(
+        "mp4 audio only",
+        replace_mp4(MP4_2, video=False, audio=True),
+        VideoError,
+        "no video stream",
+        MP4_2,
+        level="data",
+    ),
     Case("mp4 zero frames", replace_mp4(MP4_2, frames=0), VideoError, MP4_2, MP4_2, level="data"),
     Case("mp4 wrong codec", replace_mp4(MP4_2, codec="libx264", frames=60), VideoError, "h264", MP4_2, level="data"),
     Case(

@@ -30,7 +30,11 @@ def image(episode: int, i: int, seed: int = 0) -> np.ndarray:
     """A smooth moving pattern, distinct per frame and episode."""
     yy, xx = np.mgrid[0:H, 0:W]
     return np.stack(
-        [(xx * 5 + i * 7 + episode * 30 + seed) % 256, (yy * 6 + i * 3) % 256, np.full_like(xx, (i * 11 + episode * 50) % 256)],
+        [
+            (xx * 5 + i * 7 + episode * 30 + seed) % 256,
+            (yy * 6 + i * 3) % 256,
+            np.full_like(xx, (i * 11 + episode * 50) % 256),
+        ],
         -1,
     ).astype(np.uint8)
 
@@ -88,7 +92,9 @@ def check_values(
             assert row["frame_index"] == i and row["index"] == start + i
             assert row["timestamp"] == np.float32(i / FPS)
             assert meta.task(row["task_index"]) == tasks[episode]
-            np.testing.assert_array_equal(png(row["observation.images.wrist"]["bytes"]), want["observation.images.wrist"])
+            np.testing.assert_array_equal(
+                png(row["observation.images.wrist"]["bytes"]), want["observation.images.wrist"]
+            )
         decoded = decode_episode(url, episode, "observation.images.front", options).astype(float)
         expected = np.stack([image(episode, i) for i in range(length)]).astype(float)
         assert np.abs(decoded - expected).mean() <= max_err, np.abs(decoded - expected).mean()

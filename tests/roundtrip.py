@@ -44,11 +44,15 @@ def check_sample(
     assert int(item["episode_index"]) == episode_index, where
     assert int(item["frame_index"]) == frame, where
     assert int(item["index"]) == global_index, where
-    assert item["timestamp"].dtype == torch.float32 and float(item["timestamp"]) == float(np.float32(frame / rec.fps)), where
+    assert item["timestamp"].dtype == torch.float32 and float(item["timestamp"]) == float(
+        np.float32(frame / rec.fps)
+    ), where
     for key, feature in rec.features.items():
         if feature["dtype"] in ("image", "video"):
             got = item[key].numpy()
-            assert got.dtype == np.uint8 and got.shape == (3, *feature["shape"][:2]), f"{where} {key}: {got.dtype} {got.shape}"
+            assert got.dtype == np.uint8 and got.shape == (3, *feature["shape"][:2]), (
+                f"{where} {key}: {got.dtype} {got.shape}"
+            )
             diff = np.abs(np.moveaxis(got, 0, -1).astype(int) - want[key].astype(int)).max()
             is_video = feature["dtype"] == "video" and rec.use_videos
             limit = video_max_err if is_video else 0

@@ -45,7 +45,7 @@ def test_errors_exit_2_with_a_message(tmp_path):
 
 
 def test_storage_options_parse_json_values():
-    opts = parse_storage_options(["endpoint_url=http://127.0.0.1:9000", "anon=true", "config_kwargs={\"a\": 1}"])
+    opts = parse_storage_options(["endpoint_url=http://127.0.0.1:9000", "anon=true", 'config_kwargs={"a": 1}'])
     assert opts == {"endpoint_url": "http://127.0.0.1:9000", "anon": True, "config_kwargs": {"a": 1}}
     result = runner.invoke(app, ["info", str(fixture_path("video_basic")), "-o", "auto_mkdir=false"])
     assert result.exit_code == 0, result.output
@@ -56,7 +56,9 @@ def test_storage_options_parse_json_values():
 @pytest.mark.parametrize("command", ["info", "mirror", "convert"])
 def test_every_command_reports_a_missing_dataset_as_an_error(command, tmp_path):
     """Exit 2 and one ``error:`` line (the path of cli_common.fail), never a traceback."""
-    args = [command, str(tmp_path / "nothing-here")] + ([str(tmp_path / "dst")] if command in ("mirror", "convert") else [])
+    args = [command, str(tmp_path / "nothing-here")] + (
+        [str(tmp_path / "dst")] if command in ("mirror", "convert") else []
+    )
     result = runner.invoke(app, args)
     assert result.exit_code == 2, (result.output, result.exception)
     assert "error:" in result.output and "nothing-here" in result.output

@@ -75,7 +75,9 @@ def test_converted_samples_equal_lerobot033(backend: str, backend_url, tmp_path:
         url, options = backend_url(backend)
     src_url, src_options = backend_url("memory")
     upload_folder(DATA / "v21_video", src_url, src_options)
-    report = convert(src_url, url, data_mb=DATA_MB, video_mb=VIDEO_MB, src_options=src_options, dst_options=options, progress=False)
+    report = convert(
+        src_url, url, data_mb=DATA_MB, video_mb=VIDEO_MB, src_options=src_options, dst_options=options, progress=False
+    )
     assert report.ok, report.failed
     assert validate(url, options).ok
     for delta in (False, True):
@@ -123,11 +125,14 @@ def test_metadata_equals_lerobot_converter(converted: Path) -> None:
         mine, lerobot = _numbered(mine, chunks_size), _numbered(lerobot, 1000)
         for name, value in lerobot.items():
             if name.startswith("stats/"):
-                np.testing.assert_allclose(np.asarray(mine[name], float), np.asarray(value, float), rtol=0, err_msg=name)
+                np.testing.assert_allclose(
+                    np.asarray(mine[name], float), np.asarray(value, float), rtol=0, err_msg=name
+                )
             elif name == "data/position" and mine[name] != value:
                 misfiled.append(mine["episode_index"])
             else:
                 assert mine[name] == value, (mine["episode_index"], name)
+
     # lerobot's converter files the first episode of each new data file under the previous
     # file (upstream issue #2401); robostore names the file that holds it.
     def file_of(row: dict) -> tuple:
@@ -146,15 +151,21 @@ def test_metadata_equals_lerobot_converter(converted: Path) -> None:
         if key != "features":
             assert info[key] == value, key
     # lerobot's converter adds "fps" to every non-video feature: a quirk robostore reads but does not write
-    assert info["features"] == {k: {n: v for n, v in f.items() if n != "fps"} for k, f in theirs_info["features"].items()}
+    assert info["features"] == {
+        k: {n: v for n, v in f.items() if n != "fps"} for k, f in theirs_info["features"].items()
+    }
     stats = json.loads((converted / "meta/stats.json").read_text())
     assert stats.keys() == want["stats"].keys()
     for key, values in want["stats"].items():
         for stat, value in values.items():
-            np.testing.assert_allclose(np.asarray(stats[key][stat], float), np.asarray(value, float), rtol=1e-9, err_msg=f"{key}/{stat}")
+            np.testing.assert_allclose(
+                np.asarray(stats[key][stat], float), np.asarray(value, float), rtol=1e-9, err_msg=f"{key}/{stat}"
+            )
     meta = DatasetMeta.open(str(converted))
     assert {t: i for i, t in enumerate(meta.tasks)} == want["tasks"]
-    files = sorted(p.relative_to(converted).as_posix() for p in converted.rglob("*") if p.is_file() and ".robostore" not in p.parts)
+    files = sorted(
+        p.relative_to(converted).as_posix() for p in converted.rglob("*") if p.is_file() and ".robostore" not in p.parts
+    )
     assert len(files) == len(want["files"])
 
 
@@ -178,7 +189,11 @@ def test_second_run_writes_nothing_and_resumes(tmp_path: Path) -> None:
     again = _convert(str(DATA / "v21_video"), str(dst))
     assert again.copied == [] and sorted(again.skipped) == sorted(first.copied)
     # as if killed after part of the payload: a data file, an mp4 and info.json are gone
-    lost = ["data/chunk-000/file-001.parquet", "videos/observation.images.cam0/chunk-000/file-000.mp4", "meta/info.json"]
+    lost = [
+        "data/chunk-000/file-001.parquet",
+        "videos/observation.images.cam0/chunk-000/file-000.mp4",
+        "meta/info.json",
+    ]
     for path in lost:
         (dst / path).unlink()
     resumed = _convert(str(DATA / "v21_video"), str(dst))

@@ -127,7 +127,9 @@ def draw_point(seed: int) -> Point:
     lengths = [int(n) for n in rng.choice([1, 2, 3, 5, 8], size=int(rng.integers(3, 7)))]
     recording = Recording(
         features=FEATURES,
-        episodes=[Episode(n, ["pick", "place", "wipe"][int(rng.integers(3))], int(rng.integers(2**31))) for n in lengths],
+        episodes=[
+            Episode(n, ["pick", "place", "wipe"][int(rng.integers(3))], int(rng.integers(2**31))) for n in lengths
+        ],
         chunks_size=int(rng.choice([1, 2, 1000])),
         data_files_size_in_mb=float(rng.choice([0.003, 0.01, 100.0])),
         video_files_size_in_mb=float(rng.choice([0.003, 0.01, 100.0])),
@@ -167,7 +169,11 @@ def run_child(point: Point, url: str, options: dict[str, Any], staging: Path) ->
         "flush_every": point.flush_every,
     }
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(HERE), json.dumps(plan)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, str(HERE), json.dumps(plan)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert child.stdout is not None
     lines: list[str] = []
@@ -214,9 +220,14 @@ def check_point(point: Point, url: str, options: dict[str, Any], staging: Path) 
     report = validate(url, options)
     assert report.ok, f"{point}: after the kill: {report.problems}"
     committed = DatasetMeta.open(url, options).total_episodes
-    assert outcome.flushed <= committed <= min(outcome.saved + 1, len(rec.episodes)), f"{point}: {outcome}, committed {committed}"
+    assert outcome.flushed <= committed <= min(outcome.saved + 1, len(rec.episodes)), (
+        f"{point}: {outcome}, committed {committed}"
+    )
     if committed:
-        check_dataset(Dataset(url, storage_options=options, return_uint8=True), dataclasses.replace(rec, episodes=rec.episodes[:committed]))
+        check_dataset(
+            Dataset(url, storage_options=options, return_uint8=True),
+            dataclasses.replace(rec, episodes=rec.episodes[:committed]),
+        )
 
     more = [Episode(length, "after resume", point.seed * 10 + i) for i, length in enumerate((1, 4))]
     with Recorder.resume(url, options, video=LOSSLESS, staging_dir=staging) as recorder:

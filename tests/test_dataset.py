@@ -137,9 +137,12 @@ class _Reference:
             if feature["dtype"] == "video":
                 value = self.frames(key, ep, [float(np.float32(r["timestamp"])) for r in rows])
             elif feature["dtype"] == "image":
-                value = np.stack(
-                    [np.asarray(Image.open(io.BytesIO(r[key]["bytes"])).convert("RGB")) for r in rows]
-                ).transpose(0, 3, 1, 2).astype(np.float32) / 255
+                value = (
+                    np.stack([np.asarray(Image.open(io.BytesIO(r[key]["bytes"])).convert("RGB")) for r in rows])
+                    .transpose(0, 3, 1, 2)
+                    .astype(np.float32)
+                    / 255
+                )
             else:
                 value = np.array([r[key] for r in rows], dtype=feature["dtype"])
             out[key] = value if offsets is not None else value[0]

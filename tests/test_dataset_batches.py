@@ -36,7 +36,11 @@ def assert_same_batch(got: Mapping[str, Any], want: Mapping[str, Any]) -> None:
     for key, value in want.items():
         if isinstance(value, torch.Tensor):
             assert isinstance(got[key], torch.Tensor), key
-            assert got[key].dtype == value.dtype and got[key].shape == value.shape, (key, got[key].dtype, got[key].shape)
+            assert got[key].dtype == value.dtype and got[key].shape == value.shape, (
+                key,
+                got[key].dtype,
+                got[key].shape,
+            )
             assert torch.equal(got[key], value), key
         else:
             assert got[key] == value, key
@@ -173,7 +177,9 @@ def test_batches_through_the_frame_cache(tmp_path: Path, workers: int) -> None:
 
     cache = FrameCache(tmp_path / "frames")
     plain = Dataset(str(DATA / "multi_chunk"), delta_timestamps=deltas("multi_chunk"), return_uint8=True)
-    ds = Dataset(str(DATA / "multi_chunk"), delta_timestamps=deltas("multi_chunk"), return_uint8=True, frame_cache=cache)
+    ds = Dataset(
+        str(DATA / "multi_chunk"), delta_timestamps=deltas("multi_chunk"), return_uint8=True, frame_cache=cache
+    )
     order = np.random.default_rng(2).permutation(len(ds)).tolist()
     for _ in ("cold", "warm"):
         loader = DataLoader(
@@ -209,7 +215,13 @@ def test_collate_fns_that_change_default_collation_in_workers(collate: Any) -> N
     ds = Dataset(str(DATA / "multi_chunk"), delta_timestamps=deltas("multi_chunk"), return_uint8=True)
     order = np.random.default_rng(4).permutation(len(ds)).tolist()
     loader = DataLoader(
-        ds, batch_size=8, sampler=order, num_workers=2, multiprocessing_context="fork", collate_fn=collate, persistent_workers=True
+        ds,
+        batch_size=8,
+        sampler=order,
+        num_workers=2,
+        multiprocessing_context="fork",
+        collate_fn=collate,
+        persistent_workers=True,
     )
     for _ in range(2):
         kept = list(loader)
@@ -236,7 +248,12 @@ def test_string_features_collate_as_default_collate_does(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("variant", "fixture"),
-    [("channel_first", "video_basic"), ("channel_first", "image_basic"), ("misfiled_episodes", "multi_chunk"), ("list_columns", "video_basic")],
+    [
+        ("channel_first", "video_basic"),
+        ("channel_first", "image_basic"),
+        ("misfiled_episodes", "multi_chunk"),
+        ("list_columns", "video_basic"),
+    ],
 )
 def test_batches_of_dataset_variants(tmp_path: Path, variant: str, fixture: str) -> None:
     """Variants lerobot reads (channel-first cameras, misfiled episodes, list columns) batch

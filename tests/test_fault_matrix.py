@@ -85,7 +85,9 @@ def assert_same(got: dict[int, dict[str, Any]], want: dict[int, dict[str, Any]])
 
 def hashes(url: str, options: dict[str, Any]) -> dict[str, str]:
     with open_store(url, options) as store:
-        return {p: hashlib.sha256(b).hexdigest() for p, b in store.read_many(store.list()).items() if p != MANIFEST_PATH}
+        return {
+            p: hashlib.sha256(b).hexdigest() for p, b in store.read_many(store.list()).items() if p != MANIFEST_PATH
+        }
 
 
 @pytest.fixture
@@ -123,7 +125,9 @@ def configure(proxy: FaultProxy, faults: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_dataset_and_streaming_read_correct_data_through_faults(fault: str, s3_dataset: tuple[str, dict[str, Any]]) -> None:
+def test_dataset_and_streaming_read_correct_data_through_faults(
+    fault: str, s3_dataset: tuple[str, dict[str, Any]]
+) -> None:
     url, options = s3_dataset
     want = samples(Dataset(str(DATA / "multi_chunk")))
     with FaultProxy.for_url(options["endpoint_url"]) as proxy:
@@ -151,7 +155,12 @@ def test_mirror_copies_correct_data_through_faults(fault: str, backend_url: Call
 
 def test_recording_through_faults_publishes_every_episode(backend_url: Callable[..., Any], tmp_path: Path) -> None:
     url, options = backend_url("s3")
-    rec = Recording(FEATURES, [Episode(n, "pick", 40 + n) for n in (3, 1, 6, 2)], data_files_size_in_mb=0.004, video_files_size_in_mb=0.004)
+    rec = Recording(
+        FEATURES,
+        [Episode(n, "pick", 40 + n) for n in (3, 1, 6, 2)],
+        data_files_size_in_mb=0.004,
+        video_files_size_in_mb=0.004,
+    )
     with FaultProxy.for_url(options["endpoint_url"]) as proxy:
         proxy.latency, proxy.bandwidth, proxy.reset_every = 0.005, 2 * 2**20, 64 * 1024
         faulty = via(proxy, options, retries={"max_attempts": 5, "mode": "standard"})
@@ -163,7 +172,9 @@ def test_recording_through_faults_publishes_every_episode(backend_url: Callable[
 
 
 # ---------------------------------------------------------------------- a server that stops answering
-def test_s3_upload_to_a_silent_server_fails_within_its_deadline(backend_url: Callable[..., Any], tmp_path: Path) -> None:
+def test_s3_upload_to_a_silent_server_fails_within_its_deadline(
+    backend_url: Callable[..., Any], tmp_path: Path
+) -> None:
     """botocore PUTs with ``Expect: 100-continue`` and aiohttp waits for the 100 with no
     timeout: writes to a silent server hung forever whatever ``read_timeout`` said."""
     url, options = backend_url("s3")
@@ -223,11 +234,14 @@ def test_mirror_fails_typed_and_bounded(side: str, s3_dataset: tuple[str, dict[s
         short = silent(proxy, options)
         proxy.stall = True
         if side == "source":
+
             def call():
                 return robostore.mirror(url, f"memory://fault-stall-{id(proxy)}/ds", src_options=short, progress=False)
         else:
+
             def call():
                 return robostore.mirror(str(DATA / "multi_chunk"), url + "-copy", dst_options=short, progress=False)
+
         bounded(f"mirror with a silent {side}", call)
 
 
@@ -262,7 +276,9 @@ def test_recorder_surfaces_a_stalled_upload_and_keeps_it(backend_url: Callable[.
 
 
 @pytest.mark.slow
-def test_recorder_close_on_a_silent_server_fails_typed_and_bounded(backend_url: Callable[..., Any], tmp_path: Path) -> None:
+def test_recorder_close_on_a_silent_server_fails_typed_and_bounded(
+    backend_url: Callable[..., Any], tmp_path: Path
+) -> None:
     """close() tries the failed publish once more, then releases the lease: two bounded
     waits on the silent server, then a StoreError; the dataset keeps what was published."""
     url, options = backend_url("s3")

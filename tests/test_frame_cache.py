@@ -164,9 +164,13 @@ def test_two_processes_fill_one_cache(tmp_path: Path, reference: dict) -> None:
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)
-def test_corrupted_chunk_is_detected_redecoded_and_not_served(tmp_path: Path, compression: str, reference: dict) -> None:
+def test_corrupted_chunk_is_detected_redecoded_and_not_served(
+    tmp_path: Path, compression: str, reference: dict
+) -> None:
     cache_dir = tmp_path / "cache"
-    frames = FrameCache(str(cache_dir), shard_frames=16, compression=compression).for_dataset(str(fixture_path("video_basic")))
+    frames = FrameCache(str(cache_dir), shard_frames=16, compression=compression).for_dataset(
+        str(fixture_path("video_basic"))
+    )
     key = frames.video_keys[0]
     want = reference["video_basic", key]
     frames.fill(key, [1])
@@ -205,7 +209,7 @@ def test_truncated_shard_is_detected_and_refilled(tmp_path: Path, compression: s
     key = frames.video_keys[0]
     frames.fill(key, [0])
     shard = cache_dir / shard_key(frames.fingerprint, key, 0)
-    shard.write_bytes(shard.read_bytes()[: -1000])  # a torn write: the last frames are cut
+    shard.write_bytes(shard.read_bytes()[:-1000])  # a torn write: the last frames are cut
 
     fresh = FrameCache(str(cache_dir)).for_dataset(dataset)
     assert fresh.get(key, [15], fill=False) is None  # the last chunk is short: never served
@@ -296,7 +300,21 @@ def test_cli_cache_warm_info_clear(tmp_path: Path) -> None:
     runner = CliRunner()
     cache_dir, dataset = str(tmp_path / "cache"), str(fixture_path("video_basic"))
     result = runner.invoke(
-        app, ["cache", "warm", dataset, "--cache", cache_dir, "--episodes", "0,2", "--workers", "1", "--no-progress", "--compression", "lz4"]
+        app,
+        [
+            "cache",
+            "warm",
+            dataset,
+            "--cache",
+            cache_dir,
+            "--episodes",
+            "0,2",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--compression",
+            "lz4",
+        ],
     )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["cache", "info", cache_dir, "--json"])
@@ -321,7 +339,9 @@ def test_import_robostore_does_not_import_the_cache() -> None:
         "import sys, robostore, robostore.cli; assert 'zarr' not in sys.modules and 'numcodecs' not in sys.modules; "
         "from robostore.cache import FrameCache; assert robostore.FrameCache is FrameCache"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    )
 
 
 @pytest.mark.parametrize("name", VIDEO_FIXTURES)
@@ -406,7 +426,9 @@ def test_shared_cache_on_s3(backend_url, reference: dict) -> None:
     # A second machine (a new cache object, same bucket) reads what the first filled.
     other = FrameCache(cache_url, cache_options).for_dataset(dataset_url, dataset_options)
     assert other.fingerprint == frames.fingerprint
-    assert np.array_equal(other.get(frames.video_keys[1], [89, 0], fill=False), reference["video_basic", frames.video_keys[1]][[89, 0]])
+    assert np.array_equal(
+        other.get(frames.video_keys[1], [89, 0], fill=False), reference["video_basic", frames.video_keys[1]][[89, 0]]
+    )
     frames.close()
     info = cache.info()
     assert [a.coverage for a in info.datasets[0].arrays] == [1.0, 1.0] and info.counters["filled_shards"] == 12

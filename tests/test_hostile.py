@@ -39,7 +39,14 @@ CHECKED_CASES = [c for c in CASES if c.validate]
 WORKER_CASES = [
     c
     for c in DATA_CASES
-    if c.name in ("data parquet truncated", "data parquet missing", "mp4 truncated moov", "mp4 wrong resolution", "image bytes not png")
+    if c.name
+    in (
+        "data parquet truncated",
+        "data parquet missing",
+        "mp4 truncated moov",
+        "mp4 wrong resolution",
+        "image bytes not png",
+    )
 ]
 
 
@@ -166,20 +173,25 @@ def test_subset_mirror_refuses_a_broken_source(broken, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-
 def test_resume_removes_only_its_own_leftovers(tmp_path):
     """Files no episode names are deleted only when named and numbered like a crashed append's."""
     root = copy_fixture("multi_chunk", tmp_path / "dataset")
     newest_data = root / "data/chunk-002/file-000.parquet"
     newest_mp4 = root / "videos/observation.images.cam0/chunk-002/file-000.mp4"
-    leftovers = [root / "data/chunk-002/file-001.parquet", root / "videos/observation.images.cam0/chunk-003/file-000.mp4"]
+    leftovers = [
+        root / "data/chunk-002/file-001.parquet",
+        root / "videos/observation.images.cam0/chunk-003/file-000.mp4",
+    ]
     users = [
         root / "data/extra.parquet",
         root / "data/chunk-000/file-007.parquet",  # inside the committed range: not an append's
         root / "videos/other_camera/chunk-009/file-000.mp4",  # not a video key of info.json
         root / "videos/observation.images.cam0/chunk-000/file-009.mp4",
     ]
-    for path, like in [*zip(leftovers, (newest_data, newest_mp4), strict=True), *zip(users, (newest_data,) * 2 + (newest_mp4,) * 2, strict=True)]:
+    for path, like in [
+        *zip(leftovers, (newest_data, newest_mp4), strict=True),
+        *zip(users, (newest_data,) * 2 + (newest_mp4,) * 2, strict=True),
+    ]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(like.read_bytes())
     Recorder.resume(str(root)).close()

@@ -118,7 +118,9 @@ def test_depth_codec_table_follows_lerobots_float32_steps() -> None:
     subtract, clamp, x1000, round, clamp) for parameters other than the fixtures'."""
     for codec in (DepthCodec(), DepthCodec(0.0, 6.0, 0.25, True), DepthCodec(0.3, 4.0, 3.5, False)):
         lo, hi = math.log(codec.depth_min + codec.shift), math.log(codec.depth_max + codec.shift)
-        scale, offset = ((hi - lo) / 4095, lo) if codec.use_log else ((codec.depth_max - codec.depth_min) / 4095, codec.depth_min)
+        scale, offset = (
+            ((hi - lo) / 4095, lo) if codec.use_log else ((codec.depth_max - codec.depth_min) / 4095, codec.depth_min)
+        )
         buf = torch.arange(4096, dtype=torch.int32).to(torch.float32).mul_(scale).add_(offset)
         if codec.use_log:
             buf.exp_().sub_(codec.shift)

@@ -40,7 +40,9 @@ def test_missing_lerobot_names_the_extra() -> None:
 
 def test_untested_lerobot_version_warns(installed_lerobot) -> None:
     installed_lerobot("9.9.9")
-    with pytest.warns(UserWarning, match=r"lerobot 9\.9\.9 is not a version robostore.lerobot is tested with \(0\.4\.4, 0\.6\.1\)"):
+    with pytest.warns(
+        UserWarning, match=r"lerobot 9\.9\.9 is not a version robostore.lerobot is tested with \(0\.4\.4, 0\.6\.1\)"
+    ):
         ds = dropin.LeRobotDataset("local/x", root=str(DATA / "video_basic"))
     assert len(ds) == ds.num_frames == 90 and ds.meta.total_frames == 90
     assert ds.meta.features["observation.images.cam0"]["shape"] == (48, 64, 3)
@@ -50,7 +52,11 @@ def test_tested_version_is_quiet(installed_lerobot, recwarn: pytest.WarningsReco
     installed_lerobot("0.6.1")
     meta = dropin.LeRobotDatasetMetadata("local/x", root=str(DATA / "depth_061"))
     assert not [w for w in recwarn if "tested with" in str(w.message)]
-    assert meta.depth_keys == ["observation.images.depth"] and meta.stats["observation.images.depth"]["min"].shape == (1, 1, 1)
+    assert meta.depth_keys == ["observation.images.depth"] and meta.stats["observation.images.depth"]["min"].shape == (
+        1,
+        1,
+        1,
+    )
 
 
 def test_repo_id_alone_means_the_hub() -> None:

@@ -41,7 +41,9 @@ def _state(ep: int, t: int) -> np.ndarray:
 
 def _rgb(ep: int, t: int) -> np.ndarray:
     yy, xx = np.mgrid[0:H, 0:W]
-    return np.stack([(xx * 8 + t * 9) % 256, (yy * 10 + ep * 40) % 256, np.full_like(xx, 60 + 20 * t)], -1).astype(np.uint8)
+    return np.stack([(xx * 8 + t * 9) % 256, (yy * 10 + ep * 40) % 256, np.full_like(xx, 60 + 20 * t)], -1).astype(
+        np.uint8
+    )
 
 
 def _record(root: Path, features: dict[str, Any], frame: Any, video: VideoOptions | None = None) -> None:
@@ -70,7 +72,14 @@ def _compare(header: dict, arrays: dict[str, np.ndarray], ds: Dataset, exact_cam
                 assert got[key] == str(want)
                 continue
             value = got[key].numpy()
-            assert value.dtype == want.dtype and value.shape == want.shape, (idx, key, value.dtype, want.dtype, value.shape, want.shape)
+            assert value.dtype == want.dtype and value.shape == want.shape, (
+                idx,
+                key,
+                value.dtype,
+                want.dtype,
+                value.shape,
+                want.shape,
+            )
             if key in header["camera_keys"] and key not in exact_cameras:
                 np.testing.assert_allclose(value, want, atol=FRAME_ATOL, rtol=0, err_msg=f"{idx} {key}")
             else:
@@ -105,7 +114,9 @@ def test_depth_and_language_open_in_lerobot061(tmp_path: Path) -> None:
                 {"role": "assistant", "content": f"episode {ep}", "style": "subtask", "timestamp": 0.0},
                 *([{"role": "assistant", "content": "seen", "style": "memory", "timestamp": 2 / 30}] if t >= 2 else []),
             ],
-            "language_events": [{"role": "assistant", "content": None, "style": None, "tool_calls": [say]}] if t == 3 else None,
+            "language_events": [{"role": "assistant", "content": None, "style": None, "tool_calls": [say]}]
+            if t == 3
+            else None,
         }
 
     _record(root, features, frame)
@@ -197,7 +208,9 @@ def test_act_trains_on_a_robostore_dataset() -> None:
     """A tiny lerobot 0.6.1 ACT policy and its processors, built from robostore.lerobot's
     metadata, train 20 steps on robostore.lerobot.LeRobotDataset (DataLoader, 2 workers):
     finite losses, lower at the end than at the start (seeded: the same run every time)."""
-    out = run_peer("0.6.1", "train_act.py", "--root", str(DATA / "video_basic"), "--steps", "20", timeout=1500, with_robostore=True)
+    out = run_peer(
+        "0.6.1", "train_act.py", "--root", str(DATA / "video_basic"), "--steps", "20", timeout=1500, with_robostore=True
+    )
     losses = json.loads(out.strip().splitlines()[-1])["losses"]
     assert len(losses) == 20 and all(np.isfinite(losses))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])

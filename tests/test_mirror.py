@@ -272,8 +272,20 @@ def test_cli_mirror_json_and_dry_run(tmp_path: Path) -> None:
     assert "would copy  meta/info.json" in dry.output and not (tmp_path / "dst").exists()
     result = runner.invoke(
         app,
-        ["mirror", str(DATA / "video_basic"), dst, "--episodes", "0-1", "--json", "--workers", "4",
-         "--memory-limit-mb", "8", "--whole-file-max-mb", "1"],
+        [
+            "mirror",
+            str(DATA / "video_basic"),
+            dst,
+            "--episodes",
+            "0-1",
+            "--json",
+            "--workers",
+            "4",
+            "--memory-limit-mb",
+            "8",
+            "--whole-file-max-mb",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -295,9 +307,14 @@ def test_cli_mirror_passes_its_transfer_limits_in_bytes(tmp_path: Path, monkeypa
     runner = CliRunner()
     src = str(DATA / "video_basic")
     assert runner.invoke(app, ["mirror", src, str(tmp_path / "a"), "--json"]).exit_code == 0
-    result = runner.invoke(app, ["mirror", src, str(tmp_path / "b"), "--json", "--memory-limit-mb", "8", "--whole-file-max-mb", "1"])
+    result = runner.invoke(
+        app, ["mirror", src, str(tmp_path / "b"), "--json", "--memory-limit-mb", "8", "--whole-file-max-mb", "1"]
+    )
     assert result.exit_code == 0, result.output
-    assert [(kw["memory_limit"], kw["whole_file_max"]) for kw in seen] == [(MEMORY_LIMIT, WHOLE_FILE_MAX), (8 << 20, 1 << 20)]
+    assert [(kw["memory_limit"], kw["whole_file_max"]) for kw in seen] == [
+        (MEMORY_LIMIT, WHOLE_FILE_MAX),
+        (8 << 20, 1 << 20),
+    ]
 
 
 class SlowStore(MemoryStore):

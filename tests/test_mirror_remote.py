@@ -28,12 +28,22 @@ REPO = Path(__file__).resolve().parent.parent
 PART = 8 * 2**20
 pytestmark = pytest.mark.remote
 
-PAIRS = [("local", "s3"), ("s3", "local"), ("s3", "gcs"), ("local", "hf"), ("hf", "s3"), ("gcs", "hf"), ("memory", "gcs")]
+PAIRS = [
+    ("local", "s3"),
+    ("s3", "local"),
+    ("s3", "gcs"),
+    ("local", "hf"),
+    ("hf", "s3"),
+    ("gcs", "hf"),
+    ("memory", "gcs"),
+]
 
 
 def hashes(url: str, options: dict) -> dict[str, str]:
     with open_store(url, options) as store:
-        return {p: hashlib.sha256(b).hexdigest() for p, b in store.read_many(store.list()).items() if p != MANIFEST_PATH}
+        return {
+            p: hashlib.sha256(b).hexdigest() for p, b in store.read_many(store.list()).items() if p != MANIFEST_PATH
+        }
 
 
 @pytest.mark.parametrize(("src_kind", "dst_kind"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
@@ -61,7 +71,10 @@ def test_subset_pair(src_kind: str, dst_kind: str, backend_url) -> None:
     assert check.ok, check.problems
     meta = DatasetMeta.open(dst, dst_opts)
     assert meta.total_episodes == 2 and meta.total_frames == 70
-    assert robostore.mirror(src, dst, episodes="0,2", src_options=src_opts, dst_options=dst_opts, progress=False).copied == []
+    assert (
+        robostore.mirror(src, dst, episodes="0,2", src_options=src_opts, dst_options=dst_opts, progress=False).copied
+        == []
+    )
 
 
 @pytest.mark.usefixtures("hf_server")

@@ -82,7 +82,9 @@ def test_subset_is_valid_and_matches_the_source(name: str, chosen: list[int], tm
     for new, old in zip(dst_rows, kept, strict=True):
         assert new["episode_index"] == chosen.index(old["episode_index"])
         assert dst.task(new["task_index"]) == src.task(old["task_index"])
-        assert {k: v for k, v in new.items() if k not in RENUMBERED} == {k: v for k, v in old.items() if k not in RENUMBERED}
+        assert {k: v for k, v in new.items() if k not in RENUMBERED} == {
+            k: v for k, v in old.items() if k not in RENUMBERED
+        }
 
     for new_ep, old_ep in enumerate(chosen):
         assert dst.episode(new_ep).tasks == src.episode(old_ep).tasks
@@ -126,8 +128,13 @@ def test_subset_remirror_is_a_noop_and_follows_source_changes(tmp_path: Path) ->
     used.write_bytes(used.read_bytes())
     redo = robostore.mirror(str(src_root), dst, episodes="1-2", progress=False)
     assert sorted(redo.copied) == sorted(
-        ["data/chunk-000/file-001.parquet", "meta/episodes/chunk-000/file-000.parquet", "meta/info.json",
-         "meta/stats.json", "meta/tasks.parquet"]
+        [
+            "data/chunk-000/file-001.parquet",
+            "meta/episodes/chunk-000/file-000.parquet",
+            "meta/info.json",
+            "meta/stats.json",
+            "meta/tasks.parquet",
+        ]
     )
     assert validate(dst).ok
 

@@ -52,9 +52,17 @@ def recordings(draw: st.DrawFn, max_episodes: int = 4, max_length: int = 6) -> R
     for n in range(draw(st.integers(0, 3))):
         h, w = draw(st.sampled_from([8, 16])), draw(st.sampled_from([8, 16, 24]))
         kind = draw(st.sampled_from(["video", "image"]))
-        features[f"observation.images.cam{n}"] = {"dtype": kind, "shape": (h, w, 3), "names": ["height", "width", "channels"]}
+        features[f"observation.images.cam{n}"] = {
+            "dtype": kind,
+            "shape": (h, w, 3),
+            "names": ["height", "width", "channels"],
+        }
     lengths = draw(st.lists(st.integers(1, max_length), min_size=1, max_size=max_episodes))
-    tasks = draw(st.lists(st.sampled_from(["pick", "place", "push the red block", "ü"]), min_size=len(lengths), max_size=len(lengths)))
+    tasks = draw(
+        st.lists(
+            st.sampled_from(["pick", "place", "push the red block", "ü"]), min_size=len(lengths), max_size=len(lengths)
+        )
+    )
     seeds = draw(st.lists(st.integers(0, 2**31), min_size=len(lengths), max_size=len(lengths)))
     return Recording(
         features=features,
@@ -117,7 +125,9 @@ def check_frame_cache(url: str, cache_dir: Path) -> None:
         for pos in order.tolist():
             a, b = plain[int(pos)], cached[int(pos)]
             for key in keys:
-                assert np.array_equal(a[key].numpy(), b[key].numpy()), f"position {pos} {key}: cache differs from decoder"
+                assert np.array_equal(a[key].numpy(), b[key].numpy()), (
+                    f"position {pos} {key}: cache differs from decoder"
+                )
 
 
 def run_property(rec: Recording, backend: str, subset: list[int] | None) -> None:
@@ -149,7 +159,10 @@ ROLLOVER = Recording(
         "observation.images.cam1": {"dtype": "image", "shape": (8, 16, 3), "names": ["height", "width", "channels"]},
         "observation.images.cam2": {"dtype": "video", "shape": (8, 8, 3), "names": ["height", "width", "channels"]},
     },
-    episodes=[Episode(n, task, seed) for n, task, seed in [(1, "pick", 1), (5, "place", 2), (1, "ü", 3), (8, "pick", 4), (3, "place", 5)]],
+    episodes=[
+        Episode(n, task, seed)
+        for n, task, seed in [(1, "pick", 1), (5, "place", 2), (1, "ü", 3), (8, "pick", 4), (3, "place", 5)]
+    ],
     chunks_size=2,
     data_files_size_in_mb=0.002,
     video_files_size_in_mb=0.002,

@@ -59,7 +59,10 @@ def test_files_are_shaped_like_lerobots(tmp_path):
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
     want_info = json.loads((video_fx / "meta/info.json").read_text())
     assert info.keys() == want_info.keys()
-    assert info["features"]["observation.images.front"]["info"].keys() == want_info["features"]["observation.images.cam0"]["info"].keys()
+    assert (
+        info["features"]["observation.images.front"]["info"].keys()
+        == want_info["features"]["observation.images.cam0"]["info"].keys()
+    )
     assert info["features"]["observation.images.front"]["info"]["video.codec"] == "av1"
     assert info["features"]["observation.images.wrist"]["dtype"] == "image"
     assert info["splits"] == {"train": "0:2"}
@@ -91,7 +94,10 @@ def test_files_are_shaped_like_lerobots(tmp_path):
         assert ours_types.get(name) == typ, name
     fx_img_eps = pq.read_table(image_fx / "meta/episodes/chunk-000/file-000.parquet")
     assert ours_types["stats/next.done/min"] == fx_img_eps.schema.field("stats/next.done/min").type
-    assert ours_types["stats/observation.images.wrist/mean"] == fx_img_eps.schema.field("stats/observation.images.cam0/mean").type
+    assert (
+        ours_types["stats/observation.images.wrist/mean"]
+        == fx_img_eps.schema.field("stats/observation.images.cam0/mean").type
+    )
     assert episodes.column("stats/observation.images.front/mean")[0].as_py()[0][0][0] > 0
 
     tasks, fx_tasks = pq.read_table(tmp_path / "ds/meta/tasks.parquet"), pq.read_table(image_fx / "meta/tasks.parquet")
@@ -151,10 +157,19 @@ BAD = {
     "list instead of array": (lambda f: f.update(action=[0.0] * 6), "action"),
     "float for bool": (lambda f: f.update(**{"next.done": 1.0}), "next.done"),
     "NaN": (lambda f: f.update(action=np.full(6, np.nan, np.float32)), "NaN or inf"),
-    "wrong image size": (lambda f: f.update(**{"observation.images.front": np.zeros((H, W + 2, 3), np.uint8)}), f"{H}x{W}"),
-    "grey image": (lambda f: f.update(**{"observation.images.wrist": np.zeros((H, W), np.uint8)}), "observation.images.wrist"),
+    "wrong image size": (
+        lambda f: f.update(**{"observation.images.front": np.zeros((H, W + 2, 3), np.uint8)}),
+        f"{H}x{W}",
+    ),
+    "grey image": (
+        lambda f: f.update(**{"observation.images.wrist": np.zeros((H, W), np.uint8)}),
+        "observation.images.wrist",
+    ),
     "float image out of range": (lambda f: f.update(**{"observation.images.front": np.full((H, W, 3), 2.0)}), "[0, 1]"),
-    "int16 image": (lambda f: f.update(**{"observation.images.front": np.zeros((H, W, 3), np.int16)}), "uint8 or float"),
+    "int16 image": (
+        lambda f: f.update(**{"observation.images.front": np.zeros((H, W, 3), np.int16)}),
+        "uint8 or float",
+    ),
     "PIL not RGB": (lambda f: f.update(**{"observation.images.wrist": Image.new("L", (W, H))}), "convert"),
     "empty task": (lambda f: f.update(task=""), "task"),
     "not a dict": (None, "a frame is a dict"),
@@ -272,7 +287,9 @@ def test_demo_command_records_and_prints_info(tmp_path):
     from robostore.cli import app
 
     url = str(tmp_path / "demo")
-    result = CliRunner().invoke(app, ["demo", url, "--episodes", "2", "--seconds", "0.5", "--size", "32x48", "--codec", "libx264"])
+    result = CliRunner().invoke(
+        app, ["demo", url, "--episodes", "2", "--seconds", "0.5", "--size", "32x48", "--codec", "libx264"]
+    )
     assert result.exit_code == 0, result.output
     assert "episodes  2" in result.output and "pick up the red cube" in result.output
     assert validate(url).ok

@@ -27,8 +27,15 @@ def test_record_resume_on_every_backend(store_url, tmp_path):
     url, options = store_url
     lengths, tasks = {0: 6, 1: 4, 2: 5}, {0: "pick", 1: "place", 2: "pick"}
     with Recorder.create(
-        url, fps=FPS, features=FEATURES, storage_options=options, video=LOSSLESS, staging_dir=tmp_path / "staging",
-        data_files_size_in_mb=0.004, video_files_size_in_mb=0.02, publish_every=2,
+        url,
+        fps=FPS,
+        features=FEATURES,
+        storage_options=options,
+        video=LOSSLESS,
+        staging_dir=tmp_path / "staging",
+        data_files_size_in_mb=0.004,
+        video_files_size_in_mb=0.02,
+        publish_every=2,
     ) as rec:
         for ep in (0, 1):
             record_episode(rec, ep, lengths[ep], tasks[ep])
@@ -45,8 +52,16 @@ def test_record_resume_on_every_backend(store_url, tmp_path):
 def test_hub_publishes_in_batched_commits(backend_url, tmp_path):
     pytest.importorskip("huggingface_hub")
     url, options = backend_url("hf")
-    with Recorder.create(url, fps=FPS, features=FEATURES, storage_options=options, video=LOSSLESS,
-                         staging_dir=tmp_path / "staging", publish_every=3, publish_interval_s=3600) as rec:
+    with Recorder.create(
+        url,
+        fps=FPS,
+        features=FEATURES,
+        storage_options=options,
+        video=LOSSLESS,
+        staging_dir=tmp_path / "staging",
+        publish_every=3,
+        publish_interval_s=3600,
+    ) as rec:
         for ep in range(7):
             record_episode(rec, ep, 3)
         store = rec.store
@@ -83,7 +98,9 @@ def test_kill9_on_remote_then_resume(backend_url, tmp_path, backend, crash):
     url, options = backend_url(backend)
     env = {**os.environ, "ROBOSTORE_RECORD_CRASH_AT": crash, "PYTHONPATH": str(HERE.parent / "src")}
     code = SCRIPT.format(tests=str(HERE), url=url, options=json.dumps(options), staging=str(tmp_path / "staging"))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     flushed = proc.stdout.count("flushed")
     report = validate(url, options)

@@ -71,7 +71,9 @@ def _run(url: str, crash: str | None) -> tuple[int, int]:
     if crash:
         env["ROBOSTORE_RECORD_CRASH_AT"] = crash
     code = SCRIPT.format(tests=str(HERE), url=url, lengths=LENGTHS)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=600
+    )
     flushed = sum(1 for line in proc.stdout.splitlines() if line.startswith("flushed"))
     return proc.returncode, flushed
 
@@ -119,7 +121,9 @@ def test_crash_during_repair_is_repaired_by_the_next_resume(tmp_path):
     leftovers = [p for p in (tmp_path / "ds").rglob("*") if p.is_file()]
     env = {**os.environ, "ROBOSTORE_RECORD_CRASH_AT": "repair_step:1", "PYTHONPATH": str(HERE.parent / "src")}
     resume = f"from robostore import Recorder\nRecorder.resume({url!r}).close()"
-    proc = subprocess.run([sys.executable, "-c", resume], env=env, check=False, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", resume], env=env, check=False, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == -signal.SIGKILL
     assert len([p for p in (tmp_path / "ds").rglob("*") if p.is_file()]) < len(leftovers)
     committed = _check_after_crash(url, flushed)
@@ -130,9 +134,7 @@ def test_uncommitted_rows_are_invisible_and_removed(tmp_path):
     url = str(tmp_path / "ds")
     code, flushed = _run(url, "publish_before_info:3")
     assert code == -signal.SIGKILL
-    raw_rows = sum(
-        pq.read_metadata(p).num_rows for p in (tmp_path / "ds/meta/episodes").rglob("*.parquet")
-    )
+    raw_rows = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "ds/meta/episodes").rglob("*.parquet"))
     meta = DatasetMeta.open(url)
     assert raw_rows == meta.total_episodes + 1 == flushed + 1
     with Recorder.resume(url) as rec:

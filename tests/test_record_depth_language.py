@@ -49,7 +49,11 @@ def test_depth_and_language_round_trip(tmp_path: Path) -> None:
                     "observation.state": np.array([t, 1], np.float32),
                     DEPTH: _depth(t)[None] if t % 2 else _depth(t),  # [1, H, W] and [H, W] both taken
                     "language_persistent": [plan],
-                    **({"language_events": [{"role": "assistant", "style": None, "tool_calls": [call]}]} if t == 4 else {}),
+                    **(
+                        {"language_events": [{"role": "assistant", "style": None, "tool_calls": [call]}]}
+                        if t == 4
+                        else {}
+                    ),
                     "task": "look",
                 }
             )
@@ -73,7 +77,11 @@ def test_depth_and_language_round_trip(tmp_path: Path) -> None:
         persistent = item["language_persistent"]
         assert persistent == [{**plan, "timestamp": float(np.float32(0.1)), "camera": None, "tool_calls": None}]
         events = item["language_events"]
-        assert events == ([{"role": "assistant", "content": None, "style": None, "camera": None, "tool_calls": [call]}] if t == 4 else [])
+        assert events == (
+            [{"role": "assistant", "content": None, "style": None, "camera": None, "tool_calls": [call]}]
+            if t == 4
+            else []
+        )
 
     table = pq.read_table(next((root / "data").rglob("*.parquet")))
     assert str(table.schema.field("language_persistent").type.value_type.field("timestamp").type) == "float"
@@ -92,7 +100,9 @@ def test_depth_in_metres(tmp_path: Path) -> None:
         rec.save_episode()
     for t in range(3):
         metres = _depth(t).astype(np.float32) / 1000
-        np.testing.assert_array_equal(Dataset(str(root))[t][DEPTH].numpy()[0], linear.decode(linear.encode(metres, "m")))
+        np.testing.assert_array_equal(
+            Dataset(str(root))[t][DEPTH].numpy()[0], linear.decode(linear.encode(metres, "m"))
+        )
 
 
 @pytest.mark.parametrize(
@@ -105,7 +115,10 @@ def test_depth_in_metres(tmp_path: Path) -> None:
     ],
 )
 def test_bad_depth_frames(tmp_path: Path, value: Any, why: str) -> None:
-    with Recorder.create(str(tmp_path / "ds"), fps=10, features={DEPTH: _features()[DEPTH]}) as rec, pytest.raises(SchemaError, match=why):
+    with (
+        Recorder.create(str(tmp_path / "ds"), fps=10, features={DEPTH: _features()[DEPTH]}) as rec,
+        pytest.raises(SchemaError, match=why),
+    ):
         rec.add_frame({DEPTH: value, "task": "look"})
 
 
@@ -132,8 +145,16 @@ def test_bad_language_rows(tmp_path: Path, rows: Any, why: str) -> None:
         ({"dtype": "video", "shape": (H, W, 1), "info": {"is_depth_map": True}}, False, "recorded as video"),
         ({"dtype": "image", "shape": (H, W, 1), "info": {"is_depth_map": True}}, True, "recorded as video"),
         ({"dtype": "video", "shape": (H, W, 3), "info": {"is_depth_map": True}}, True, r"\[height, width, 1\]"),
-        ({"dtype": "video", "shape": (H, W, 1), "info": {"is_depth_map": True, "depth_unit": "cm"}}, True, "depth_unit"),
-        ({"dtype": "video", "shape": (H, W, 1), "info": {"is_depth_map": True, "video.depth_max": 0.0}}, True, "must exceed"),
+        (
+            {"dtype": "video", "shape": (H, W, 1), "info": {"is_depth_map": True, "depth_unit": "cm"}},
+            True,
+            "depth_unit",
+        ),
+        (
+            {"dtype": "video", "shape": (H, W, 1), "info": {"is_depth_map": True, "video.depth_max": 0.0}},
+            True,
+            "must exceed",
+        ),
     ],
 )
 def test_bad_depth_features(tmp_path: Path, feature: dict, use_videos: bool, why: str) -> None:

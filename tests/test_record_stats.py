@@ -62,7 +62,10 @@ def test_tabular_stats_equal_lerobot_exactly(name: str) -> None:
 
 def test_camera_stats_equal_lerobot_except_its_wrapped_std() -> None:
     for _, ep, rows in _episode_values("image_basic"):
-        frames = [np.asarray(PIL.Image.open(io.BytesIO(r["bytes"]))) for r in rows.column("observation.images.cam0").to_pylist()]
+        frames = [
+            np.asarray(PIL.Image.open(io.BytesIO(r["bytes"])))
+            for r in rows.column("observation.images.cam0").to_pylist()
+        ]
         sampled = np.stack(frames)[camera_sample_indices(len(frames))].transpose(0, 3, 1, 2)
         stats = compute_stats(sampled, camera=True)
         for stat, value in stats.items():
@@ -143,4 +146,6 @@ def test_running_stats_equal_stats_recomputed_from_scratch(episodes):
             assert incremental[key][name] == scratch[key][name], (key, name)
         for name in ("mean", "std", "q01", "q10", "q50", "q90", "q99"):
             scale = 1 + np.abs(scratch[key]["max"]).max() + np.abs(scratch[key]["min"]).max()
-            np.testing.assert_allclose(incremental[key][name], scratch[key][name], rtol=1e-9, atol=1e-12 * scale, err_msg=f"{key} {name}")
+            np.testing.assert_allclose(
+                incremental[key][name], scratch[key][name], rtol=1e-9, atol=1e-12 * scale, err_msg=f"{key} {name}"
+            )

@@ -48,7 +48,13 @@ def recorded(tmp_path_factory) -> Path:
         "observation.images.front": {"dtype": "video", "shape": (32, 48, 3), "names": ["height", "width", "channels"]},
     }
     rec = Recorder.create(
-        str(root), fps=FPS, features=features, video=LOSSLESS, chunks_size=2, data_files_size_in_mb=0.007, video_files_size_in_mb=0.004
+        str(root),
+        fps=FPS,
+        features=features,
+        video=LOSSLESS,
+        chunks_size=2,
+        data_files_size_in_mb=0.007,
+        video_files_size_in_mb=0.004,
     )
     with rec:
         for ep, (length, task) in enumerate(zip(LENGTHS, TASKS, strict=True)):
@@ -145,7 +151,9 @@ def assert_same(a: list[dict], b: list[dict]) -> None:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
 
 
 # damage -> (its first broken episode, how many rows it adds)

@@ -33,7 +33,9 @@ from store_conformance import Raw, StoreTests, UrlAndOptions
 
 
 # ---------------------------------------------------------------------- out-of-band access
-def _http(url: str, data: bytes | None = None, method: str = "GET", headers: dict[str, str] | None = None) -> bytes | None:
+def _http(
+    url: str, data: bytes | None = None, method: str = "GET", headers: dict[str, str] | None = None
+) -> bytes | None:
     """One HTTP request on loopback; None for a 404."""
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
@@ -116,7 +118,11 @@ class GCSRaw(Raw):
         return _http(f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{self._name(path)}?alt=media")
 
     def put(self, path: str, data: bytes) -> None:
-        _http(f"{self.endpoint}/upload/storage/v1/b/{self.bucket}/o?uploadType=media&name={self._name(path)}", data, "POST")
+        _http(
+            f"{self.endpoint}/upload/storage/v1/b/{self.bucket}/o?uploadType=media&name={self._name(path)}",
+            data,
+            "POST",
+        )
 
     def put_many(self, files: dict[str, bytes]) -> None:
         with ThreadPool(16) as pool:

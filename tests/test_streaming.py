@@ -61,7 +61,15 @@ def generate(root: Path, lengths: list[int], camera: bool = False, episodes_per_
     meta = DatasetMeta.create(str(root), fps=fps, features=features)
     info = meta.info
     tasks = ["reach", "grasp"]
-    columns = ("episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index")
+    columns = (
+        "episode_index",
+        "tasks",
+        "length",
+        "data/chunk_index",
+        "data/file_index",
+        "dataset_from_index",
+        "dataset_to_index",
+    )
     rows: dict[str, list[Any]] = {k: [] for k in columns}
     video_rows: dict[str, list[Any]] = {k: [] for k in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")}
     start = 0
@@ -111,7 +119,12 @@ def generate(root: Path, lengths: list[int], camera: bool = False, episodes_per_
     meta.stats = aggregate_stats(per_episode)
     meta.write_stats()
     meta.info = info.model_copy(
-        update={"total_episodes": len(lengths), "total_frames": start, "total_tasks": 2, "splits": {"train": f"0:{len(lengths)}"}}
+        update={
+            "total_episodes": len(lengths),
+            "total_frames": start,
+            "total_tasks": 2,
+            "splits": {"train": f"0:{len(lengths)}"},
+        }
     )
     meta.write_info()
     return str(root)
@@ -257,7 +270,11 @@ def test_same_samples_as_map_dataset(uneven: str, uneven_video: str, name: str, 
     url = dataset_url(name, uneven, uneven_video)
     dt = None
     if delta:
-        dt = deltas(name) if name in DELTAS else {"observation.state": [-2 / 30, 0], "observation.images.top": [-1 / 30, 0, 1 / 30]}
+        dt = (
+            deltas(name)
+            if name in DELTAS
+            else {"observation.state": [-2 / 30, 0], "observation.images.top": [-1 / 30, 0, 1 / 30]}
+        )
     ds = Dataset(url, delta_timestamps=dt)
     items = list(StreamingDataset(url, delta_timestamps=dt, shuffle_buffer=10, interleave=3))
     assert sorted(int(i["index"]) for i in items) == list(range(len(ds)))
@@ -419,7 +436,9 @@ def test_plan_replay_rereads_buffered_frames() -> None:
 # ---------------------------------------------------------------------- batches
 
 
-def batches_of(sds: StreamingDataset, workers: int, loader: type[DataLoader] = DataLoader, **kwargs: Any) -> list[dict[str, Any]]:
+def batches_of(
+    sds: StreamingDataset, workers: int, loader: type[DataLoader] = DataLoader, **kwargs: Any
+) -> list[dict[str, Any]]:
     extra: dict[str, Any] = {"multiprocessing_context": FORK, "timeout": 60} if workers else {}
     return list(loader(sds, num_workers=workers, **extra, **kwargs))
 
@@ -435,11 +454,15 @@ def assert_same_batches(got: list[dict[str, Any]], want: list[dict[str, Any]]) -
 @pytest.mark.parametrize("delta", [False, True], ids=["plain", "delta"])
 @pytest.mark.parametrize("uint8", [False, True], ids=["float", "uint8"])
 @pytest.mark.parametrize("drop_last", [False, True], ids=["all", "drop_last"])
-def test_batches_equal_dataloader_collation(uneven_video: str, workers: int, delta: bool, uint8: bool, drop_last: bool) -> None:
+def test_batches_equal_dataloader_collation(
+    uneven_video: str, workers: int, delta: bool, uint8: bool, drop_last: bool
+) -> None:
     dt = {"observation.state": [-2 / 30, 0], "observation.images.top": [-1 / 30, 0]} if delta else None
 
     def make(**kwargs: Any) -> StreamingDataset:
-        return StreamingDataset(uneven_video, delta_timestamps=dt, return_uint8=uint8, shuffle_buffer=9, seed=4, **kwargs)
+        return StreamingDataset(
+            uneven_video, delta_timestamps=dt, return_uint8=uint8, shuffle_buffer=9, seed=4, **kwargs
+        )
 
     want = batches_of(make(), workers, batch_size=5, drop_last=drop_last)
     got = batches_of(make(batch_size=5, drop_last=drop_last), workers, batch_size=None)
@@ -462,7 +485,10 @@ def test_kept_batches_are_not_overwritten(uneven_video: str) -> None:
     """Workers reuse a batch's shared memory only after the training process let go of it."""
     sds = StreamingDataset(uneven_video, batch_size=3, shuffle_buffer=5)
     kept = batches_of(sds, 1, batch_size=None, prefetch_factor=4)  # every batch alive at once
-    copies = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in b.items()} for b in batches_of(sds, 1, batch_size=None)]
+    copies = [
+        {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+        for b in batches_of(sds, 1, batch_size=None)
+    ]
     assert_same_batches(kept, copies)
     for batch in kept:  # writable, like collated tensors
         batch["observation.state"] += 1
@@ -524,7 +550,13 @@ def test_every_backend(backend: str, backend_url: Callable[..., tuple[str, dict]
 
 
 def test_bad_arguments(uneven: str) -> None:
-    for kwargs in ({"shuffle_buffer": 0}, {"interleave": 0}, {"prefetch": -1}, {"equal_length": "trim"}, {"batch_size": 0}):
+    for kwargs in (
+        {"shuffle_buffer": 0},
+        {"interleave": 0},
+        {"prefetch": -1},
+        {"equal_length": "trim"},
+        {"batch_size": 0},
+    ):
         with pytest.raises(SchemaError):
             StreamingDataset(uneven, **kwargs)
     with pytest.raises(SchemaError, match="not a feature"):
@@ -573,7 +605,11 @@ def test_missing_file_is_named(
     upload_folder(uneven_video, url, options)
     from robostore.backends import open_store
 
-    gone = "data/chunk-000/file-001.parquet" if missing == "data" else "videos/observation.images.top/chunk-000/file-001.mp4"
+    gone = (
+        "data/chunk-000/file-001.parquet"
+        if missing == "data"
+        else "videos/observation.images.top/chunk-000/file-001.mp4"
+    )
     open_store(url, options).delete(gone)
     sds = StreamingDataset(url, storage_options=options)
     with pytest.raises(NotFound, match=gone.replace(".", r"\.")):

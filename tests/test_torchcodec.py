@@ -18,7 +18,10 @@ from robostore import Dataset
 try:
     from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads FFmpeg's libraries)
 except (ImportError, RuntimeError, OSError) as exc:  # pragma: no cover - CI installs both
-    pytest.skip(f"torchcodec cannot load here ({type(exc).__name__}); .ci/run installs it and FFmpeg 5.1", allow_module_level=True)
+    pytest.skip(
+        f"torchcodec cannot load here ({type(exc).__name__}); .ci/run installs it and FFmpeg 5.1",
+        allow_module_level=True,
+    )
 
 VIDEO_FIXTURES = sorted(
     p.name for p in DATA.iterdir() if p.is_dir() and (p / "meta/info.json").exists() and (p / "videos").is_dir()

@@ -86,7 +86,9 @@ def test_meta_matches_lerobot033(v21_url: Opened, name: str) -> None:
     for key, stats in want["stats"].items():
         ours = meta.stats.features[key]
         for stat, value in stats.items():
-            np.testing.assert_allclose(np.asarray(getattr(ours, stat), float), np.asarray(value, float), rtol=1e-9, err_msg=f"{key}/{stat}")
+            np.testing.assert_allclose(
+                np.asarray(getattr(ours, stat), float), np.asarray(value, float), rtol=1e-9, err_msg=f"{key}/{stat}"
+            )
 
 
 @pytest.mark.parametrize("name", V21)
@@ -199,7 +201,9 @@ def test_writers_refuse_v21(tmp_path: Path) -> None:
     mirror(str(root), str(tmp_path / "copy"), progress=False)
     _, npz = expected("v21_video")
     np.testing.assert_allclose(
-        Dataset(str(tmp_path / "copy"))[70]["observation.images.cam0"].numpy(), npz["item/70/observation.images.cam0"], atol=FRAME_ATOL
+        Dataset(str(tmp_path / "copy"))[70]["observation.images.cam0"].numpy(),
+        npz["item/70/observation.images.cam0"],
+        atol=FRAME_ATOL,
     )
     np.testing.assert_array_equal(Dataset(str(tmp_path / "copy"))[70]["action"].numpy(), npz["item/70/action"])
 

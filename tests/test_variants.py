@@ -316,7 +316,11 @@ def test_streaming_variant_matches_lerobot(name: str, tmp_path: Path) -> None:
     for idx in meta["indices"]:
         for key in meta["camera_keys"]:
             np.testing.assert_allclose(
-                streamed[idx][key].numpy(), want_value(meta, npz, idx, key), atol=FRAME_ATOL, rtol=0, err_msg=f"{idx} {key}"
+                streamed[idx][key].numpy(),
+                want_value(meta, npz, idx, key),
+                atol=FRAME_ATOL,
+                rtol=0,
+                err_msg=f"{idx} {key}",
             )
 
 

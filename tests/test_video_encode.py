@@ -29,7 +29,10 @@ def _frames(n: int, seed: int) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:H, 0:W]
     out = []
     for i in range(n):
-        f = np.stack([(xx * 4 + i * 5 + seed * 40) % 256, (yy * 5 + i * 3) % 256, np.full_like(xx, (i * 9 + seed * 70) % 256)], -1)
+        f = np.stack(
+            [(xx * 4 + i * 5 + seed * 40) % 256, (yy * 5 + i * 3) % 256, np.full_like(xx, (i * 9 + seed * 70) % 256)],
+            -1,
+        )
         out.append(f.astype(np.uint8))
     return out
 

@@ -129,7 +129,12 @@ def test_files_are_served_by_range_and_never_outside_the_root(dataset: tuple[str
         assert status == 206 and body == whole[-50:]
         status, _, body = get(f"{viewer.url}/files/{mp4}", {"Range": f"bytes={len(whole)}-"})
         assert status == 416
-        for path in ("/files/../secret", "/files/meta/../../secret", "/files/%2e%2e/%2e%2e/etc/passwd", "/files/meta%2f..%2f..%2fx"):
+        for path in (
+            "/files/../secret",
+            "/files/meta/../../secret",
+            "/files/%2e%2e/%2e%2e/etc/passwd",
+            "/files/meta%2f..%2f..%2fx",
+        ):
             status, body = raw_get(viewer.url, path)
             assert status in (400, 404), path
             if status == 400:
@@ -378,7 +383,9 @@ def test_episode_page_plays_seeks_and_plots(dataset: tuple[str, dict], recorded:
         for cam, key in enumerate(CAMS):
             span = meta.video_span(1, key)
             with VideoReader(str(recorded / span.path), span.path) as reader:
-                decoded = reader.frames_at([span.from_timestamp + (k + d) / FPS for d in (-2, -1, 0, 1, 2)]).astype(np.int16)
+                decoded = reader.frames_at([span.from_timestamp + (k + d) / FPS for d in (-2, -1, 0, 1, 2)]).astype(
+                    np.int16
+                )
             shown = canvas_grab(page, cam).astype(np.int16)
             errors = [float(np.abs(shown - frame).mean()) for frame in decoded]
             assert errors[2] < 8, errors  # codec and colour-conversion tolerance

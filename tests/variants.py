@@ -209,7 +209,9 @@ def _remux(path: Path, shift: Callable[[int, Fraction], int]) -> None:
 # ---------------------------------------------------------------------- video variants (shipped)
 
 
-def reencode(root: Path, codec: str, pix_fmt: str, options: dict[str, str], info_codec: str, audio: bool = False) -> None:
+def reencode(
+    root: Path, codec: str, pix_fmt: str, options: dict[str, str], info_codec: str, audio: bool = False
+) -> None:
     """Re-encode every mp4 of ``root`` (same frames, same timestamps) with ``codec``;
     ``audio`` adds an AAC audio stream. Used by ``make_variant_oracles.py`` only."""
     for path in sorted((root / "videos").rglob("*.mp4")):
@@ -258,9 +260,21 @@ def reencode(root: Path, codec: str, pix_fmt: str, options: dict[str, str], info
 VIDEO_ENCODINGS: dict[str, tuple[str, str, dict[str, str], str, bool]] = {
     # name: (encoder, pix_fmt, options, info.json codec, audio)
     "h264_bframes": ("libx264", "yuv420p", {"bf": "3", "g": "12", "threads": "1"}, "h264", False),
-    "hevc": ("libx265", "yuv420p", {"x265-params": "log-level=error:pools=1:frame-threads=1:no-open-gop=1", "g": "10"}, "hevc", False),
+    "hevc": (
+        "libx265",
+        "yuv420p",
+        {"x265-params": "log-level=error:pools=1:frame-threads=1:no-open-gop=1", "g": "10"},
+        "hevc",
+        False,
+    ),
     "mpeg4": ("mpeg4", "yuv420p", {"g": "8", "qscale": "2"}, "mpeg4", False),
-    "yuv420p10le": ("libx265", "yuv420p10le", {"x265-params": "log-level=error:pools=1:frame-threads=1:no-open-gop=1"}, "hevc", False),
+    "yuv420p10le": (
+        "libx265",
+        "yuv420p10le",
+        {"x265-params": "log-level=error:pools=1:frame-threads=1:no-open-gop=1"},
+        "hevc",
+        False,
+    ),
     "audio": ("libx264", "yuv420p", {"g": "10", "threads": "1"}, "h264", True),
 }
 

@@ -176,7 +176,11 @@ class _Handler(BaseHTTPRequestHandler):
         return f"http://{self.headers.get('Host', '127.0.0.1')}"
 
     def send(
-        self, status: int, body: bytes = b"", content_type: str = "application/json", headers: dict[str, str] | None = None
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.body()
         self.send_response(status)

@@ -42,7 +42,9 @@ class HfServer(ServerProcess):
         """Commits on ``revision`` of dataset ``repo_id`` (including the initial one)."""
         from huggingface_hub import HfApi
 
-        return len(HfApi(endpoint=self.url, token=TOKEN).list_repo_commits(repo_id, repo_type="dataset", revision=revision))
+        return len(
+            HfApi(endpoint=self.url, token=TOKEN).list_repo_commits(repo_id, repo_type="dataset", revision=revision)
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

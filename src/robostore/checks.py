@@ -80,16 +80,29 @@ def meta_problems(meta: MetaTables) -> list[Problem]:
 def _counts(meta: MetaTables, out: list[Problem]) -> None:
     info, n = meta.info, meta.num_episodes
     if info.total_episodes != n:
-        out.append(Problem(path=INFO_PATH, message=f"total_episodes is {info.total_episodes} but the episodes table has {n} rows"))
+        out.append(
+            Problem(
+                path=INFO_PATH, message=f"total_episodes is {info.total_episodes} but the episodes table has {n} rows"
+            )
+        )
     indices = meta.columns["episode_index"]
     if n and not np.array_equal(indices, np.arange(n)):
         missing = sorted(set(range(n)) - set(indices.tolist()))[:5]
         out.append(Problem(path=EPISODES_DIR, message=f"episode indices are not 0..{n - 1} (missing e.g. {missing})"))
     total = int(meta.columns["length"].sum()) if n else 0
     if total != info.total_frames:
-        out.append(Problem(path=INFO_PATH, message=f"total_frames is {info.total_frames} but the episodes' lengths sum to {total}"))
+        out.append(
+            Problem(
+                path=INFO_PATH, message=f"total_frames is {info.total_frames} but the episodes' lengths sum to {total}"
+            )
+        )
     if info.total_tasks != len(meta.tasks):
-        out.append(Problem(path=INFO_PATH, message=f"total_tasks is {info.total_tasks} but {TASKS_PATH} has {len(meta.tasks)} tasks"))
+        out.append(
+            Problem(
+                path=INFO_PATH,
+                message=f"total_tasks is {info.total_tasks} but {TASKS_PATH} has {len(meta.tasks)} tasks",
+            )
+        )
 
 
 def _ranges(meta: MetaTables, out: list[Problem]) -> None:
@@ -99,7 +112,9 @@ def _ranges(meta: MetaTables, out: list[Problem]) -> None:
     indices = cols["episode_index"]
     starts, ends, lengths = cols["dataset_from_index"], cols["dataset_to_index"], cols["length"]
     if starts[0] != 0:
-        out.append(Problem(path=EPISODES_DIR, message=f"episode {int(indices[0])} starts at frame {int(starts[0])}, not 0"))
+        out.append(
+            Problem(path=EPISODES_DIR, message=f"episode {int(indices[0])} starts at frame {int(starts[0])}, not 0")
+        )
     for row in np.nonzero(ends - starts != lengths)[0][:5]:
         out.append(
             Problem(
@@ -133,7 +148,9 @@ def _file_indices(meta: MetaTables, out: list[Problem]) -> None:
         if values is None or not len(values):
             continue
         if not np.issubdtype(values.dtype, np.integer):
-            out.append(Problem(path=EPISODES_DIR, message=f"column {name!r} holds {values.dtype} values, not file numbers"))
+            out.append(
+                Problem(path=EPISODES_DIR, message=f"column {name!r} holds {values.dtype} values, not file numbers")
+            )
         elif (values < 0).any():
             row = int(np.argmax(values < 0))
             out.append(
@@ -185,7 +202,11 @@ def _tasks(meta: MetaTables, out: list[Problem]) -> None:
     for row, tasks in enumerate(meta.episodes.column("tasks").to_pylist()):
         unknown = [t for t in tasks or [] if t not in known]
         if unknown:
-            out.append(Problem(path=EPISODES_DIR, message=f"episode {int(indices[row])} names tasks not in {TASKS_PATH}: {unknown}"))
+            out.append(
+                Problem(
+                    path=EPISODES_DIR, message=f"episode {int(indices[row])} names tasks not in {TASKS_PATH}: {unknown}"
+                )
+            )
 
 
 def _stats(meta: MetaTables, out: list[Problem]) -> None:
@@ -215,4 +236,6 @@ def _stats(meta: MetaTables, out: list[Problem]) -> None:
             except ValueError:
                 shape = ("ragged",)
             if tuple(shape) != tuple(expected):
-                out.append(Problem(path=STATS_PATH, message=f"{key}/{name} has shape {list(shape)}, expected {list(expected)}"))
+                out.append(
+                    Problem(path=STATS_PATH, message=f"{key}/{name} has shape {list(shape)}, expected {list(expected)}")
+                )

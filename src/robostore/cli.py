@@ -83,7 +83,9 @@ def validate_command(
     url: Annotated[str, typer.Argument(help="Dataset root URL.")],
     repair: Annotated[
         bool,
-        typer.Option("--repair", help="Cut a dataset damaged by a crash back to its last consistent episode (backups kept)."),
+        typer.Option(
+            "--repair", help="Cut a dataset damaged by a crash back to its last consistent episode (backups kept)."
+        ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --repair: show the plan, write nothing.")] = False,
     strict: Annotated[
@@ -152,12 +154,16 @@ def _print_validation(report: ValidationReport, as_json: bool) -> None:
 
 @app.command()
 def demo(
-    url: Annotated[str, typer.Argument(help="Where to record: a folder (default ./demo_dataset) or any dataset URL.")] = "demo_dataset",
+    url: Annotated[
+        str, typer.Argument(help="Where to record: a folder (default ./demo_dataset) or any dataset URL.")
+    ] = "demo_dataset",
     episodes: Annotated[int, typer.Option(help="Episodes to record.")] = 3,
     seconds: Annotated[float, typer.Option(help="Length of each episode in seconds.")] = 2.0,
     fps: Annotated[int, typer.Option(help="Frames per second.")] = 30,
     size: Annotated[str, typer.Option(help="Camera frame size HEIGHTxWIDTH.")] = "96x128",
-    codec: Annotated[Literal["libsvtav1", "libx264"], typer.Option(help="libsvtav1 (lerobot's default) or libx264.")] = "libsvtav1",
+    codec: Annotated[
+        Literal["libsvtav1", "libx264"], typer.Option(help="libsvtav1 (lerobot's default) or libx264.")
+    ] = "libsvtav1",
     storage_option: StorageOption = None,
 ) -> None:
     """Record a synthetic dataset (2 cameras with a moving pattern, state, action, a few tasks), then show `info`."""
@@ -174,8 +180,12 @@ def demo(
     try:
         video = VideoOptions.h264() if codec == "libx264" else VideoOptions(codec=codec)
         with Recorder.create(
-            url, fps=fps, features=demo_features(height, width), robot_type="robostore_demo",
-            storage_options=options, video=video,
+            url,
+            fps=fps,
+            features=demo_features(height, width),
+            robot_type="robostore_demo",
+            storage_options=options,
+            video=video,
         ) as rec:
             for _ in range(episodes):
                 index = rec.episode_index
@@ -186,6 +196,8 @@ def demo(
     except RobostoreError as exc:
         fail(exc)
     info(url, storage_option=storage_option, as_json=False)
+
+
 @app.command("mirror")
 def mirror_command(
     src: Annotated[str, typer.Argument(help="Source dataset root URL.")],
@@ -204,7 +216,10 @@ def mirror_command(
     delete: Annotated[bool, typer.Option("--delete", help="Remove destination files the source lacks.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip reading written files back.")] = False,
     no_check: Annotated[
-        bool, typer.Option("--no-check", help="Copy the source even if it does not validate (e.g. a backup before --repair).")
+        bool,
+        typer.Option(
+            "--no-check", help="Copy the source even if it does not validate (e.g. a backup before --repair)."
+        ),
     ] = False,
     src_option: Annotated[
         list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
@@ -254,7 +269,9 @@ def mirror_command(
 def convert_command(
     src: Annotated[str, typer.Argument(help="The LeRobot v2.1 dataset (any backend).")],
     dst: Annotated[str, typer.Argument(help="Where the v3.0 dataset goes (any backend).")],
-    data_mb: Annotated[float, typer.Option("--data-mb", help="Size limit of each data file, MiB (lerobot's measure).")] = 100,
+    data_mb: Annotated[
+        float, typer.Option("--data-mb", help="Size limit of each data file, MiB (lerobot's measure).")
+    ] = 100,
     video_mb: Annotated[float, typer.Option("--video-mb", help="Size limit of each mp4, MiB.")] = 200,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Files written at the same time.")] = 8,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: print what would be written.")] = False,
@@ -297,12 +314,17 @@ def convert_command(
         typer.echo(report.summary())
     if not report.ok:
         raise typer.Exit(1)
+
+
 @app.command("view")
 def view_command(
     url: Annotated[str, typer.Argument(help="Dataset root URL.")],
     port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
     host: Annotated[
-        str, typer.Option(help="Address to listen on. The default serves this machine only; 0.0.0.0 shares it on the network.")
+        str,
+        typer.Option(
+            help="Address to listen on. The default serves this machine only; 0.0.0.0 shares it on the network."
+        ),
     ] = "127.0.0.1",
     storage_option: StorageOption = None,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser window.")] = False,
@@ -311,7 +333,11 @@ def view_command(
     try:
         from robostore.view.server import address, bind, run
     except ImportError as exc:
-        typer.secho(f"error: the viewer needs the view extra: pip install 'robostore[view]' ({exc})", err=True, fg=typer.colors.RED)
+        typer.secho(
+            f"error: the viewer needs the view extra: pip install 'robostore[view]' ({exc})",
+            err=True,
+            fg=typer.colors.RED,
+        )
         raise typer.Exit(2) from None
     try:
         store = open_store(url, parse_storage_options(storage_option))

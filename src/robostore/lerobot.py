@@ -2,7 +2,8 @@
 
 Code written against lerobot's dataset API changes one import::
 
-    from robostore.lerobot import LeRobotDataset          # was: from lerobot.datasets.lerobot_dataset import ...
+    from robostore.lerobot import LeRobotDataset  # was: from lerobot.datasets.lerobot_dataset import ...
+
     ds = LeRobotDataset("user/pick_place", root="s3://bucket/pick_place", delta_timestamps=...)
 
 ``root`` may be any robostore URL (a folder, ``s3://``, ``gs://``, ``hf://``, ``memory://``);
@@ -43,7 +44,9 @@ def require_lerobot() -> str:
         importlib.import_module("lerobot")
         version = importlib.metadata.version("lerobot")
     except (ImportError, importlib.metadata.PackageNotFoundError) as exc:
-        raise ImportError(f"robostore.lerobot needs the lerobot package, which is not installed: {_EXTRA_HINT}") from exc
+        raise ImportError(
+            f"robostore.lerobot needs the lerobot package, which is not installed: {_EXTRA_HINT}"
+        ) from exc
     if version not in TESTED_LEROBOT:
         warnings.warn(
             f"lerobot {version} is not a version robostore.lerobot is tested with ({', '.join(TESTED_LEROBOT)}); "
@@ -179,7 +182,8 @@ class LeRobotDatasetMetadata:
             import pandas as pd
 
             self._tasks = pd.DataFrame(
-                {"task_index": np.arange(len(self._meta.tasks), dtype=np.int64)}, index=pd.Index(self._meta.tasks, name="task")
+                {"task_index": np.arange(len(self._meta.tasks), dtype=np.int64)},
+                index=pd.Index(self._meta.tasks, name="task"),
             )
         return self._tasks
 
@@ -203,7 +207,10 @@ class LeRobotDatasetMetadata:
         (millimetres), as lerobot's ``rescale_depth_stats`` does."""
         if self._meta.stats is None:
             return None
-        stats = {key: {name: np.array(value) for name, value in values.items()} for key, values in self._meta.stats.to_json_dict().items()}
+        stats = {
+            key: {name: np.array(value) for name, value in values.items()}
+            for key, values in self._meta.stats.to_json_dict().items()
+        }
         for key in self._meta.depth_keys:
             unit = (self._meta.features[key].info or {}).get("depth_unit")
             if key in stats and unit == "m":
@@ -255,7 +262,9 @@ class LeRobotDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         **robostore_options: Any,
     ) -> None:
         if depth_output_unit != _DEPTH_OUTPUT_UNIT:
-            raise SchemaError(f"depth_output_unit={depth_output_unit!r}: robostore returns depth in millimetres ('mm') only")
+            raise SchemaError(
+                f"depth_output_unit={depth_output_unit!r}: robostore returns depth in millimetres ('mm') only"
+            )
         if batch_encoding_size != 1:
             raise SchemaError("batch_encoding_size is a recording argument; record with robostore.Recorder")
         require_lerobot()

@@ -118,7 +118,9 @@ class DatasetMeta:
         episodes = _concat_sorted(tables, store.describe(EPISODES_DIR)) if tables else _empty_episodes(info)
         committed = pc.less(episodes.column("episode_index"), info.total_episodes)
         if not pc.all(committed).as_py():
-            log.info("%s: ignoring episode rows beyond total_episodes=%d (not committed)", store.url, info.total_episodes)
+            log.info(
+                "%s: ignoring episode rows beyond total_episodes=%d (not committed)", store.url, info.total_episodes
+            )
             episodes = episodes.filter(committed)
         tasks = _read_tasks(store)[: info.total_tasks] if store.exists(TASKS_PATH) or episodes.num_rows else []
         stats = _read_stats(store)
@@ -365,7 +367,11 @@ class DatasetMeta:
         out: list[str] = []
         cols = self.columns
         for key in self.video_keys:
-            pairs = zip(cols[video_column(key, "chunk_index")].tolist(), cols[video_column(key, "file_index")].tolist(), strict=True)
+            pairs = zip(
+                cols[video_column(key, "chunk_index")].tolist(),
+                cols[video_column(key, "file_index")].tolist(),
+                strict=True,
+            )
             out.extend(self.info.video_file(key, c, f) for c, f in dict.fromkeys(pairs))
         return out
 
@@ -382,9 +388,7 @@ class DatasetMeta:
         if self.info.per_episode_files:
             return v21.episode_stats_table(self.store, self.episode_indices.tolist())
         tables = [
-            read_parquet(
-                self.store, p, columns=lambda n: n == "episode_index" or n.startswith(STATS_PREFIX)
-            )
+            read_parquet(self.store, p, columns=lambda n: n == "episode_index" or n.startswith(STATS_PREFIX))
             for p in self.episode_files
         ]
         if not tables:  # no episodes file yet (or resume's repair just removed the only one)

@@ -27,9 +27,7 @@ def parse_parquet(data: bytes, where: str, columns: Sequence[str] | None = None)
         raise CorruptDataset(f"{where}: not a readable parquet file ({exc}); re-copy or repair it") from exc
 
 
-def read_parquet(
-    store: Store, path: str, columns: Sequence[str] | Callable[[str], bool] | None = None
-) -> pa.Table:
+def read_parquet(store: Store, path: str, columns: Sequence[str] | Callable[[str], bool] | None = None) -> pa.Table:
     """Read ``path`` from ``store``, optionally only some columns.
 
     ``columns`` is a list of names or a predicate on names. With columns, only the

@@ -99,7 +99,9 @@ class RepairReport(BaseModel):
 
     def summary(self) -> str:
         """A few lines for humans."""
-        rewrite, move, keep = ("would rewrite", "would move", "would keep") if self.dry_run else ("rewrote", "moved", "kept")
+        rewrite, move, keep = (
+            ("would rewrite", "would move", "would keep") if self.dry_run else ("rewrote", "moved", "kept")
+        )
         if not self.changed:
             return f"{self.url}: nothing to repair ({self.kept_episodes} episodes, {self.kept_frames} frames)"
         lines = [
@@ -292,7 +294,9 @@ def _check_episode(
     frame_s = 1.0 / meta.fps
     for key in meta.video_keys:
         span_from, span_to = (float(cols[video_column(key, c)][row]) for c in ("from_timestamp", "to_timestamp"))
-        benign = span_agrees(span_from, span_to, length, meta.fps) or span_at_last_frame(span_from, span_to, length, meta.fps)
+        benign = span_agrees(span_from, span_to, length, meta.fps) or span_at_last_frame(
+            span_from, span_to, length, meta.fps
+        )
         if not (span_from >= 0 and benign):
             raise CorruptDataset(f"{store.describe(EPISODES_DIR)}: {key} spans {span_from:.4f}..{span_to:.4f} s")
         span_to = frames_end(span_from, span_to, length, meta.fps)

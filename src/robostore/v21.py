@@ -117,7 +117,9 @@ def read_tasks(store: Store) -> list[str]:
 
 def read_episodes(store: Store) -> list[dict[str, Any]]:
     """``meta/episodes.jsonl`` rows, sorted by episode_index."""
-    return _unique(list(read_lines(store, EPISODES_JSONL, _episode_row)), "episode_index", store.describe(EPISODES_JSONL))
+    return _unique(
+        list(read_lines(store, EPISODES_JSONL, _episode_row)), "episode_index", store.describe(EPISODES_JSONL)
+    )
 
 
 def read_episode_stats(store: Store) -> dict[int, dict[str, dict[str, Any]]]:
@@ -157,7 +159,9 @@ def episode_stats_table(store: Store, episode_indices: list[int]) -> pa.Table:
     missing = [e for e in episode_indices if e not in stats]
     if missing:
         raise CorruptDataset(f"{store.describe(EPISODES_STATS_JSONL)}: no statistics for episodes {missing[:10]}")
-    names = list(dict.fromkeys(f"{STATS_PREFIX}{f}/{s}" for e in episode_indices for f, d in stats[e].items() for s in d))
+    names = list(
+        dict.fromkeys(f"{STATS_PREFIX}{f}/{s}" for e in episode_indices for f, d in stats[e].items() for s in d)
+    )
     columns = {"episode_index": pa.array(episode_indices, pa.int64())}
     for name in names:
         feature, stat = name[len(STATS_PREFIX) :].rsplit("/", 1)
@@ -187,5 +191,7 @@ def read_meta(store: Store, info: DatasetInfo) -> V21Meta:
         try:
             stats = aggregate_stats(present) if present else None
         except (ValueError, TypeError) as exc:
-            raise CorruptDataset(f"{store.describe(EPISODES_STATS_JSONL)}: statistics that cannot be combined ({exc})") from exc
+            raise CorruptDataset(
+                f"{store.describe(EPISODES_STATS_JSONL)}: statistics that cannot be combined ({exc})"
+            ) from exc
     return V21Meta(tasks=tasks, episodes=episodes_table(info, rows), stats=stats)

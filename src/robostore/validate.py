@@ -81,13 +81,18 @@ class ValidationReport(BaseModel):
         if not (isinstance(error, type) and issubclass(error, RobostoreError)):
             error = CorruptDataset
         where = f"{self.url}/{first.path}"
-        lines = [p.message if p.message.startswith(self.url) else f"{self.url}/{p.path}: {p.message}" for p in self.problems[:5]]
+        lines = [
+            p.message if p.message.startswith(self.url) else f"{self.url}/{p.path}: {p.message}"
+            for p in self.problems[:5]
+        ]
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
         head = "" if lines[0].startswith(where) else f"{where}: "
         raise error(f"{head}{'; '.join(lines)}{more}; run `robostore validate {self.url}` for every problem")
 
 
-def validate(url: str | Store, storage_options: Mapping[str, Any] | None = None, *, check_videos: bool = True) -> ValidationReport:
+def validate(
+    url: str | Store, storage_options: Mapping[str, Any] | None = None, *, check_videos: bool = True
+) -> ValidationReport:
     """Check the dataset at ``url`` and return every problem found.
 
     Checks: info.json parses; the episodes table, tasks and stats are readable and
@@ -180,7 +185,9 @@ def _check_data_files(meta: DatasetMeta, report: ValidationReport) -> None:
         tasks = table.column("task_index").to_numpy()[np.isin(episode, meta.episode_indices)]
         if len(tasks) and (tasks.min() < 0 or tasks.max() >= len(meta.tasks)):
             bad = int(tasks[(tasks < 0) | (tasks >= len(meta.tasks))][0])
-            out.append(_problem(path, f"task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)"))
+            out.append(
+                _problem(path, f"task_index {bad} is not a task of meta/tasks.parquet ({len(meta.tasks)} tasks)")
+            )
         for row in by_file[path]:
             message = _episode_rows_problem(cols, row, index, episode, frame)
             if message is not None:
@@ -247,7 +254,9 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         from robostore.video import VideoReader
         from robostore.video.conformance import check_conformance
     except ImportError:
-        report.add("videos", "PyAV is not installed, so the mp4 files were not checked (pip install 'robostore[video]')")
+        report.add(
+            "videos", "PyAV is not installed, so the mp4 files were not checked (pip install 'robostore[video]')"
+        )
         return
     cols = meta.columns
     frame_s = 1.0 / meta.fps
@@ -256,7 +265,9 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         chunk, file = cols[video_column(key, "chunk_index")], cols[video_column(key, "file_index")]
         to_timestamp = cols[video_column(key, "to_timestamp")]
         # Where the frames end, or to_timestamp if it claims more (meta_problems reports that).
-        ends = np.fmax(to_timestamp, frames_end(cols[video_column(key, "from_timestamp")], to_timestamp, cols["length"], meta.fps))
+        ends = np.fmax(
+            to_timestamp, frames_end(cols[video_column(key, "from_timestamp")], to_timestamp, cols["length"], meta.fps)
+        )
         for row in range(meta.num_episodes):
             path = _file_of(meta.info.video_file, key, chunk[row], file[row])
             if path is None:
@@ -272,7 +283,13 @@ def _check_videos(meta: DatasetMeta, report: ValidationReport) -> None:
         except RobostoreError as exc:
             return [_problem(path, str(exc), type(exc))]
         if end_time is not None and end_time + frame_s / 2 < end:
-            return [_problem(path, f"the video lasts until {end_time:.3f} s but episodes reach to_timestamp {end:.3f} s", VideoError)]
+            return [
+                _problem(
+                    path,
+                    f"the video lasts until {end_time:.3f} s but episodes reach to_timestamp {end:.3f} s",
+                    VideoError,
+                )
+            ]
         return []
 
     _check_files(report, check, list(needed))

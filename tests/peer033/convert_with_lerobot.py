@@ -55,8 +55,11 @@ def main() -> None:
     root = args.work / "local" / "v21"
     shutil.copytree(args.src, root)
     convert_dataset(
-        repo_id="local/v21", root=str(args.work), push_to_hub=False,
-        data_file_size_in_mb=args.data_mb, video_file_size_in_mb=args.video_mb,
+        repo_id="local/v21",
+        root=str(args.work),
+        push_to_hub=False,
+        data_file_size_in_mb=args.data_mb,
+        video_file_size_in_mb=args.video_mb,
     )
     rows = [r for f in sorted((root / "meta/episodes").rglob("*.parquet")) for r in pq.read_table(f).to_pylist()]
     tasks = pd.read_parquet(root / "meta/tasks.parquet")

@@ -89,8 +89,13 @@ def main() -> None:
             "names": ["height", "width", "channels"],
         }
     ds = LeRobotDataset.create(
-        repo_id="local/v21", fps=args.fps, features=features, root=args.root, robot_type="peer_sim",
-        use_videos=args.video, video_backend="pyav",
+        repo_id="local/v21",
+        fps=args.fps,
+        features=features,
+        root=args.root,
+        robot_type="peer_sim",
+        use_videos=args.video,
+        video_backend="pyav",
     )
     if args.chunks_size:
         ds.meta.info["chunks_size"] = args.chunks_size
@@ -99,8 +104,10 @@ def main() -> None:
     for ep, n in enumerate(lengths):
         for t in range(n):
             part = min(t * args.tasks_per_episode // n, args.tasks_per_episode - 1)
-            frame = {"observation.state": state_at(ep, t, dim, args.fps),
-                     "action": state_at(ep, t + 1, dim, args.fps) + np.float32(0.01)}
+            frame = {
+                "observation.state": state_at(ep, t, dim, args.fps),
+                "action": state_at(ep, t + 1, dim, args.fps) + np.float32(0.01),
+            }
             if args.extras:
                 frame["next.reward"] = np.array([float(t == n - 1)], dtype=np.float32)
                 frame["next.done"] = np.array([t == n - 1], dtype=bool)

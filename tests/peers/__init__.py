@@ -28,7 +28,9 @@ def peer_python(version: str) -> Path:
     env, default = VENVS[version]
     python = Path(os.environ.get(env) or default) / "bin" / "python"
     if not python.exists():
-        pytest.fail(f"lerobot {version} venv missing at {python.parent.parent}: run tests/peers/*/setup.sh (or set {env})")
+        pytest.fail(
+            f"lerobot {version} venv missing at {python.parent.parent}: run tests/peers/*/setup.sh (or set {env})"
+        )
     return python
 
 
@@ -42,10 +44,17 @@ def run_peer(version: str, script: str, *args: str, timeout: float = 600, with_r
         venv = peer_python(version).parent.parent
         env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent.parent / "src"), f"{venv}-robostore-deps"])
     proc = subprocess.run(
-        [str(peer_python(version)), str(HERE / script), *args], check=False, capture_output=True, text=True, timeout=timeout, env=env
+        [str(peer_python(version)), str(HERE / script), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
     if proc.returncode:
-        raise AssertionError(f"lerobot {version} {script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"lerobot {version} {script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
     return proc.stdout
 
 

@@ -32,11 +32,17 @@ FRAME_ATOL = 1 / 255 + 1e-6
 
 def same(a: Any, b: Any, atol: float = 0.0) -> bool:
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dtype != b.dtype or a.shape != b.shape:
+        if (
+            not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor))
+            or a.dtype != b.dtype
+            or a.shape != b.shape
+        ):
             return False
         return bool(np.allclose(a.numpy(), b.numpy(), atol=atol, rtol=0)) if atol else bool(torch.equal(a, b))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.asarray(a).shape == np.asarray(b).shape and np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-6, atol=1e-9)
+        return np.asarray(a).shape == np.asarray(b).shape and np.allclose(
+            np.asarray(a, float), np.asarray(b, float), rtol=1e-6, atol=1e-9
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k], atol) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -60,8 +66,23 @@ def main() -> None:
             problems.append(f"{what}: lerobot {a!r:.300} != robostore {b!r:.300}")
 
     m, r = theirs.meta, ours.meta
-    for name in ("fps", "robot_type", "total_episodes", "total_frames", "total_tasks", "chunks_size", "camera_keys",
-                 "video_keys", "image_keys", "depth_keys", "names", "shapes", "features", "data_path", "video_path"):
+    for name in (
+        "fps",
+        "robot_type",
+        "total_episodes",
+        "total_frames",
+        "total_tasks",
+        "chunks_size",
+        "camera_keys",
+        "video_keys",
+        "image_keys",
+        "depth_keys",
+        "names",
+        "shapes",
+        "features",
+        "data_path",
+        "video_path",
+    ):
         check(f"meta.{name}", getattr(m, name), getattr(r, name))
     check("meta.stats keys", sorted(m.stats), sorted(r.stats))
     for key in m.stats:
@@ -69,15 +90,25 @@ def main() -> None:
     check("meta.tasks", m.tasks.reset_index().to_dict("list"), r.tasks.reset_index().to_dict("list"))
     for column in m.episodes.column_names:
         if not column.startswith("stats/"):
-            check(f"meta.episodes[{column}]", m.episodes[column], r.episodes[column] if column in r.episodes.column_names else None)
+            check(
+                f"meta.episodes[{column}]",
+                m.episodes[column],
+                r.episodes[column] if column in r.episodes.column_names else None,
+            )
     for name in ("num_frames", "num_episodes", "fps", "features", "delta_indices" if deltas else "fps"):
-        check(name, getattr(theirs, name, None) if name != "delta_indices" else theirs._ensure_reader().delta_indices, getattr(ours, name))
+        check(
+            name,
+            getattr(theirs, name, None) if name != "delta_indices" else theirs._ensure_reader().delta_indices,
+            getattr(ours, name),
+        )
     check("len", len(theirs), len(ours))
 
     indices = [int(i) for i in args.indices.split(",")]
     batches = []
     for ds in (theirs, ours):
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, indices), batch_size=len(indices), num_workers=2)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(ds, indices), batch_size=len(indices), num_workers=2
+        )
         batches.append(next(iter(loader)))
     a, b = batches
     check("batch keys", sorted(a), sorted(b))

@@ -200,14 +200,18 @@ def main(argv=None):
     else:
         sys.exit("--out must end with .npz or .json")
 
-    print(json.dumps({
-        "out": str(args.out),
-        "len": header["len"],
-        "num_episodes": header["num_episodes"],
-        "dumped": len(items_json),
-        "errors": len(header["errors"]),
-        "keys": header["item_keys"].get(str(indices[0])) if indices else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "len": header["len"],
+                "num_episodes": header["num_episodes"],
+                "dumped": len(items_json),
+                "errors": len(header["errors"]),
+                "keys": header["item_keys"].get(str(indices[0])) if indices else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

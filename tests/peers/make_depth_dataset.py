@@ -47,7 +47,11 @@ def main() -> None:
     ap.add_argument("--depth-max", type=float, default=None)
     ap.add_argument("--shift", type=float, default=None)
     args = ap.parse_args()
-    tuning = {k: v for k, v in (("depth_min", args.depth_min), ("depth_max", args.depth_max), ("shift", args.shift)) if v is not None}
+    tuning = {
+        k: v
+        for k, v in (("depth_min", args.depth_min), ("depth_max", args.depth_max), ("shift", args.shift))
+        if v is not None
+    }
     depth_encoder = DepthEncoderConfig(use_log=not args.linear, **tuning)
     if args.root.exists():
         shutil.rmtree(args.root)
@@ -56,31 +60,58 @@ def main() -> None:
         "observation.state": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
         "action": {"dtype": "float32", "shape": (2,), "names": ["a", "b"]},
         "observation.images.rgb": {"dtype": "video", "shape": (h, w, 3), "names": ["height", "width", "channels"]},
-        "observation.images.depth": {"dtype": "video", "shape": (h, w, 1), "names": ["height", "width", "channels"],
-                                     "info": {"is_depth_map": True}},
+        "observation.images.depth": {
+            "dtype": "video",
+            "shape": (h, w, 1),
+            "names": ["height", "width", "channels"],
+            "info": {"is_depth_map": True},
+        },
     }
-    ds = LeRobotDataset.create(repo_id="local/depth", fps=30, features=features, root=args.root,
-                               robot_type="peer_sim", use_videos=True, video_backend="pyav", depth_encoder=depth_encoder)
+    ds = LeRobotDataset.create(
+        repo_id="local/depth",
+        fps=30,
+        features=features,
+        root=args.root,
+        robot_type="peer_sim",
+        use_videos=True,
+        video_backend="pyav",
+        depth_encoder=depth_encoder,
+    )
     for ep in range(args.episodes):
         for t in range(args.frames):
             rgb = np.full((h, w, 3), (t * 8 + ep * 40) % 256, dtype=np.uint8)
-            ds.add_frame({"observation.state": np.array([t, ep], np.float32),
-                          "action": np.array([t + 1, ep], np.float32),
-                          "observation.images.rgb": rgb,
-                          "observation.images.depth": (depth_frame(ep, t, h, w).astype(np.float32) / 1000
-                                                       if args.metres else depth_frame(ep, t, h, w)),
-                          "task": "look at the depth"})
+            ds.add_frame(
+                {
+                    "observation.state": np.array([t, ep], np.float32),
+                    "action": np.array([t + 1, ep], np.float32),
+                    "observation.images.rgb": rgb,
+                    "observation.images.depth": (
+                        depth_frame(ep, t, h, w).astype(np.float32) / 1000 if args.metres else depth_frame(ep, t, h, w)
+                    ),
+                    "task": "look at the depth",
+                }
+            )
         ds.save_episode(parallel_encoding=False)
     ds.finalize()
     check = LeRobotDataset(repo_id="local/depth", root=args.root, video_backend="pyav")
     item = check[0]
     d = item["observation.images.depth"]
     exp = depth_frame(0, 0, h, w)[..., 0].astype(np.float32)
-    print(json.dumps({"len": len(check), "depth_keys": check.meta.depth_keys,
-                      "depth_shape": list(d.shape), "depth_dtype": str(d.dtype),
-                      "depth_min": float(d.min()), "depth_max": float(d.max()),
-                      "depth_mae_vs_source_mm": float(np.abs(d.numpy()[0] - exp).mean()),
-                      "depth_info": check.meta.features["observation.images.depth"].get("info")}, default=str))
+    print(
+        json.dumps(
+            {
+                "len": len(check),
+                "depth_keys": check.meta.depth_keys,
+                "depth_shape": list(d.shape),
+                "depth_dtype": str(d.dtype),
+                "depth_min": float(d.min()),
+                "depth_max": float(d.max()),
+                "depth_mae_vs_source_mm": float(np.abs(d.numpy()[0] - exp).mean()),
+                "depth_info": check.meta.features["observation.images.depth"].get("info"),
+            },
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -46,32 +46,77 @@ def main() -> None:
     records = list(iter_episodes(root))
     for rec in records:
         ts = rec.frame_timestamps
-        EpisodeStaging(staging_dir, rec.episode_index).write("plan", [
-            {"role": "assistant", "content": f"subtask of episode {rec.episode_index}", "style": "subtask",
-             "timestamp": float(ts[0]), "camera": None, "tool_calls": None},
-            {"role": "assistant", "content": "1. reach 2. grasp 3. lift", "style": "plan",
-             "timestamp": float(ts[0]), "camera": None, "tool_calls": None},
-            {"role": "assistant", "content": f"cube seen at step {rec.episode_index}", "style": "memory",
-             "timestamp": float(ts[2]), "camera": None, "tool_calls": None},
-        ])
-        EpisodeStaging(staging_dir, rec.episode_index).write("interjections", [
-            {"role": "user", "content": "careful, slower", "style": "interjection",
-             "timestamp": float(ts[3]), "camera": None, "tool_calls": None},
-            speech_atom(float(ts[5]), "grasping now"),
-            {"role": "assistant", "content": "the cube is red", "style": "vqa",
-             "timestamp": float(ts[5]), "camera": "observation.images.cam0", "tool_calls": None},
-        ])
+        EpisodeStaging(staging_dir, rec.episode_index).write(
+            "plan",
+            [
+                {
+                    "role": "assistant",
+                    "content": f"subtask of episode {rec.episode_index}",
+                    "style": "subtask",
+                    "timestamp": float(ts[0]),
+                    "camera": None,
+                    "tool_calls": None,
+                },
+                {
+                    "role": "assistant",
+                    "content": "1. reach 2. grasp 3. lift",
+                    "style": "plan",
+                    "timestamp": float(ts[0]),
+                    "camera": None,
+                    "tool_calls": None,
+                },
+                {
+                    "role": "assistant",
+                    "content": f"cube seen at step {rec.episode_index}",
+                    "style": "memory",
+                    "timestamp": float(ts[2]),
+                    "camera": None,
+                    "tool_calls": None,
+                },
+            ],
+        )
+        EpisodeStaging(staging_dir, rec.episode_index).write(
+            "interjections",
+            [
+                {
+                    "role": "user",
+                    "content": "careful, slower",
+                    "style": "interjection",
+                    "timestamp": float(ts[3]),
+                    "camera": None,
+                    "tool_calls": None,
+                },
+                speech_atom(float(ts[5]), "grasping now"),
+                {
+                    "role": "assistant",
+                    "content": "the cube is red",
+                    "style": "vqa",
+                    "timestamp": float(ts[5]),
+                    "camera": "observation.images.cam0",
+                    "tool_calls": None,
+                },
+            ],
+        )
     written = LanguageColumnsWriter().write_all(records, staging_dir, root)
     Executor._ensure_annotation_metadata_in_info(root)
     shutil.rmtree(staging_dir, ignore_errors=True)
     ds = LeRobotDataset("local/lang", root=root, video_backend="pyav")
     item = ds[3]
-    print(json.dumps({"written": [str(p) for p in written], "len": len(ds),
-                      "features_added": {k: v for k, v in ds.meta.features.items() if k.startswith("language")},
-                      "tools": ds.meta.info.tools,
-                      "item3_language_persistent": item.get("language_persistent"),
-                      "item3_language_events": item.get("language_events"),
-                      "item3_keys": sorted(item)}, default=str, indent=1))
+    print(
+        json.dumps(
+            {
+                "written": [str(p) for p in written],
+                "len": len(ds),
+                "features_added": {k: v for k, v in ds.meta.features.items() if k.startswith("language")},
+                "tools": ds.meta.info.tools,
+                "item3_language_persistent": item.get("language_persistent"),
+                "item3_language_events": item.get("language_events"),
+                "item3_keys": sorted(item),
+            },
+            default=str,
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,17 @@ def main() -> None:
     meta = LeRobotDatasetMetadata("local/act", root=args.root, storage_options=options)
     chunk = 5
     cfg = ACTConfig(
-        chunk_size=chunk, n_action_steps=chunk, dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1,
-        n_decoder_layers=1, use_vae=False, pretrained_backbone_weights=None, device="cpu", optimizer_lr=1e-3,
+        chunk_size=chunk,
+        n_action_steps=chunk,
+        dim_model=32,
+        n_heads=2,
+        dim_feedforward=64,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        use_vae=False,
+        pretrained_backbone_weights=None,
+        device="cpu",
+        optimizer_lr=1e-3,
     )
     # lerobot's make_policy, without its factory module (which imports every policy, some needing opencv)
     features = dataset_to_policy_features(meta.features)
@@ -49,8 +58,9 @@ def main() -> None:
     preprocess, _ = make_act_pre_post_processors(cfg, dataset_stats=meta.stats)
     deltas = {"action": [i / meta.fps for i in range(chunk)]}
     ds = LeRobotDataset("local/act", root=args.root, delta_timestamps=deltas, storage_options=options)
-    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True, num_workers=2, drop_last=True,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=8, shuffle=True, num_workers=2, drop_last=True, generator=torch.Generator().manual_seed(0)
+    )
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     policy.train()
     losses: list[float] = []

@@ -140,7 +140,9 @@ class HfStore(Store):
         root = fs._strip_protocol(url).rstrip("/")
         parsed = parse_hf_uri(f"hf://{root}")
         if not parsed.id or "/" not in parsed.id:
-            raise StoreError(f"{url}: expected hf://datasets/<org>/<name>[@revision][/folder] or hf://buckets/<ns>/<name>")
+            raise StoreError(
+                f"{url}: expected hf://datasets/<org>/<name>[@revision][/folder] or hf://buckets/<ns>/<name>"
+            )
         return fs, root
 
     def info(self, path: str) -> FileInfo:

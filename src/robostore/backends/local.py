@@ -30,7 +30,9 @@ class LocalStore(Store):
     #: reading a cached frame); cleared when it grows past this many.
     _PATHS_REMEMBERED = 1 << 16
 
-    def __init__(self, url: str, fs: LocalFileSystem, root: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, fs: LocalFileSystem, root: str, storage_options: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(url, fs, root, storage_options)
         self._full_paths: dict[str, str] = {}
 

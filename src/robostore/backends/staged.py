@@ -366,4 +366,3 @@ class StagedStore(WrapperStore):
             if item is not None and path.startswith(under):
                 out[path] = FileInfo(path, item.size, self._target.staged_token(item))
         return [out[p] for p in sorted(out)]
-

@@ -2,7 +2,7 @@
 
 ::
 
-    cache = robostore.FrameCache("/scratch/frames", max_bytes=200 << 30)   # or "s3://team/frames"
+    cache = robostore.FrameCache("/scratch/frames", max_bytes=200 << 30)  # or "s3://team/frames"
     ds = robostore.Dataset(url, frame_cache=cache)
 
 A :class:`FrameCache` is a location (local folder or any fsspec URL). Inside it, each

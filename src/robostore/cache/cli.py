@@ -83,7 +83,9 @@ def info_command(
     )
     for dataset in info.datasets:
         attrs = dataset.attributes
-        typer.echo(f"dataset {dataset.fingerprint}  {attrs.get('name', '?')}  ({attrs.get('total_frames', '?')} frames)")
+        typer.echo(
+            f"dataset {dataset.fingerprint}  {attrs.get('name', '?')}  ({attrs.get('total_frames', '?')} frames)"
+        )
         for a in dataset.arrays:
             typer.echo(
                 f"  {a.video_key}  {a.frames_cached}/{a.layout.num_frames} frames ({100 * a.coverage:.1f} %), "

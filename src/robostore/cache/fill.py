@@ -56,7 +56,9 @@ class ShardFiller:
             if frames.shape[1:] != layout.stored_shape:
                 log.warning(
                     "frame cache: %s decodes to frames of %s (C, H, W) but info.json says %s; not caching it",
-                    video_key, frames.shape[1:], layout.stored_shape,
+                    video_key,
+                    frames.shape[1:],
+                    layout.stored_shape,
                 )
                 return None
             self.shards.write(video_key, layout, shard, frames)

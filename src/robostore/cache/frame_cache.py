@@ -87,7 +87,9 @@ class FrameCache:
         self.max_bytes = max_bytes
         self.shard_frames = shard_frames
         if compression not in COMPRESSIONS:
-            raise SchemaError(f"frame cache {url}: compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
+            raise SchemaError(
+                f"frame cache {url}: compression must be one of {list(COMPRESSIONS)}, got {compression!r}"
+            )
         self.compression = compression
         self.store: Store = open_store(self.url, self.storage_options)
         self.local_root: str | None = self.store.local_path()
@@ -203,7 +205,9 @@ class FrameCache:
         if not self.store.exists("zarr.json"):
             self.store.write("zarr.json", group_json({ROOT_ATTR: {"format": FORMAT_VERSION}}))
         elif not self._is_cache():
-            raise RobostoreError(f"{self.url} has a zarr.json that is not a robostore frame cache; use another location")
+            raise RobostoreError(
+                f"{self.url} has a zarr.json that is not a robostore frame cache; use another location"
+            )
         self._root_checked = True
 
     def _wrote(self, nbytes: int) -> None:
@@ -271,7 +275,9 @@ class DatasetFrameCache:
         if layout is not None:
             return layout
         if video_key not in self.meta.video_keys:
-            raise SchemaError(f"{self.meta.url}: {video_key!r} is not a video feature (video keys: {self.meta.video_keys})")
+            raise SchemaError(
+                f"{self.meta.url}: {video_key!r} is not a video feature (video keys: {self.meta.video_keys})"
+            )
         path = f"{array_prefix(self.fingerprint, video_key)}/zarr.json"
         try:
             layout = ArrayLayout.from_metadata(json.loads(self.cache.store.read(path)), self.cache.store.describe(path))
@@ -290,7 +296,9 @@ class DatasetFrameCache:
 
         zstore: Any = self.cache.local_root  # zarr opens a local folder itself
         if zstore is None:
-            zstore = zarr.storage.FsspecStore.from_url(self.cache.url, storage_options=self.cache.storage_options, read_only=True)
+            zstore = zarr.storage.FsspecStore.from_url(
+                self.cache.url, storage_options=self.cache.storage_options, read_only=True
+            )
         return zarr.open_array(zstore, path=array_prefix(self.fingerprint, video_key), mode="r")
 
     # ------------------------------------------------------------------ reading
@@ -355,7 +363,9 @@ class DatasetFrameCache:
                 if frames is None:
                     self.cache.stats.add(hits=served, misses=len(idx) - served)
                     return None
-            if positions == list(range(positions[0], positions[-1] + 1)) and inner == list(range(inner[0], inner[-1] + 1)):
+            if positions == list(range(positions[0], positions[-1] + 1)) and inner == list(
+                range(inner[0], inner[-1] + 1)
+            ):
                 out[positions[0] : positions[-1] + 1] = frames[inner[0] : inner[-1] + 1]  # a run: one copy
             else:
                 out[positions] = frames[inner]
@@ -399,14 +409,18 @@ class DatasetFrameCache:
             frames = frames.transpose(0, 3, 1, 2)
         stop = first_index + len(frames)
         if first_index < 0 or stop > layout.num_frames:
-            raise SchemaError(f"{self.meta.url}: frames {first_index}..{stop - 1} out of range 0..{layout.num_frames - 1}")
+            raise SchemaError(
+                f"{self.meta.url}: frames {first_index}..{stop - 1} out of range 0..{layout.num_frames - 1}"
+            )
         written = 0
         first_shard = -(-first_index // layout.shard_frames)
         for shard in range(first_shard, layout.num_shards):
             start, end = layout.shard_range(shard)
             if end > stop:
                 break
-            if not self.has(video_key, shard) and self._shards.write(video_key, layout, shard, frames[start - first_index : end - first_index]):
+            if not self.has(video_key, shard) and self._shards.write(
+                video_key, layout, shard, frames[start - first_index : end - first_index]
+            ):
                 written += 1
         return written
 
@@ -433,6 +447,7 @@ class DatasetFrameCache:
     def _check_process(self) -> None:
         if self._pid != current_pid():  # forked: readers, claims and caches are the parent's
             self._init_process_state()
+
 
 class VideoFileFrames:
     """A :class:`DatasetFrameCache` addressed by mp4 path and timestamps in it.
@@ -531,7 +546,9 @@ class VideoFileFrames:
         indices = np.empty(len(times), np.int64)
         key = None
         for path in dict.fromkeys(paths):  # each file's timestamps at once
-            mine = np.concatenate([np.arange(e - n, e) for p, n, e in zip(paths, lengths, ends, strict=True) if p == path])
+            mine = np.concatenate(
+                [np.arange(e - n, e) for p, n, e in zip(paths, lengths, ends, strict=True) if p == path]
+            )
             found = self._many_indices(path, times[mine])
             if found is None or (key is not None and found[0] != key):
                 return False
@@ -550,4 +567,3 @@ class VideoFileFrames:
         breaks = np.flatnonzero(np.diff(idx) != 1) + 1
         for run in np.split(np.arange(len(idx)), breaks):
             self.frames.put(key, int(idx[run[0]]), frames[run], channels_first=True)
-

@@ -69,6 +69,7 @@ def inner_codecs(compression: str) -> list[dict[str, Any]]:
         {"name": "crc32c"},
     ]
 
+
 INDEX_CODECS: list[dict[str, Any]] = [
     {"name": "bytes", "configuration": {"endian": "little"}},
     {"name": "crc32c"},
@@ -252,4 +253,6 @@ def check_chunk(body: np.ndarray, checksum: np.ndarray, where: Callable[[], str]
 
 def group_json(attributes: dict[str, Any]) -> bytes:
     """A Zarr v3 group's ``zarr.json`` holding ``attributes``."""
-    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=2, sort_keys=True).encode()
+    return json.dumps(
+        {"zarr_format": 3, "node_type": "group", "attributes": attributes}, indent=2, sort_keys=True
+    ).encode()

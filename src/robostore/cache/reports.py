@@ -124,7 +124,9 @@ def cache_info(store: Store, url: str, max_bytes: int | None) -> CacheInfo:
             array.bytes += f.size
     datasets: dict[str, DatasetInfo] = {}
     for array in arrays.values():
-        entry = datasets.setdefault(array.fingerprint, DatasetInfo(array.fingerprint, groups.get(array.fingerprint, {})))
+        entry = datasets.setdefault(
+            array.fingerprint, DatasetInfo(array.fingerprint, groups.get(array.fingerprint, {}))
+        )
         entry.arrays.append(array)
     return CacheInfo(
         url=url,

@@ -104,7 +104,9 @@ class ShardFiles:
         with self._lock:
             self._index_cache.pop(path, None)
 
-    def read(self, video_key: str, layout: ArrayLayout, shard: int, inner: list[int], out: np.ndarray, positions: list[int]) -> bool:
+    def read(
+        self, video_key: str, layout: ArrayLayout, shard: int, inner: list[int], out: np.ndarray, positions: list[int]
+    ) -> bool:
         """Decode the chunks ``inner`` of a shard into ``out[positions]``; False when it cannot serve them."""
         store = self.store
         path = shard_key(self.fingerprint, video_key, shard)
@@ -161,7 +163,11 @@ class ShardFiles:
         return data
 
     def _read_into(
-        self, path: str, run: list[tuple[int, tuple[int, int]]], frames: list[np.ndarray], names: list[Callable[[], str]]
+        self,
+        path: str,
+        run: list[tuple[int, tuple[int, int]]],
+        frames: list[np.ndarray],
+        names: list[Callable[[], str]],
     ) -> None:
         """Read a run of uncompressed chunks of a shard straight into ``frames`` (one
         vectored read: no copy in between on local disk), then check each one's crc32c."""
@@ -171,7 +177,9 @@ class ShardFiles:
         end = run[0][1][0]
         for (_, (offset, length)), frame, checksum, name in zip(run, frames, checksums, names, strict=True):
             if length != frame.nbytes + CHECKSUM_BYTES:
-                raise CorruptDataset(f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}")
+                raise CorruptDataset(
+                    f"{name()}: chunk holds {length - CHECKSUM_BYTES} bytes, a frame is {frame.nbytes}"
+                )
             if offset > end:  # bytes of chunks not asked for: into a buffer every gap shares
                 buffers.append(gaps[: offset - end])
             buffers += [frame.reshape(-1), checksum]
@@ -215,7 +223,9 @@ class ShardFiles:
             # its checksums catch (it is decoded again); flushing would double a fill's cost.
             self.store.write_parts(path, parts, durable=False)
         except (RobostoreError, OSError) as exc:
-            log.warning("frame cache: cannot write to %s (%s); serving decoded frames without caching them", self.store.url, exc)
+            log.warning(
+                "frame cache: cannot write to %s (%s); serving decoded frames without caching them", self.store.url, exc
+            )
             self._writable = False
             return False
         self.remember_index(path, parse_index(layout, bytes(parts[0]), path))

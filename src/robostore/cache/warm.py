@@ -129,7 +129,9 @@ def warm(
             frames.cache.stats.flush()
         else:
             ctx = multiprocessing.get_context("spawn")  # no inherited decoder or event-loop state
-            with ProcessPoolExecutor(min(workers, len(batches)), mp_context=ctx, initializer=_init_worker, initargs=(frames,)) as pool:
+            with ProcessPoolExecutor(
+                min(workers, len(batches)), mp_context=ctx, initializer=_init_worker, initargs=(frames,)
+            ) as pool:
                 jobs = {pool.submit(_fill_batch, key, shards): shards for key, shards in batches}
                 for job in as_completed(jobs):
                     filled += job.result()

@@ -76,8 +76,20 @@ def convert(
     src = open_store(src_url, src_options)
     dst = open_store(dst_url, dst_options)
     if type(src) is type(dst) and src.url == dst.url:
-        raise RobostoreError(f"{src.url}: the source and the destination are the same dataset; convert into a new place")
+        raise RobostoreError(
+            f"{src.url}: the source and the destination are the same dataset; convert into a new place"
+        )
     limits = Limits(whole_max=WHOLE_FILE_MAX, budget=ByteBudget(MEMORY_LIMIT))
     source = ConvertSource(src, data_mb, video_mb, limits, check=check)
     report = MirrorReport(source=src.url, destination=dst.url, dry_run=dry_run)
-    return transfer(source, dst, report, workers=workers, verify=verify, dry_run=dry_run, progress=progress, start=start, label="convert")
+    return transfer(
+        source,
+        dst,
+        report,
+        workers=workers,
+        verify=verify,
+        dry_run=dry_run,
+        progress=progress,
+        start=start,
+        label="convert",
+    )

@@ -30,4 +30,3 @@ def roll(sizes_mb: Sequence[float], limit_mb: float) -> list[list[int]]:
     if current:
         groups.append(current)
     return groups
-

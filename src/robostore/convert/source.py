@@ -142,8 +142,13 @@ class ConvertSource:
         self.data_of: dict[int, tuple[int, int]] = {}
         for position, group in enumerate(roll([size / _MB for size, _ in footers], self.data_mb)):
             chunk, file = divmod(position, chunks)
-            out = _Output(DEFAULT_DATA_PATH.format(chunk_index=chunk, file_index=file), chunk, file,
-                          [episodes[i] for i in group], [data_inputs[i] for i in group])
+            out = _Output(
+                DEFAULT_DATA_PATH.format(chunk_index=chunk, file_index=file),
+                chunk,
+                file,
+                [episodes[i] for i in group],
+                [data_inputs[i] for i in group],
+            )
             self.data_out[out.path] = out
             self.data_of.update(dict.fromkeys(out.episodes, (chunk, file)))
         self.video_out: dict[str, _Output] = {}
@@ -152,16 +157,28 @@ class ConvertSource:
             for position, group in enumerate(roll([files[p].size / _MB for p in paths], self.video_mb)):
                 chunk, file = divmod(position, chunks)
                 out = _Output(
-                    DEFAULT_VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file), chunk, file,
-                    [episodes[i] for i in group], [paths[i] for i in group], key,
+                    DEFAULT_VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file),
+                    chunk,
+                    file,
+                    [episodes[i] for i in group],
+                    [paths[i] for i in group],
+                    key,
                 )
                 self.video_out[out.path] = out
                 self.video_of.update({(key, e): out for e in out.episodes})
 
         tokens = {p: f.token for p, f in files.items()}
-        meta_token = _digest(_FORMAT, self.data_mb, self.video_mb, {p: t for p, t in tokens.items() if p.startswith("meta/")})
+        meta_token = _digest(
+            _FORMAT, self.data_mb, self.video_mb, {p: t for p, t in tokens.items() if p.startswith("meta/")}
+        )
         targets = [
-            Target(o.path, _digest(meta_token, [tokens[p] for p in o.inputs]), None, None, sum(files[p].size for p in o.inputs))
+            Target(
+                o.path,
+                _digest(meta_token, [tokens[p] for p in o.inputs]),
+                None,
+                None,
+                sum(files[p].size for p in o.inputs),
+            )
             for o in (*self.data_out.values(), *self.video_out.values())
         ]
         all_token = _digest(meta_token, [tokens[p] for p in needed])
@@ -214,7 +231,9 @@ class ConvertSource:
                 from robostore.video import VideoReader
 
                 fps = self.meta.fps
-                lengths = dict(zip(self.meta.episode_indices.tolist(), self.meta.columns["length"].tolist(), strict=True))
+                lengths = dict(
+                    zip(self.meta.episode_indices.tolist(), self.meta.columns["length"].tolist(), strict=True)
+                )
                 jobs = [(p, e) for o in self.video_out.values() for p, e in zip(o.inputs, o.episodes, strict=True)]
 
                 def duration(job: tuple[str, int]) -> float:
@@ -245,12 +264,18 @@ class ConvertSource:
     def write(self, target: Target, dst: Store, on_bytes: ProgressFn | None) -> Written:
         path = target.path
         if target.source is not None:
-            return copy_file(self.store, target.source, dst, path, size=target.size, on_bytes=on_bytes, limits=self.limits)
+            return copy_file(
+                self.store, target.source, dst, path, size=target.size, on_bytes=on_bytes, limits=self.limits
+            )
         if path in self.data_out:
-            return self._local_then_upload(dst, path, on_bytes, lambda local: self._write_data(self.data_out[path], local))
+            return self._local_then_upload(
+                dst, path, on_bytes, lambda local: self._write_data(self.data_out[path], local)
+            )
         if path in self.video_out:
             out = self.video_out[path]
-            pieces = [Piece(self.store, p, dest=start) for p, (start, _) in zip(out.inputs, self._spans(out), strict=True)]
+            pieces = [
+                Piece(self.store, p, dest=start) for p, (start, _) in zip(out.inputs, self._spans(out), strict=True)
+            ]
             return self._local_then_upload(dst, path, on_bytes, lambda local: join(pieces, local))
         if path == episodes_file(0, 0):
             return self._put(dst, path, episodes_parquet(self.episodes_table()), on_bytes)
@@ -314,7 +339,10 @@ class ConvertSource:
                     raise CorruptDataset(f"{where}: columns do not match info.json ({exc})") from exc
                 lo, hi = self.meta.frame_range(episode)
                 index = table.column("index").to_numpy()
-                if not np.array_equal(index, np.arange(lo, hi)) or (table.column("episode_index").to_numpy() != episode).any():
+                if (
+                    not np.array_equal(index, np.arange(lo, hi))
+                    or (table.column("episode_index").to_numpy() != episode).any()
+                ):
                     raise CorruptDataset(
                         f"{where}: expected the rows of episode {episode} with index {lo}..{hi - 1} in order; "
                         "the file holds other rows"
@@ -357,7 +385,9 @@ class ConvertSource:
             for out in dict.fromkeys(self.video_of[(key, e)] for e in episodes):
                 for e, (start, end) in zip(out.episodes, self._spans(out), strict=True):
                     where[e] = (out, start, end)
-            columns[video_column(key, "chunk_index")] = pa.array([where[e][0].chunk_index for e in episodes], pa.int64())
+            columns[video_column(key, "chunk_index")] = pa.array(
+                [where[e][0].chunk_index for e in episodes], pa.int64()
+            )
             columns[video_column(key, "file_index")] = pa.array([where[e][0].file_index for e in episodes], pa.int64())
             columns[video_column(key, "from_timestamp")] = pa.array([where[e][1] for e in episodes], pa.float64())
             columns[video_column(key, "to_timestamp")] = pa.array([where[e][2] for e in episodes], pa.float64())

@@ -114,7 +114,15 @@ def mirror(
         source = CopySource(src, limits, check=check)
     report = MirrorReport(source=src.url, destination=dst.url, dry_run=dry_run, subset=subset)
     return transfer(
-        source, dst, report, workers=workers, verify=verify, delete=delete, dry_run=dry_run, progress=progress, start=start
+        source,
+        dst,
+        report,
+        workers=workers,
+        verify=verify,
+        delete=delete,
+        dry_run=dry_run,
+        progress=progress,
+        start=start,
     )
 
 

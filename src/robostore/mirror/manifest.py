@@ -4,10 +4,15 @@ Content tokens (ETag, md5, git oid, size+mtime+inode) are only comparable within
 backend, so a mirror cannot compare a source file with its copy by token. Instead the
 destination keeps ``.robostore/mirror-manifest.json`` at the dataset root::
 
-    {"format": "robostore-mirror-manifest", "version": 1,
-     "source": "s3://bucket/ds", "subset": null,
-     "files": {"data/chunk-000/file-000.parquet":
-                 {"size": 13373, "source_token": "…", "dest_token": "…", "sha256": "…"}}}
+    {
+        "format": "robostore-mirror-manifest",
+        "version": 1,
+        "source": "s3://bucket/ds",
+        "subset": null,
+        "files": {
+            "data/chunk-000/file-000.parquet": {"size": 13373, "source_token": "…", "dest_token": "…", "sha256": "…"}
+        },
+    }
 
 An entry says: this destination file was written by robostore with these bytes
 (``sha256``, ``size``) from the source file whose token was ``source_token``; after

@@ -165,7 +165,7 @@ def _track(inp: _Input) -> tuple[_Track, _Box]:
     if edts:
         version, rest = _full(edts[0].find(b"elst").payload)
         (n,) = struct.unpack(">I", rest[:4])
-        media_time = struct.unpack(">i" if version == 0 else ">q", rest[8 : 12] if version == 0 else rest[12:20])[0]
+        media_time = struct.unpack(">i" if version == 0 else ">q", rest[8:12] if version == 0 else rest[12:20])[0]
         if n != 1 or media_time != 0:
             raise NotJoinable("an edit list that moves the media")
     version, rest = _full(mdia.find(b"mdhd").payload)
@@ -315,7 +315,9 @@ def join_bytes(pieces: Sequence[tuple[Store, str, float]], out_path: str) -> Non
 
     with open(out_path, "wb") as out:
         out.write(header_ftyp)
-        out.write(struct.pack(">I4sQ", 1, b"mdat", payload + 16) if large else struct.pack(">I4s", payload + 8, b"mdat"))
+        out.write(
+            struct.pack(">I4sQ", 1, b"mdat", payload + 16) if large else struct.pack(">I4s", payload + 8, b"mdat")
+        )
         for (store, path, _), inp in zip(pieces, inputs, strict=True):
             with store.open(path) as fh:
                 fh.seek(inp.payload_start)

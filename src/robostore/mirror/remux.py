@@ -51,9 +51,7 @@ class Piece:
     dest: float = 0.0
 
 
-def cut(
-    store: Store, path: str, spans: Sequence[Span], out: str | IO[bytes], *, block_size: int | None = None
-) -> None:
+def cut(store: Store, path: str, spans: Sequence[Span], out: str | IO[bytes], *, block_size: int | None = None) -> None:
     """Write the ``spans`` of ``path`` (on ``store``) back to back into the mp4 ``out``
     (a local path or a seekable binary file object); ``block_size``: see :func:`join`."""
     join([Piece(store, path, spans)], out, block_size=block_size)
@@ -204,7 +202,9 @@ def _copy_packets(
     if piece.spans is None:
         bounds = [(-math.inf, math.inf, round(piece.dest / tb))]
     else:
-        bounds = [(round(s.start / tb), round(s.end / tb), round(s.dest / tb) - round(s.start / tb)) for s in piece.spans]
+        bounds = [
+            (round(s.start / tb), round(s.end / tb), round(s.dest / tb) - round(s.start / tb)) for s in piece.spans
+        ]
     seen_first = [False] * len(bounds)
     for packet in _demux(src, istream, piece, fh):
         if packet.pts is None:

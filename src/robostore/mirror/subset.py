@@ -77,7 +77,9 @@ class _Output:
 class SubsetSource:
     """The chosen episodes of the dataset on ``store``, as a new dataset."""
 
-    def __init__(self, store: Store, episodes: list[int], limits: Limits = DEFAULT_LIMITS, *, check: bool = True) -> None:
+    def __init__(
+        self, store: Store, episodes: list[int], limits: Limits = DEFAULT_LIMITS, *, check: bool = True
+    ) -> None:
         self.store = store
         self.selection = episodes
         self.limits = limits
@@ -93,8 +95,7 @@ class SubsetSource:
         missing = [e for e in self.selection if e not in have]
         if missing:
             raise SchemaError(
-                f"{self.store.url}: episodes {missing[:10]} do not exist (the dataset has "
-                f"{meta.num_episodes} episodes)"
+                f"{self.store.url}: episodes {missing[:10]} do not exist (the dataset has {meta.num_episodes} episodes)"
             )
         self.new_index = {old: new for new, old in enumerate(self.selection)}
         lengths = [int(meta.columns["length"][meta._row(e)]) for e in self.selection]
@@ -152,10 +153,7 @@ class SubsetSource:
             Target(o.path, _digest(meta_token, o.source, self.tokens[o.source]), None, None)
             for o in (*self.data_out.values(), *self.video_out.values())
         ]
-        targets += [
-            Target(p, all_token, None, None)
-            for p in (episodes_file(0, 0), TASKS_PATH, STATS_PATH, INFO_PATH)
-        ]
+        targets += [Target(p, all_token, None, None) for p in (episodes_file(0, 0), TASKS_PATH, STATS_PATH, INFO_PATH)]
         # Files outside the dataset layout (README.md, .gitattributes, ...) are copied as they are.
         targets += [
             Target(f.path, f.token, f.size, f.path)
@@ -168,7 +166,9 @@ class SubsetSource:
         try:
             return self.task_position[text]
         except KeyError:
-            raise CorruptDataset(f"{self.store.describe(TASKS_PATH)}: the episodes table names task {text!r}, which is not in it") from None
+            raise CorruptDataset(
+                f"{self.store.describe(TASKS_PATH)}: the episodes table names task {text!r}, which is not in it"
+            ) from None
 
     def check(self, targets: list[Target]) -> None:
         # targets() already opened (and so checked) the source metadata; the files too:
@@ -311,7 +311,9 @@ class SubsetSource:
         out: dict[int, list[int]] = {e: [] for e in episodes}
         for path in dict.fromkeys(self.meta.data_path(e) for e in episodes):
             table = read_parquet(self.store, path, columns=["episode_index", "task_index"])
-            for e, t in zip(table.column("episode_index").to_pylist(), table.column("task_index").to_pylist(), strict=True):
+            for e, t in zip(
+                table.column("episode_index").to_pylist(), table.column("task_index").to_pylist(), strict=True
+            ):
                 if e in wanted:
                     out[e].append(self.task_map[t])
         return {e: np.asarray(v, dtype=np.int64) for e, v in out.items()}
@@ -341,7 +343,9 @@ def _read_all_episodes(store: Store, files: list[str]) -> pa.Table:
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowException as exc:
-        raise CorruptDataset(f"{store.describe(EPISODES_DIR)}: the episodes files have incompatible schemas ({exc})") from exc
+        raise CorruptDataset(
+            f"{store.describe(EPISODES_DIR)}: the episodes files have incompatible schemas ({exc})"
+        ) from exc
     return table
 
 
@@ -352,7 +356,9 @@ def _shifted_stats(table: pa.Table, feature: str, deltas: list[int]) -> dict[str
         name = f"{STATS_PREFIX}{feature}/{stat}"
         if name in table.column_names:
             values = table.column(name).to_pylist()
-            out[name] = [(np.asarray(v) + d).tolist() if v is not None else None for v, d in zip(values, deltas, strict=True)]
+            out[name] = [
+                (np.asarray(v) + d).tolist() if v is not None else None for v, d in zip(values, deltas, strict=True)
+            ]
     for stat in ("std", "count"):
         name = f"{STATS_PREFIX}{feature}/{stat}"
         if name in table.column_names:

@@ -31,6 +31,7 @@ from robostore.video import Segment, concat_segments, mp4_header_size
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, order=True)
 class FileIndex:
     """Where a file sits: ``chunk-{chunk:03d}/file-{file:03d}``."""

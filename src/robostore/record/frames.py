@@ -77,8 +77,7 @@ class FrameSchema:
             if unknown:
                 defaults = [k for k in unknown if k in DEFAULT_FEATURE_KEYS]
                 parts.append(
-                    f"unknown keys {unknown}"
-                    + (f" ({defaults} are filled in by the recorder)" if defaults else "")
+                    f"unknown keys {unknown}" + (f" ({defaults} are filled in by the recorder)" if defaults else "")
                 )
             raise SchemaError(
                 f"{self.where}: {context}: {'; '.join(parts)}; the frame must have exactly the keys "
@@ -86,7 +85,9 @@ class FrameSchema:
             )
         task = frame[TASK_KEY]
         if not isinstance(task, str) or not task:
-            raise SchemaError(f"{self.where}: {context}: feature 'task': expected a non-empty str, got {_describe(task)}")
+            raise SchemaError(
+                f"{self.where}: {context}: feature 'task': expected a non-empty str, got {_describe(task)}"
+            )
         values = {key: self._value(key, feature, frame.get(key), context) for key, feature in self.features.items()}
         return values, task
 
@@ -209,7 +210,13 @@ class FrameSchema:
         elif arr.shape == (channels, height, width):
             arr = arr.transpose(1, 2, 0)
         else:
-            raise self._fail(key, context, expected, value, f"shape must be {[height, width, channels]} or {[channels, height, width]}")
+            raise self._fail(
+                key,
+                context,
+                expected,
+                value,
+                f"shape must be {[height, width, channels]} or {[channels, height, width]}",
+            )
         if arr.dtype == np.uint8:
             return np.ascontiguousarray(arr)
         if arr.dtype.kind != "f":

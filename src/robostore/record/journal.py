@@ -183,7 +183,9 @@ def read(path: Path, info: DatasetInfo, episode_index: int, first_frame: int, tm
     for key, video in videos.items():
         height, width, _ = info.features[key].shape
         if (video["frames"], video["fps"], video["width"], video["height"]) != (length, info.fps, width, height):
-            raise bad(f"{key}: {video['frames']} frames {video['width']}x{video['height']} at {video['fps']} fps do not fit")
+            raise bad(
+                f"{key}: {video['frames']} frames {video['width']}x{video['height']} at {video['fps']} fps do not fit"
+            )
         blob = blobs.get(video["blob"], b"")
         if _packets(blob) != length:
             raise bad(f"{key}: its mp4 segment does not hold {length} frames")

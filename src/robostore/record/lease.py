@@ -66,7 +66,12 @@ class Lease:
                 )
             log.warning("%s: taking over a stale lease (%s)", store.url, why)
         elif current is not None:
-            log.warning("%s: force=True: taking over the lease of host %s pid %s", store.url, current.get("host"), current.get("pid"))
+            log.warning(
+                "%s: force=True: taking over the lease of host %s pid %s",
+                store.url,
+                current.get("host"),
+                current.get("pid"),
+            )
         lease = cls(store, uuid.uuid4().hex, ttl_s)
         lease._write(acquired=True)
         store.commit("robostore: take the writer lease")

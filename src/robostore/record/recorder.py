@@ -84,7 +84,9 @@ class Recorder:
         base = staging_base(store, staging_dir)
         earlier = Staging.earlier_sessions(base)
         if earlier and not recover:
-            log.warning("removing staging left by an earlier recorder that did not close: %s", ", ".join(map(str, earlier)))
+            log.warning(
+                "removing staging left by an earlier recorder that did not close: %s", ", ".join(map(str, earlier))
+            )
             Staging.remove_sessions(earlier)
         self._staging = Staging.start(base)
         self._publisher = Publisher(
@@ -93,12 +95,18 @@ class Recorder:
             every_episodes=publish_every or (10 if transactional else 1),
             interval_s=publish_interval_s if publish_interval_s is not None else (60.0 if transactional else 0.0),
         )
-        self._writer = EpisodeWriter(DatasetInfo.from_json(meta.info.to_json()), meta.tasks, meta.stats, self._staging, self._publisher, starts)
+        self._writer = EpisodeWriter(
+            DatasetInfo.from_json(meta.info.to_json()), meta.tasks, meta.stats, self._staging, self._publisher, starts
+        )
         self.recovered: list[int] = []
         """Episodes a crashed recorder had saved that ``resume`` published (indices)."""
         if earlier and recover:
             self._recover(earlier)
-        self._png_pool = ThreadPoolExecutor(max(1, image_writer_threads), thread_name_prefix="robostore-png") if meta.image_keys else None
+        self._png_pool = (
+            ThreadPoolExecutor(max(1, image_writer_threads), thread_name_prefix="robostore-png")
+            if meta.image_keys
+            else None
+        )
         self._buffer: EpisodeBuffer | None = None
         self._next_episode = meta.total_episodes + len(self.recovered)
         self._closed = False
@@ -170,7 +178,9 @@ class Recorder:
                 info = {"video.codec": video.info_codec, "video.pix_fmt": video.pix_fmt, **(feature.info or {})}
                 feature = feature.model_copy(update={"info": info})
             elif feature.is_camera and feature.shape[2] != 3:
-                raise SchemaError(f"{store.url}: feature {key!r}: camera frames must be RGB (3 channels), got {list(feature.shape)}")
+                raise SchemaError(
+                    f"{store.url}: feature {key!r}: camera frames must be RGB (3 channels), got {list(feature.shape)}"
+                )
             feats[key] = feature
         if store.exists(INFO_PATH):
             raise SchemaError(
@@ -183,7 +193,11 @@ class Recorder:
             meta = DatasetMeta.create(
                 store, fps, feats, robot_type, use_videos, chunks_size, data_files_size_in_mb, video_files_size_in_mb
             )
-            starts = {"data": FileIndex(), "episodes": FileIndex(), **{f"videos/{k}": FileIndex() for k in meta.video_keys}}
+            starts = {
+                "data": FileIndex(),
+                "episodes": FileIndex(),
+                **{f"videos/{k}": FileIndex() for k in meta.video_keys},
+            }
             return meta, video, starts
 
         return cls._start(store, lease, prepare, staging_dir, publish_every, publish_interval_s, image_writer_threads)
@@ -238,12 +252,18 @@ class Recorder:
                 )
             chosen = video
             if chosen is None:
-                codecs = {(meta.features[k].info or {}).get("video.codec", "") for k in meta.video_keys if not meta.features[k].is_depth}
+                codecs = {
+                    (meta.features[k].info or {}).get("video.codec", "")
+                    for k in meta.video_keys
+                    if not meta.features[k].is_depth
+                }
                 codec = _CODECS.get(next(iter(codecs)), "libsvtav1") if len(codecs) == 1 else "libsvtav1"
                 chosen = VideoOptions.h264() if codec == "libx264" else VideoOptions()
             return meta, chosen, _next_files(meta)
 
-        return cls._start(store, lease, prepare, staging_dir, publish_every, publish_interval_s, image_writer_threads, recover=True)
+        return cls._start(
+            store, lease, prepare, staging_dir, publish_every, publish_interval_s, image_writer_threads, recover=True
+        )
 
     @classmethod
     def _start(
@@ -373,7 +393,12 @@ class Recorder:
                 return
             self._closed = True
         if self._buffer is not None:
-            log.warning("%s: closing with %d unsaved frame(s) of episode %d; they are dropped", self.url, self._buffer.length, self._next_episode)
+            log.warning(
+                "%s: closing with %d unsaved frame(s) of episode %d; they are dropped",
+                self.url,
+                self._buffer.length,
+                self._next_episode,
+            )
             self.discard_episode()
         self._drop_prepared_encoders()
         self._opener.shutdown()
@@ -454,7 +479,11 @@ class Recorder:
                 if kind == "video":
                     feature = self.features[key]
                     height, width, _ = feature.shape
-                    depth = (DepthCodec.from_info(feature.info), (feature.info or {}).get("depth_unit", MILLIMETRE)) if feature.is_depth else None
+                    depth = (
+                        (DepthCodec.from_info(feature.info), (feature.info or {}).get("depth_unit", MILLIMETRE))
+                        if feature.is_depth
+                        else None
+                    )
                     encoders[key] = EpisodeEncoder(
                         width,
                         height,
@@ -540,7 +569,9 @@ def _depth_feature(key: str, feature: Feature, use_videos: bool, where: str) -> 
     ``depth_unit`` (default millimetres) and the quantizer's ``video.*`` parameters."""
     prefix = f"{where}: feature {key!r}"
     if not (feature.is_video and use_videos):
-        raise SchemaError(f"{prefix}: depth maps are recorded as video (12-bit HEVC); declare dtype 'video' and keep use_videos=True")
+        raise SchemaError(
+            f"{prefix}: depth maps are recorded as video (12-bit HEVC); declare dtype 'video' and keep use_videos=True"
+        )
     if feature.shape[2] != 1:
         raise SchemaError(f"{prefix}: depth maps have shape [height, width, 1], got {list(feature.shape)}")
     given = dict(feature.info or {})

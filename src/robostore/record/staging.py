@@ -221,7 +221,9 @@ class Publisher:
             err, self._error = self._error, None
             if isinstance(err, RobostoreError):
                 raise err
-            raise StoreError(f"{self.store.url}: publishing recorded episodes failed: {type(err).__name__}: {err}") from err
+            raise StoreError(
+                f"{self.store.url}: publishing recorded episodes failed: {type(err).__name__}: {err}"
+            ) from err
 
     # ------------------------------------------------------------------ worker side
     def _due(self) -> float | None:
@@ -281,7 +283,9 @@ class Publisher:
             except (StoreError, OSError) as exc:
                 if attempt == self.retries:
                     raise
-                log.warning("%s: publish attempt %d failed (%s); retrying in %.1f s", self.store.url, attempt, exc, delay)
+                log.warning(
+                    "%s: publish attempt %d failed (%s); retrying in %.1f s", self.store.url, attempt, exc, delay
+                )
                 time.sleep(delay)
                 delay *= 2
 
@@ -313,4 +317,3 @@ class Publisher:
         self.store.adopt_file(path, str(local))
         self.uploaded_bytes += size
         crashpoint("publish_file")
-

@@ -272,7 +272,9 @@ class EpisodeWriter:
             for old, new in ours.items():
                 lookup[old] = new
             task_ids = lookup[task_ids]
-            table = table.set_column(table.schema.get_field_index("task_index"), "task_index", pa.array(task_ids, pa.int64()))
+            table = table.set_column(
+                table.schema.get_field_index("task_index"), "task_index", pa.array(task_ids, pa.int64())
+            )
         episode_tasks = [self.tasks[i] for i in dict.fromkeys(task_ids.tolist())]
 
         data_at = self.data.append(lambda _: table, n)
@@ -330,7 +332,9 @@ class EpisodeWriter:
             if feature.is_image:
                 paths = pa.array([f"frame-{i:06d}.png" for i in range(n)], pa.string())
                 columns.append(
-                    pa.StructArray.from_arrays([pa.array(pngs[field.name], pa.binary()), paths], fields=list(IMAGE_TYPE))
+                    pa.StructArray.from_arrays(
+                        [pa.array(pngs[field.name], pa.binary()), paths], fields=list(IMAGE_TYPE)
+                    )
                 )
             elif feature.dtype == "string":
                 columns.append(pa.array(values[field.name].tolist(), pa.string()))

@@ -92,5 +92,9 @@ def data_schema(features: dict[str, Feature]) -> pa.Schema:
     """Schema of data parquet files: every non-video feature in info.json order."""
     stored = {key: f for key, f in features.items() if not f.is_video}
     fields = [pa.field(key, language.column_type(key) if f.is_language else arrow_type(f)) for key, f in stored.items()]
-    hf = {"info": {"features": {key: language.hf_feature(key) if f.is_language else hf_feature(f) for key, f in stored.items()}}}
+    hf = {
+        "info": {
+            "features": {key: language.hf_feature(key) if f.is_language else hf_feature(f) for key, f in stored.items()}
+        }
+    }
     return pa.schema(fields, metadata={"huggingface": json.dumps(hf)})

@@ -59,7 +59,9 @@ class Feature(BaseModel):
                 f"{self.dtype} features have shape [height, width, channels] (or [channels, height, width]), "
                 f"got {list(self.shape)}"
             )
-        itemsize = 1 if self.is_camera or self.dtype in ("string", "bool", LANGUAGE_DTYPE) else np.dtype(self.dtype).itemsize
+        itemsize = (
+            1 if self.is_camera or self.dtype in ("string", "bool", LANGUAGE_DTYPE) else np.dtype(self.dtype).itemsize
+        )
         claimed = int(np.prod(self.shape, dtype=object)) * itemsize
         if claimed > MAX_FRAME_BYTES:
             raise ValueError(

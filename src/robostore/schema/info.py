@@ -154,7 +154,12 @@ class DatasetInfo(BaseModel):
 
 def _numbers(chunk_index: int, file_index: int) -> dict[str, int]:
     """A file's numbers under the names of both layouts (a template uses one pair)."""
-    return {"chunk_index": chunk_index, "file_index": file_index, "episode_chunk": chunk_index, "episode_index": file_index}
+    return {
+        "chunk_index": chunk_index,
+        "file_index": file_index,
+        "episode_chunk": chunk_index,
+        "episode_index": file_index,
+    }
 
 
 def load_json_object(data: bytes | str, where: str, what: str) -> dict[str, Any]:

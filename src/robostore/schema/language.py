@@ -53,7 +53,9 @@ def row_type(key: str, json_as: pa.DataType | None = None) -> pa.StructType:
         "camera": pa.string(),
         _TOOL_CALLS: pa.list_(json_as or _json_type()),
     }
-    return pa.struct([pa.field(name, types[name], nullable=name not in ("role", _TIMESTAMP)) for name in fields_of(key)])
+    return pa.struct(
+        [pa.field(name, types[name], nullable=name not in ("role", _TIMESTAMP)) for name in fields_of(key)]
+    )
 
 
 def column_type(key: str) -> pa.DataType:
@@ -128,7 +130,11 @@ def rows_array(frames: Sequence[Sequence[dict[str, Any]] | None], key: str) -> p
         plain.append(
             [
                 {
-                    name: ([json.dumps(c) for c in row[name]] if name == _TOOL_CALLS and row.get(name) is not None else row.get(name))
+                    name: (
+                        [json.dumps(c) for c in row[name]]
+                        if name == _TOOL_CALLS and row.get(name) is not None
+                        else row.get(name)
+                    )
                     for name in fields
                 }
                 for row in rows or ()

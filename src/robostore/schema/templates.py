@@ -64,7 +64,9 @@ class PathTemplate:
                     f"{sorted(ALLOWED_FIELDS)} are allowed (no attribute access, indexing or unknown fields)"
                 )
             if conversion is not None or (spec and not _SPEC.fullmatch(spec)):
-                raise SchemaError(f"{name} {template!r}: field {{{field}}} has a conversion or format spec that is not allowed")
+                raise SchemaError(
+                    f"{name} {template!r}: field {{{field}}} has a conversion or format spec that is not allowed"
+                )
             if spec and field not in _INT_FIELDS:
                 raise SchemaError(f"{name} {template!r}: field {{{field}}} takes no format spec")
             pattern.append(rf"(?P<{field}>\d+)" if field in _INT_FIELDS else rf"(?P<{field}>[^/]+)")

@@ -74,7 +74,9 @@ class BatchAssembler:
         transformed: dict[str, torch.Tensor] = {}
         if not direct:
             for key in cameras:
-                frames = self._read_camera(key, frame_rows[key], slots, self._uint8(key, frame_rows[key].shape + self._frame_shapes[key]))
+                frames = self._read_camera(
+                    key, frame_rows[key], slots, self._uint8(key, frame_rows[key].shape + self._frame_shapes[key])
+                )
                 samples = [
                     finish_camera(torch.from_numpy(f if key in rows else f[0]), s.return_uint8, s.image_transforms)
                     for f in frames
@@ -110,7 +112,9 @@ class BatchAssembler:
         for key in s.language_keys:
             order.append(key)
             column = s.tabular.columns[key]
-            others[key] = [copy.deepcopy(column[r] if r.ndim == 0 else [column[i] for i in r]) for r in rows.get(key, positions)]
+            others[key] = [
+                copy.deepcopy(column[r] if r.ndim == 0 else [column[i] for i in r]) for r in rows.get(key, positions)
+            ]
         order.append("task")
         others["task"] = [s.meta.task(int(t)) for t in s.task_index[positions]]
 
@@ -157,7 +161,10 @@ class BatchAssembler:
         span = s.spans[key]
         times = s.timestamps[frame_rows].astype(np.float64) + span.from_timestamp[slots][:, None]
         episodes = s.index.episodes[slots].tolist()
-        queries = [(span.paths[slot], wanted, episode) for slot, wanted, episode in zip(slots.tolist(), times.tolist(), episodes, strict=True)]
+        queries = [
+            (span.paths[slot], wanted, episode)
+            for slot, wanted, episode in zip(slots.tolist(), times.tolist(), episodes, strict=True)
+        ]
         s.videos.frames_many(key, queries, s.tolerance_s, out)  # type: ignore[attr-defined]  # a Dataset's VideoFrames: streams never batch here
         return out
 
@@ -196,7 +203,11 @@ class SampleRows(Sequence["BatchRow"]):
     """
 
     def __init__(
-        self, buffer: BatchBuffer, others: dict[str, list[Any]], order: list[str], uncollated: frozenset[str] = frozenset()
+        self,
+        buffer: BatchBuffer,
+        others: dict[str, list[Any]],
+        order: list[str],
+        uncollated: frozenset[str] = frozenset(),
     ) -> None:
         self._buffer = buffer
         self._others = others

@@ -144,7 +144,9 @@ class BatchCollator:
         )
 
 
-def _layout(sample: dict[str, Any], rows: int, to_float: frozenset[str]) -> tuple[list[Field], list[str], list[str], int]:
+def _layout(
+    sample: dict[str, Any], rows: int, to_float: frozenset[str]
+) -> tuple[list[Field], list[str], list[str], int]:
     """Fields of the tensors (``to_float`` keys as float32), the other keys, the key
     order, the data's bytes."""
     tensors: list[tuple[str, tuple[int, ...], np.dtype[Any]]] = []

@@ -44,8 +44,7 @@ def delta_indices(
     for key, deltas in delta_timestamps.items():
         if key not in known:
             raise SchemaError(
-                f"{prefix}delta_timestamps key {key!r} is not a feature of the dataset "
-                f"(features: {sorted(known)})"
+                f"{prefix}delta_timestamps key {key!r} is not a feature of the dataset (features: {sorted(known)})"
             )
         if key == TIMESTAMP_KEY and any(f.is_video for f in features.values()):
             raise SchemaError(

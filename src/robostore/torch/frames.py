@@ -28,6 +28,7 @@ from robostore.video.decode import DecodedFrames, VideoReader, VideoSource
 #: Video backends: PyAV (default) and torchcodec (when installed).
 BACKENDS = ("pyav", "torchcodec")
 
+
 @dataclass(frozen=True)
 class EpisodeVideos:
     """Where one camera's frames of each selected episode are: mp4 path and start time in it."""
@@ -87,7 +88,12 @@ class _Reader(Protocol):
     def codec(self) -> str: ...
 
     def frames_at(
-        self, timestamps: Sequence[float], tolerance_s: float = ..., *, episode: int | None = ..., channels_first: bool = ...
+        self,
+        timestamps: Sequence[float],
+        tolerance_s: float = ...,
+        *,
+        episode: int | None = ...,
+        channels_first: bool = ...,
     ) -> np.ndarray: ...
 
     def close(self) -> None: ...
@@ -252,7 +258,9 @@ class VideoFrames:
             try:
                 source = store.open(path)
             except NotFound as exc:
-                raise NotFound(f"{name}: video file not found (needed for episode {episode}); re-copy the dataset") from exc
+                raise NotFound(
+                    f"{name}: video file not found (needed for episode {episode}); re-copy the dataset"
+                ) from exc
         close_file = not isinstance(source, str)
         reader: _Reader | None = None
         try:
@@ -309,13 +317,20 @@ class _TorchcodecReader:
         self.height, self.width, self.codec = int(metadata.height), int(metadata.width), metadata.codec or ""
 
     def frames_at(
-        self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None, channels_first: bool = False
+        self,
+        timestamps: Sequence[float],
+        tolerance_s: float = 1e-4,
+        *,
+        episode: int | None = None,
+        channels_first: bool = False,
     ) -> np.ndarray:
         indices = [round(t * self._fps) for t in timestamps]
         try:
             batch = self._decoder.get_frames_at(indices=indices)
         except (RuntimeError, ValueError, IndexError) as exc:
-            raise VideoError(f"{self.name}: episode {episode}: torchcodec failed at t={list(timestamps)}: {exc}") from exc
+            raise VideoError(
+                f"{self.name}: episode {episode}: torchcodec failed at t={list(timestamps)}: {exc}"
+            ) from exc
         got = batch.pts_seconds.numpy()
         diff = np.abs(got - np.asarray(timestamps))
         if (diff >= tolerance_s).any():

@@ -165,7 +165,10 @@ class VideoLayout:
         size = store.info(path).size
         with store.open(path, block_size=MISS_BLOCK) as raw:
             recorder = _Recorder(raw)
-            with wrap_av_errors(name, "reading the container index", "re-copy the video file"), av.open(recorder, mode="r") as container:
+            with (
+                wrap_av_errors(name, "reading the container index", "re-copy the video file"),
+                av.open(recorder, mode="r") as container,
+            ):
                 if not container.streams.video:
                     none = np.empty(0)
                     return cls(size, none, none, none, none, recorder.chunks)

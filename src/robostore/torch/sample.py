@@ -124,7 +124,9 @@ class SampleAssembler:
         for key in self.language_keys:  # lists of message dicts, the caller's to keep
             column = self.tabular.columns[key]
             message_rows = rows.get(key)
-            item[key] = copy.deepcopy(column[position] if message_rows is None else [column[r] for r in np.atleast_1d(message_rows)])
+            item[key] = copy.deepcopy(
+                column[position] if message_rows is None else [column[r] for r in np.atleast_1d(message_rows)]
+            )
         item["task"] = self.meta.task(int(self.task_index[position]))
         return item
 

@@ -225,7 +225,9 @@ class SharedBatch(dict[str, Any]):
         order: the keys in the order the batch dict has them.
     """
 
-    def __init__(self, buffer: _Buffer, fields: list[Field], rows: int, others: dict[str, Any], order: list[str]) -> None:
+    def __init__(
+        self, buffer: _Buffer, fields: list[Field], rows: int, others: dict[str, Any], order: list[str]
+    ) -> None:
         data = buffer.lease()
         tensors = {f.key: torch.from_numpy(f.view(data, rows)) for f in fields}
         super().__init__((key, tensors[key] if key in tensors else others[key]) for key in order)

@@ -253,7 +253,12 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset[dict[s
         if self.batch_size is None:
             return map(self._finish, samples)
         collator = BatchCollator(
-            self.batch_size, self.drop_last, self.meta.rgb_camera_keys, self.return_uint8, self.image_transforms, self.meta.url
+            self.batch_size,
+            self.drop_last,
+            self.meta.rgb_camera_keys,
+            self.return_uint8,
+            self.image_transforms,
+            self.meta.url,
         )
         return collator.batches(samples)
 
@@ -345,9 +350,7 @@ class StreamingDataset(SelectedEpisodes, torch.utils.data.IterableDataset[dict[s
             return self._tabular
 
     def _fingerprint(self) -> dict[str, Any]:
-        digest = hashlib.sha256(
-            self._index.episodes.tobytes() + self._index.starts.tobytes()
-        ).hexdigest()[:16]
+        digest = hashlib.sha256(self._index.episodes.tobytes() + self._index.starts.tobytes()).hexdigest()[:16]
         return {
             "episodes": digest,
             "seed": self.seed,
@@ -378,7 +381,9 @@ class _EpisodeFrames:
     def __init__(self, dataset: StreamingDataset, prefetcher: Prefetcher | None) -> None:
         self._dataset = dataset
         self._prefetcher = prefetcher
-        window = max((int(o.max() - o.min()) for k, o in dataset._offsets.items() if k in dataset.meta.video_keys), default=0)
+        window = max(
+            (int(o.max() - o.min()) for k, o in dataset._offsets.items() if k in dataset.meta.video_keys), default=0
+        )
         self._keep_recent = window + 2
         self._open: OrderedDict[int, VideoFrames] = OrderedDict()
         # Stragglers (episodes whose last frame was read before a restore) close by age.
@@ -424,4 +429,3 @@ class _EpisodeFrames:
 
 def _shard_list(shard: ShardId) -> list[int]:
     return [shard.rank, shard.world_size, shard.worker, shard.num_workers]
-

@@ -100,7 +100,13 @@ class TabularData:
 
     @classmethod
     def load(
-        cls, meta: DatasetMeta, store: Store, index: EpisodeIndex, features: dict[str, Feature], *, ranged: bool | None = None
+        cls,
+        meta: DatasetMeta,
+        store: Store,
+        index: EpisodeIndex,
+        features: dict[str, Feature],
+        *,
+        ranged: bool | None = None,
     ) -> TabularData:
         """Read the data files of the selected episodes from ``store`` (see the module docstring).
 
@@ -114,7 +120,9 @@ class TabularData:
         names = [k for k, f in features.items() if not f.is_camera]
         if _INDEX not in names:
             raise CorruptDataset(f"{meta.url}: info.json has no 'index' feature")
-        ranges = {p: [(int(index.dataset_from[s]), int(index.dataset_to[s])) for s in slots] for p, slots in by_file.items()}
+        ranges = {
+            p: [(int(index.dataset_from[s]), int(index.dataset_to[s])) for s in slots] for p, slots in by_file.items()
+        }
         if meta.image_keys if ranged is None else ranged:
             with ThreadPoolExecutor(max_workers=min(8, max(1, len(files)))) as pool:
                 tables = list(pool.map(lambda p: _read_ranged(store, p, ranges[p], names), files))
@@ -172,7 +180,9 @@ class _Rows:
     sorted_index: np.ndarray
 
     @classmethod
-    def of(cls, table: pa.Table, rows_in_file: np.ndarray, features: dict[str, Feature], names: list[str], where: str) -> _Rows:
+    def of(
+        cls, table: pa.Table, rows_in_file: np.ndarray, features: dict[str, Feature], names: list[str], where: str
+    ) -> _Rows:
         arrays = {k: _to_numpy(table.column(k), features[k], where, k) for k in names}
         order = np.argsort(arrays[_INDEX], kind="stable")
         return cls(where, arrays, rows_in_file, order, arrays[_INDEX][order])
@@ -319,7 +329,9 @@ def _parquet_errors(where: str) -> Iterator[None]:
         raise CorruptDataset(f"{where}: not a readable parquet file ({exc}); re-copy or repair it") from exc
 
 
-def _read_ranged(store: Store, path: str, ranges: list[tuple[int, int]], names: list[str]) -> tuple[pa.Table, np.ndarray]:
+def _read_ranged(
+    store: Store, path: str, ranges: list[tuple[int, int]], names: list[str]
+) -> tuple[pa.Table, np.ndarray]:
     with _parquet_errors(store.describe(path)), _parquet_source(store, path) as source:
         return _read_selected(store, path, source, ranges, names)
 

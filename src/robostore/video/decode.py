@@ -61,7 +61,6 @@ PLANAR_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuv422p"})
 _PLANAR_WIDTH_MULTIPLE = 16
 
 
-
 def _reformat_takes_threads() -> bool:
     try:
         VideoReformatter().reformat(av.VideoFrame(16, 16, "yuv420p"), format="rgb24", threads=1)
@@ -123,9 +122,7 @@ class VideoReader:
                 raise VideoError(f"{self.name}: no video stream in this file ({why}). {_HINT}")
             self._container = container
             self._stream = container.streams.video[0]
-            self._rgb: _RgbConverter = (_DepthConverter if depth else _RgbConverter)(
-                self.name, self.height, self.width
-            )
+            self._rgb: _RgbConverter = (_DepthConverter if depth else _RgbConverter)(self.name, self.height, self.width)
             cc = self._stream.codec_context
             if thread_type is None:
                 small = (cc.width or 0) * (cc.height or 0) < _SMALL_FRAME_PIXELS
@@ -136,7 +133,9 @@ class VideoReader:
                 self._stream.thread_type = thread_type
             self.thread_type: ThreadMode = thread_type
             self._time_base: Fraction = self._stream.time_base or Fraction(1, 1)
-            self._seconds_per_tick = float(self._time_base)  # per frame, Fraction arithmetic costs more than decoding's bookkeeping
+            self._seconds_per_tick = float(
+                self._time_base
+            )  # per frame, Fraction arithmetic costs more than decoding's bookkeeping
             rate = self._stream.average_rate or self._stream.guessed_rate
             self._fps: float | None = float(rate) if rate else None
         except BaseException:
@@ -144,9 +143,7 @@ class VideoReader:
             raise
         self._decoder: Iterator[av.VideoFrame] | None = None  # live forward position
         # (time_s, frame) of the last decoded frames, in decode (= pts) order.
-        self._recent: collections.deque[tuple[float, av.VideoFrame]] = collections.deque(
-            maxlen=max(1, keep_recent)
-        )
+        self._recent: collections.deque[tuple[float, av.VideoFrame]] = collections.deque(maxlen=max(1, keep_recent))
         self._gop_s = 0.0  # longest keyframe interval seen so far
         self._last_key_s: float | None = None
         self.seeks = 0  # number of container seeks, for tests and benchmarks
@@ -261,11 +258,15 @@ class VideoReader:
         if out is None:
             out = np.empty(shape, dtype=dtype)
         elif out.shape != shape or out.dtype != dtype:
-            raise VideoError(f"{self.name}: frames are {dtype} {list(shape)}, the output buffer is {out.dtype} {list(out.shape)}")
+            raise VideoError(
+                f"{self.name}: frames are {dtype} {list(shape)}, the output buffer is {out.dtype} {list(out.shape)}"
+            )
         frames.write(out, channels_first)
         return out
 
-    def decoded_at(self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None) -> DecodedFrames:
+    def decoded_at(
+        self, timestamps: Sequence[float], tolerance_s: float = 1e-4, *, episode: int | None = None
+    ) -> DecodedFrames:
         """The frames :meth:`frames_at` would return, not yet converted to RGB.
 
         They stay in the decoder's pixel format (4:2:0: half the bytes of RGB), copied
@@ -278,7 +279,9 @@ class VideoReader:
         """
         return DecodedFrames(*self._pick(timestamps, tolerance_s, episode), self._rgb, compact=True)
 
-    def _pick(self, timestamps: Sequence[float], tolerance_s: float, episode: int | None) -> tuple[list[av.VideoFrame], list[float]]:
+    def _pick(
+        self, timestamps: Sequence[float], tolerance_s: float, episode: int | None
+    ) -> tuple[list[av.VideoFrame], list[float]]:
         """The decoded frame closest to each timestamp, and its time."""
         if len(timestamps) == 0:
             return [], []
@@ -422,7 +425,9 @@ class VideoReader:
             back = max(1.0, 2 * back)
 
     def _decode_range(self, t_min: float, t_max: float, tolerance_s: float) -> list[tuple[float, av.VideoFrame]]:
-        candidates = list(self._recent) if self._can_continue(t_min, tolerance_s) else self._seek_before(t_min, tolerance_s)
+        candidates = (
+            list(self._recent) if self._can_continue(t_min, tolerance_s) else self._seek_before(t_min, tolerance_s)
+        )
         # Decode until a frame at or past t_max (so the closest is known) or EOF. A frame
         # within tolerance of t_max already is the closest (frames lie 1/fps apart):
         # stopping there saves decoding the next frame whenever t_max was rounded up
@@ -473,7 +478,9 @@ class _RgbConverter:
                 planar = self._reformat(frame, "gbrp")
                 h, w = planar.height, planar.width
                 for channel, plane in zip((1, 2, 0), planar.planes, strict=True):  # gbrp: G, B, R planes
-                    rows = np.frombuffer(memoryview(plane), np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
+                    rows = np.frombuffer(memoryview(plane), np.uint8, count=h * plane.line_size).reshape(
+                        h, plane.line_size
+                    )
                     out[channel] = rows[:, :w]
                 return
             rgb = self._reformat(frame, "rgb24").to_ndarray()
@@ -508,14 +515,23 @@ class _Compact:
         h, w = frame.height, frame.width
         self.planes = np.empty((h * 3 // 2, w), np.uint8)  # Y rows, then U and V (h/4 rows of w each)
         targets = (self.planes[:h], self.planes[h : h + h // 4], self.planes[h + h // 4 :])
-        for plane, target, (rows, cols) in zip(frame.planes, targets, ((h, w), (h // 2, w // 2), (h // 2, w // 2)), strict=True):
-            source = np.frombuffer(memoryview(plane), np.uint8, count=rows * plane.line_size).reshape(rows, plane.line_size)
+        for plane, target, (rows, cols) in zip(
+            frame.planes, targets, ((h, w), (h // 2, w // 2), (h // 2, w // 2)), strict=True
+        ):
+            source = np.frombuffer(memoryview(plane), np.uint8, count=rows * plane.line_size).reshape(
+                rows, plane.line_size
+            )
             target.reshape(rows, cols)[...] = source[:, :cols]  # (to_ndarray's layout, half its cost)
         self.colorspace, self.color_range = frame.colorspace, frame.color_range
 
     @classmethod
     def of(cls, frame: _Compact | av.VideoFrame) -> _Compact | av.VideoFrame:
-        if isinstance(frame, av.VideoFrame) and frame.format.name in cls.FORMATS and frame.width % 2 == 0 and frame.height % 4 == 0:
+        if (
+            isinstance(frame, av.VideoFrame)
+            and frame.format.name in cls.FORMATS
+            and frame.width % 2 == 0
+            and frame.height % 4 == 0
+        ):
             return cls(frame)
         return frame
 

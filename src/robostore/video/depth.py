@@ -61,7 +61,9 @@ class DepthCodec:
     def __post_init__(self) -> None:
         values = (self.depth_min, self.depth_max, self.shift)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-            raise SchemaError(f"depth parameters must be finite numbers, got min={self.depth_min!r} max={self.depth_max!r} shift={self.shift!r}")
+            raise SchemaError(
+                f"depth parameters must be finite numbers, got min={self.depth_min!r} max={self.depth_max!r} shift={self.shift!r}"
+            )
         if not isinstance(self.use_log, bool):
             raise SchemaError(f"video.use_log must be true or false, got {self.use_log!r}")
         if self.depth_max <= self.depth_min:

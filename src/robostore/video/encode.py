@@ -123,9 +123,13 @@ class EpisodeEncoder:
     ) -> None:
         self.options = options or (VideoOptions.depth() if depth else VideoOptions())
         if (depth is None) != (self.options.pix_fmt != DEPTH_PIX_FMT):
-            raise VideoError(f"{name}: depth frames are encoded as {DEPTH_PIX_FMT} (VideoOptions.depth()), RGB frames are not")
+            raise VideoError(
+                f"{name}: depth frames are encoded as {DEPTH_PIX_FMT} (VideoOptions.depth()), RGB frames are not"
+            )
         if width <= 0 or height <= 0 or (depth is None and (width % 2 or height % 2)):
-            raise VideoError(f"{name}: frame size {width}x{height} must be positive and even for {self.options.pix_fmt}")
+            raise VideoError(
+                f"{name}: frame size {width}x{height} must be positive and even for {self.options.pix_fmt}"
+            )
         if not isinstance(fps, int) or fps <= 0:
             raise VideoError(f"{name}: fps={fps!r} must be a positive int")
         self.width, self.height, self.fps = width, height, fps
@@ -184,11 +188,19 @@ class EpisodeEncoder:
         """
         self._check_open()
         if self.depth is None:
-            ok = isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.shape == (self.height, self.width, 3)
+            ok = (
+                isinstance(frame, np.ndarray)
+                and frame.dtype == np.uint8
+                and frame.shape == (self.height, self.width, 3)
+            )
             wanted = f"uint8 of shape ({self.height}, {self.width}, 3)"
         else:
             kind = "f" if self.depth[1] == "m" else "iu"
-            ok = isinstance(frame, np.ndarray) and frame.dtype.kind in kind and frame.shape == (self.height, self.width, 1)
+            ok = (
+                isinstance(frame, np.ndarray)
+                and frame.dtype.kind in kind
+                and frame.shape == (self.height, self.width, 1)
+            )
             wanted = f"{'floats (m)' if kind == 'f' else 'integers (mm)'} of shape ({self.height}, {self.width}, 1)"
         if not ok:
             got = (getattr(frame, "dtype", type(frame).__name__), getattr(frame, "shape", None))
@@ -302,7 +314,6 @@ class EpisodeEncoder:
             except Exception as exc:  # noqa: BLE001 - reported if nothing else failed
                 if self._error is None:
                     self._error = exc
-
 
     def _frame(self, item: np.ndarray) -> av.VideoFrame:
         if self.depth is None:

@@ -65,7 +65,9 @@ class VideoOptions:
         if not isinstance(self.gop, int) or self.gop < 1:
             raise SchemaError(f"gop={self.gop!r} must be an int >= 1")
         if self.pix_fmt not in _PIX_FMTS[self.codec]:
-            raise SchemaError(f"pix_fmt={self.pix_fmt!r} not supported by {self.codec}; use one of {_PIX_FMTS[self.codec]}")
+            raise SchemaError(
+                f"pix_fmt={self.pix_fmt!r} not supported by {self.codec}; use one of {_PIX_FMTS[self.codec]}"
+            )
         if not isinstance(self.threads, int) or self.threads < 0:
             raise SchemaError(f"threads={self.threads!r} must be an int >= 0")
         if self.preset is not None:
@@ -85,7 +87,12 @@ class VideoOptions:
     def depth(cls) -> VideoOptions:
         """Depth cameras, as lerobot 0.6 encodes them: lossless 12-bit HEVC (``gray12le``),
         GOP 2; without B-frames here, so that episodes concatenate by stream copy."""
-        return cls(codec="libx265", pix_fmt="gray12le", preset=None, extra={"x265-params": "lossless=1:bframes=0:log-level=error"})
+        return cls(
+            codec="libx265",
+            pix_fmt="gray12le",
+            preset=None,
+            extra={"x265-params": "lossless=1:bframes=0:log-level=error"},
+        )
 
     def with_(self, **changes: Any) -> VideoOptions:
         """A copy with some fields changed (validated again)."""

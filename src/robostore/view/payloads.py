@@ -40,7 +40,9 @@ def dataset_payload(meta: DatasetMeta) -> dict[str, Any]:
     }
 
 
-def episodes_page(meta: DatasetMeta, offset: int = 0, limit: int = PAGE_SIZE, task: str | None = None) -> dict[str, Any]:
+def episodes_page(
+    meta: DatasetMeta, offset: int = 0, limit: int = PAGE_SIZE, task: str | None = None
+) -> dict[str, Any]:
     """Episodes ``offset..offset+limit`` (only those with ``task`` when given): index, length, tasks."""
     if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
         raise SchemaError(f"offset must be >= 0 and limit 1..{MAX_PAGE_SIZE}, got offset={offset} limit={limit}")

@@ -45,9 +45,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def range_response(
-    header: str | None, size: int, read: Callable[[int, int], bytes], media_type: str
-) -> Response:
+def range_response(header: str | None, size: int, read: Callable[[int, int], bytes], media_type: str) -> Response:
     """Answer a GET for a resource of ``size`` bytes whose bytes ``[a, b)`` are ``read(a, b)``.
 
     200 with the whole resource without a Range header, 206 with the asked part, 416

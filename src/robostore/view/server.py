@@ -47,7 +47,11 @@ class BackgroundViewer:
     """The viewer served from a daemon thread; :attr:`url` is its address. Use as a context manager."""
 
     def __init__(
-        self, url: str | Store, storage_options: Mapping[str, Any] | None = None, host: str = DEFAULT_HOST, port: int = 0
+        self,
+        url: str | Store,
+        storage_options: Mapping[str, Any] | None = None,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
     ) -> None:
         self._sock = bind(host, port)
         self.url = address(self._sock)
