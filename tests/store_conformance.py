@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import pickle
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +127,21 @@ class StoreTests:
         store.commit()
         local.unlink()  # handed over: the caller may delete it
         assert raw.get("data/chunk-000/file-000.parquet") == b"episode rows" * 100
+
+    @pytest.mark.writes
+    def test_scratch_file_is_adopted_and_never_listed(self, store: Store, raw: Raw) -> None:
+        local = store.scratch_file("videos/cam/file-000.mp4")
+        try:
+            assert os.path.getsize(local) == 0 and local.endswith(".mp4")
+            assert store.list("videos") == []  # a scratch file beside the target stays out of listings
+            with open(local, "wb") as fh:
+                fh.write(b"built locally")
+            store.adopt_file("videos/cam/file-000.mp4", local)
+        finally:
+            os.unlink(local)
+        store.commit()
+        assert raw.get("videos/cam/file-000.mp4") == b"built locally"
+        assert store.list("videos") == ["videos/cam/file-000.mp4"]
 
     @pytest.mark.writes
     def test_open_writer_commit_and_abort(self, store: Store, raw: Raw) -> None:

@@ -462,6 +462,18 @@ class Store:
         """
         self.write(path, b"".join(parts))
 
+    def scratch_file(self, path: str) -> str:
+        """A new, empty local file in which to build ``path`` before :meth:`adopt_file`.
+
+        Local stores make it beside the target (so adopting it is a link) and name it so
+        that listings leave it out; others make it in the system's temporary folder. The
+        caller deletes it once adopted or given up.
+        """
+        normalize_path(path)
+        fd, local = tempfile.mkstemp(prefix="robostore-scratch-", suffix=os.path.splitext(path)[1])
+        os.close(fd)
+        return local
+
     def adopt_file(self, path: str, local: str) -> None:
         """Make the local file ``local`` the content of ``path``.
 

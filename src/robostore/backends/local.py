@@ -68,6 +68,15 @@ class LocalStore(Store):
         with self._errors(path):
             atomic_write(full, lambda fh: fh.writelines(parts), fsync=durable)
 
+    def scratch_file(self, path: str) -> str:
+        full = self.full_path(path)
+        folder, name = os.path.split(full)
+        with self._errors(path):
+            os.makedirs(folder, exist_ok=True)
+            fd, local = tempfile.mkstemp(prefix=f".{name}{TMP_MARKER}", suffix=os.path.splitext(name)[1], dir=folder)
+            os.close(fd)
+        return local
+
     def adopt_file(self, path: str, local: str) -> None:
         # A hard link publishes without copying; across filesystems it falls back to a copy.
         full = self.full_path(path)

@@ -107,6 +107,9 @@ class WrapperStore(Store):
     def write_parts(self, path: str, parts: Sequence[bytes | memoryview], *, durable: bool = True) -> None:
         self.inner.write_parts(path, parts, durable=durable)
 
+    def scratch_file(self, path: str) -> str:
+        return self.inner.scratch_file(path)
+
     def adopt_file(self, path: str, local: str) -> None:
         self.inner.adopt_file(path, local)
 

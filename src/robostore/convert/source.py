@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -299,17 +298,10 @@ class ConvertSource:
         """Build ``path`` in a local file with ``make(local)`` and hand it to the destination:
         on local disk it is built beside the target and linked in place (no second copy);
         elsewhere it is uploaded in parts."""
-        near = dst.local_path(path)
-        folder = os.path.dirname(near) if near is not None else None
-        if folder is not None:
-            os.makedirs(folder, exist_ok=True)
-        # Beside the destination on local disk, so adopting it is a link, not a copy; named
-        # like the local store's own temporary files, which listings leave out.
-        fd, local = tempfile.mkstemp(prefix=".robostore-tmp-convert-", suffix=os.path.splitext(path)[1], dir=folder)
-        os.close(fd)
+        local = dst.scratch_file(path)
         try:
             make(local)
-            if near is None:  # streamed up in parts: bounded memory whatever the file size
+            if dst.local_path(path) is None:  # streamed up in parts: bounded memory whatever the file size
                 return write_local_file(dst, path, local, part_size=self.limits.part_size, on_bytes=on_bytes)
             hasher = Hasher.for_upload(dst.upload_checksum(file_size=os.path.getsize(local)))
             with open(local, "rb") as fh:
