@@ -12,10 +12,19 @@ import typer
 
 from robostore.backends import open_store
 from robostore.cache.cli import cache_app
-from robostore.cli_common import JsonFlag, StorageOption, fail, human_size, parse_storage_options
+from robostore.cli_common import (
+    DstOption,
+    JsonFlag,
+    SrcOption,
+    StorageOption,
+    fail,
+    human_size,
+    parse_storage_options,
+)
 from robostore.errors import RobostoreError
 from robostore.meta import DatasetMeta
 from robostore.mirror.copy import MEMORY_LIMIT, WHOLE_FILE_MAX
+from robostore.mirror.report import MirrorReport
 from robostore.summary import dataset_summary
 from robostore.validate import ValidationReport, validate
 
@@ -221,12 +230,8 @@ def mirror_command(
             "--no-check", help="Copy the source even if it does not validate (e.g. a backup before --repair)."
         ),
     ] = False,
-    src_option: Annotated[
-        list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
-    ] = None,
-    dst_option: Annotated[
-        list[str] | None, typer.Option("--dst-option", help="KEY=VALUE storage option of the destination (repeatable).")
-    ] = None,
+    src_option: SrcOption = None,
+    dst_option: DstOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Copy a dataset between backends: only what differs, metadata last; exit 1 if files failed."""
@@ -250,19 +255,12 @@ def mirror_command(
         )
     except RobostoreError as exc:
         fail(exc)
-    if as_json:
-        typer.echo(report.to_json())
-    else:
-        if dry_run:
-            for path in report.planned:
-                typer.echo(f"would copy  {path}")
-            for path in report.extra:
-                typer.echo(f"{'would delete' if delete else 'extra'}  {path}")
-        for path, why in report.failed.items():
-            typer.echo(f"failed  {path}: {why}", err=True)
-        typer.echo(report.summary())
-    if not report.ok:
-        raise typer.Exit(1)
+    if not as_json and dry_run:
+        for path in report.planned:
+            typer.echo(f"would copy  {path}")
+        for path in report.extra:
+            typer.echo(f"{'would delete' if delete else 'extra'}  {path}")
+    _finish_copy_report(report, as_json)
 
 
 @app.command("convert")
@@ -277,12 +275,8 @@ def convert_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: print what would be written.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip reading written files back.")] = False,
     no_check: Annotated[bool, typer.Option("--no-check", help="Skip validating the source first.")] = False,
-    src_option: Annotated[
-        list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
-    ] = None,
-    dst_option: Annotated[
-        list[str] | None, typer.Option("--dst-option", help="KEY=VALUE storage option of the destination (repeatable).")
-    ] = None,
+    src_option: SrcOption = None,
+    dst_option: DstOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Convert a LeRobot v2.1 dataset to v3.0: videos joined by stream copy, resumable, metadata last."""
@@ -304,11 +298,18 @@ def convert_command(
         )
     except RobostoreError as exc:
         fail(exc)
+    if not as_json and dry_run:
+        for path in report.planned:
+            typer.echo(f"would write  {path}")
+    _finish_copy_report(report, as_json)
+
+
+def _finish_copy_report(report: MirrorReport, as_json: bool) -> None:
+    """The end of a mirror or convert report: the JSON document, or failures and the summary;
+    exit 1 when files failed."""
     if as_json:
         typer.echo(report.to_json())
     else:
-        for path in report.planned if dry_run else []:
-            typer.echo(f"would write  {path}")
         for path, why in report.failed.items():
             typer.echo(f"failed  {path}: {why}", err=True)
         typer.echo(report.summary())

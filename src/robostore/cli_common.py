@@ -23,6 +23,12 @@ StorageOption = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
+SrcOption = Annotated[
+    list[str] | None, typer.Option("--src-option", help="KEY=VALUE storage option of the source (repeatable).")
+]
+DstOption = Annotated[
+    list[str] | None, typer.Option("--dst-option", help="KEY=VALUE storage option of the destination (repeatable).")
+]
 
 
 def parse_storage_options(pairs: list[str] | None) -> dict[str, Any]:
