@@ -23,6 +23,7 @@ from robostore.schema import Feature
 from robostore.schema.episodes import video_column
 from robostore.store import Store
 from robostore.torch.process import PerProcessStore
+from robostore.video.conformance import VideoFacts, check_conformance
 from robostore.video.decode import DecodedFrames, VideoReader, VideoSource
 
 #: Video backends: PyAV (default) and torchcodec (when installed).
@@ -77,15 +78,8 @@ def bind_frame_cache(frame_cache: Any, meta: DatasetMeta, tolerance_s: float) ->
     return bound
 
 
-class _Reader(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def height(self) -> int: ...
-    @property
-    def width(self) -> int: ...
-    @property
-    def codec(self) -> str: ...
+class _Reader(VideoFacts, Protocol):
+    """An open video the readers take frames from (PyAV's VideoReader or torchcodec's)."""
 
     def frames_at(
         self,
@@ -274,8 +268,6 @@ class VideoFrames:
                     source, name, thread_type="NONE", keep_recent=self.keep_recent, close_file=close_file, depth=depth
                 )
             if key in self.features:
-                from robostore.video.conformance import check_conformance
-
                 # A file of another size would give frames of the wrong shape, silently.
                 check_conformance(reader, key, self.features[key])
             return reader
