@@ -221,7 +221,7 @@ class LeRobotDatasetMetadata:
         return f"LeRobotDatasetMetadata({self.repo_id!r}, root={self.root!r}, episodes={self.total_episodes}, frames={self.total_frames})"
 
 
-class LeRobotDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class LeRobotDataset(torch.utils.data.Dataset[dict[str, Any]]):
     """lerobot's ``LeRobotDataset`` (read side), backed by a :class:`robostore.Dataset`.
 
     Same constructor as lerobot's (write-side arguments are refused), the samples of

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -127,8 +128,8 @@ class ParquetSeries(_Series):
     episode, else (episodes files) one row group per file.
     """
 
-    def __init__(self, *args: object, group_per_append: bool, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, group_per_append: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.group_per_append = group_per_append
         self.parts: list[pa.Table] = []
         self._fixed: int | None = None
@@ -206,8 +207,8 @@ class _Mp4:
 class VideoSeries(_Series):
     """One camera's mp4 files; episodes are appended by stream copy when published."""
 
-    def __init__(self, *args: object, name: str, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, name: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.name = name
         self._mp4 = _Mp4(self.local, f"{name} ({self.path})")
         self._fixed: int | None = None

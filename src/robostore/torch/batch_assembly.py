@@ -217,7 +217,7 @@ class SampleRows(Sequence["BatchRow"]):
     def __len__(self) -> int:
         return self._buffer.rows
 
-    def __getitem__(self, i: int) -> BatchRow:  # type: ignore[override]
+    def __getitem__(self, i: int) -> BatchRow:  # type: ignore[override]  # rows by integer only: collate never slices
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} of a batch of {len(self)}")
         return BatchRow(self, i % len(self))
