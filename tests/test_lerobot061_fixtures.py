@@ -20,7 +20,7 @@ from robostore import Dataset, DatasetMeta, StreamingDataset
 from robostore.errors import SchemaError
 from robostore.schema import DatasetInfo
 from robostore.video.depth import DepthCodec
-from test_dataset import FRAME_ATOL, open_dataset  # noqa: F401  (a fixture)
+from test_dataset import assert_item, open_dataset  # noqa: F401  (a fixture)
 
 DEPTH = "observation.images.depth"
 FIXTURES_061 = ("depth_061", "depth_linear_m_061", "language_061")
@@ -29,25 +29,9 @@ FIXTURES_061 = ("depth_061", "depth_linear_m_061", "language_061")
 def assert_matches(got: dict, meta: dict, npz: np.lib.npyio.NpzFile, idx: int) -> None:
     """Every key of ``got`` equals lerobot's value: depth and tabular exactly, RGB within 1/255,
     language rows as the same lists of dicts."""
-    keys = meta["item_keys"][str(idx)]
-    assert sorted(got) == sorted(keys), idx
+    rgb = [key for key in meta["camera_keys"] if key != DEPTH]
     json_values = meta.get("json_values", {}).get(str(idx), {})
-    for key in keys:
-        if key in json_values:
-            assert got[key] == json_values[key], (idx, key)
-            continue
-        want = npz[f"item/{idx}/{key}"]
-        if key == "task":
-            assert got[key] == str(want), (idx, key)
-            continue
-        value = got[key]
-        assert isinstance(value, torch.Tensor), (idx, key)
-        assert value.dtype == torch.from_numpy(want).dtype, (idx, key, value.dtype, want.dtype)
-        assert tuple(value.shape) == want.shape, (idx, key, value.shape, want.shape)
-        if key in meta["camera_keys"] and key != DEPTH and want.dtype == np.float32:
-            np.testing.assert_allclose(value.numpy(), want, atol=FRAME_ATOL, rtol=0, err_msg=f"{idx} {key}")
-        else:
-            np.testing.assert_array_equal(value.numpy(), want, err_msg=f"{idx} {key}")
+    assert_item(got, npz, meta["item_keys"][str(idx)], idx, rgb, json_values)
 
 
 @pytest.mark.parametrize("name", FIXTURES_061)
