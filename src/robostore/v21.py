@@ -21,7 +21,6 @@ the per-episode ones, as lerobot 0.3 does on load (v2.1 has no ``meta/stats.json
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ import pyarrow as pa
 from robostore.errors import CorruptDataset, NotFound, warn_dataset
 from robostore.schema import DatasetInfo, DatasetStats
 from robostore.schema.episodes import STATS_PREFIX, video_column
+from robostore.schema.info import load_json_object
 from robostore.stats import aggregate_stats
 from robostore.store import Store
 
@@ -61,12 +61,7 @@ def read_lines(store: Store, path: str, check: Callable[[dict[str, Any], str], N
         if not line.strip():
             continue
         where = f"{store.describe(path)} line {number}"
-        try:
-            row = json.loads(line)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise CorruptDataset(f"{where}: not valid JSON ({exc})") from exc
-        if not isinstance(row, dict):
-            raise CorruptDataset(f"{where}: expected a JSON object, got {type(row).__name__}")
+        row = load_json_object(line, where, f"a {path} line", error=CorruptDataset)
         check(row, where)
         yield row
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from robostore.errors import SchemaError
+from robostore.errors import RobostoreError, SchemaError
 from robostore.schema import language
 from robostore.schema.features import Feature
 from robostore.schema.templates import PathTemplate, check_key
@@ -162,15 +162,18 @@ def _numbers(chunk_index: int, file_index: int) -> dict[str, int]:
     }
 
 
-def load_json_object(data: bytes | str, where: str, what: str) -> dict[str, Any]:
-    """Parse ``data`` as a JSON object; anything else is a :class:`SchemaError` naming ``where``."""
+def load_json_object(
+    data: bytes | str, where: str, what: str, error: type[RobostoreError] = SchemaError
+) -> dict[str, Any]:
+    """Parse ``data`` as a JSON object; anything else is an ``error`` (a
+    :class:`SchemaError` unless told) naming ``where``."""
     try:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: arrays or objects nested thousands deep
-        raise SchemaError(f"{where}: not valid JSON ({exc}); the file is damaged or not {what}") from exc
+        raise error(f"{where}: not valid JSON ({exc}); the file is damaged or not {what}") from exc
     if not isinstance(raw, dict):
-        raise SchemaError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+        raise error(f"{where}: expected a JSON object, got {type(raw).__name__}")
     return raw
 
 
